@@ -1,0 +1,364 @@
+"""``facematch-data``: get a dataset (download), align it into a cache (prepare), check it (verify).
+
+    facematch-data download lfw --dest DIR [--base-url URL] [--archive lfw.tgz] [--sha256 HEX]
+    facematch-data prepare SRC OUT --template arcface_112x112 [--pairs FILE] [--workers N]
+    facematch-data verify ROOT --pairs FILE [--report FILE]
+
+``download`` fetches with urllib into ``<file>.part`` and resumes an interrupted transfer with an HTTP
+``Range`` request (starting over when the server ignores it); the finished file is renamed into place
+only after its sha256 is checked: the pairs files against their published sums, the archive against
+``--sha256`` when given (its computed sum is always printed). Archives are extracted only when every
+member stays inside DEST: absolute names, ``..``, links pointing outside DEST and device files are
+refused, and extraction also uses tarfile's ``data`` filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+
+from facematch.errors import DataNotFoundError, FacematchError, cli_errors
+from facematch.utils.io import atomic_write_text, sha256_file
+
+LFW_BASE_URL = "http://vis-www.cs.umass.edu/lfw/"
+LFW_ARCHIVES = ("lfw-deepfunneled.tgz", "lfw.tgz")
+#: Published sha256 of the LFW protocol files (see the data README).
+LFW_PAIRS_SHA256 = {
+    "pairs.txt": "ea42330c62c92989f9d7c03237ed5d591365e89b3e649747777b70e692dc1592",
+    "pairsDevTrain.txt": "1d454dada7dfeca0e7eab6f65dc4e97a6312d44cf142207be28d688be92aabfa",
+    "pairsDevTest.txt": "7cb06600ea8b2814ac26e946201cdb304296262aad67d046a16a7ec85d0ff87c",
+}
+CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------------
+# download
+
+
+def fetch(url: str, dest: Path, sha256: str | None = None, timeout: float = 60.0, progress: bool = True) -> str:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``), check ``sha256``, rename; returns the sum."""
+    if dest.is_file():
+        got = sha256_file(dest)
+        if sha256 is None or got == sha256:
+            print(f"{dest.name}: already present (sha256 {got})", file=sys.stderr)
+            return got
+        raise FacematchError(
+            f"{dest} exists but its sha256 is {got}, not {sha256}; delete it and run download again"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": "facematch-data"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:  # nothing left to send: the .part file is already complete
+            resp = None
+        else:
+            raise FacematchError(f"download of {url} failed: HTTP {err.code} {err.reason}; check --base-url") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise FacematchError(
+            f"cannot reach {url} ({reason}); check the network or pass --base-url to a mirror"
+        ) from None
+    if resp is not None:
+        with resp:
+            resumed = bool(start) and resp.status == 206
+            if start and not resumed:
+                print(f"{dest.name}: server ignored the resume request; starting over", file=sys.stderr)
+                start = 0
+            length = resp.headers.get("Content-Length")
+            total = start + int(length) if length and length.isdigit() else None
+            bar = _bar(total, start, dest.name) if progress else None
+            try:
+                with open(part, "ab" if resumed else "wb") as fh:
+                    while block := resp.read(CHUNK):
+                        fh.write(block)
+                        if bar is not None:
+                            bar.update(len(block))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except (OSError, urllib.error.URLError) as err:
+                raise FacematchError(
+                    f"download of {url} was interrupted ({err}); run the same command again to resume"
+                ) from None
+            finally:
+                if bar is not None:
+                    bar.close()
+        if total is not None and part.stat().st_size != total:
+            raise FacematchError(
+                f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
+                "run the same command again to resume"
+            )
+    got = sha256_file(part)
+    if sha256 is not None and got != sha256:
+        part.unlink()
+        raise FacematchError(
+            f"sha256 of {url} is {got}, expected {sha256}; the download was removed, "
+            "run again (or check --sha256 / --base-url)"
+        )
+    os.replace(part, dest)
+    print(f"{dest.name}: sha256 {got}", file=sys.stderr)
+    return got
+
+
+def _bar(total, initial, name):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, file=sys.stderr)
+
+
+def _unsafe_reason(member: tarfile.TarInfo, dest: Path) -> str | None:
+    """Why ``member`` would land outside ``dest`` (resolved), or ``None`` if it is safe."""
+    name = member.name
+    p = PurePosixPath(name)
+    if name.startswith(("/", "\\")) or p.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    if ".." in p.parts:
+        return "'..' in its path"
+    target = (dest / p).resolve()
+    if target != dest and dest not in target.parents:
+        return "resolves outside the destination"
+    if member.issym() or member.islnk():
+        link = PurePosixPath(member.linkname)
+        if link.is_absolute() or member.linkname.startswith(("/", "\\")):
+            return f"link to absolute path '{member.linkname}'"
+        base = dest / p.parent if member.issym() else dest
+        resolved = (base / link).resolve()
+        if resolved != dest and dest not in resolved.parents:
+            return f"link to '{member.linkname}' outside the destination"
+    if member.isdev() or member.isfifo():
+        return "device or fifo"
+    return None
+
+
+def safe_extract(archive: Path, dest: Path) -> list[str]:
+    """Extract ``archive`` into ``dest`` if every member is safe; returns the top-level names extracted.
+
+    Members are checked before anything is written; extraction goes to a hidden folder in ``dest`` and
+    each top-level entry is then renamed into place, so an interrupted extraction leaves nothing
+    half-done under a real name. A marker file records a finished extraction so re-runs skip it.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    dest_r = dest.resolve()
+    marker = dest / f".{archive.name}.extracted"
+    digest = sha256_file(archive)
+    if marker.is_file() and marker.read_text().split("\n")[0] == digest:
+        print(f"{archive.name}: already extracted", file=sys.stderr)
+        return marker.read_text().split("\n")[1:-1]
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError) as err:
+        raise FacematchError(f"{archive} is not a readable tar archive ({err}); delete it and download again") from None
+    with tar:
+        members = tar.getmembers()
+        for m in members:
+            why = _unsafe_reason(m, dest_r)
+            if why:
+                raise FacematchError(
+                    f"archive {archive} has an unsafe member '{m.name}' ({why}); refusing to extract it"
+                )
+        tops = sorted({PurePosixPath(m.name).parts[0] for m in members if PurePosixPath(m.name).parts})
+        clash = [t for t in tops if (dest / t).exists()]
+        if clash:
+            raise FacematchError(
+                f"{dest / clash[0]} already exists and was not extracted from {archive.name}; "
+                "delete it or choose another --dest"
+            )
+        tmp = dest / f".{archive.name}.extracting"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        try:
+            tar.extractall(tmp, members=members, **kwargs)
+        except (tarfile.TarError, OSError) as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FacematchError(f"extracting {archive} failed ({err}); delete it and download again") from None
+    for t in tops:
+        os.replace(tmp / t, dest / t)
+    shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_text(marker, digest + "\n" + "".join(t + "\n" for t in tops))
+    return tops
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    dest = Path(args.dest).expanduser()
+    base = args.base_url if args.base_url.endswith("/") else args.base_url + "/"
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+    archive = dest / args.archive
+    sums = {args.archive: fetch(base + args.archive, archive, args.sha256, args.timeout, progress)}
+    for name, expected in LFW_PAIRS_SHA256.items():
+        sums[name] = fetch(base + name, dest / name, expected, args.timeout, progress)
+    tops = [] if args.no_extract else safe_extract(archive, dest)
+    print(f"downloaded LFW into {dest} in {time.perf_counter() - t0:.1f} s")
+    for name, digest in sums.items():
+        print(f"  {name}  sha256 {digest}")
+    for t in tops:
+        print(f"  images: {dest / t}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# prepare
+
+
+def pair_images(pairs_file: str | os.PathLike) -> list[str]:
+    """Every distinct image a pairs file (LFW pairs.txt / View 1, or a ``pathA pathB label`` list) uses."""
+    from facematch.data.protocols import read_pairs
+
+    return sorted({p for pair in read_pairs(pairs_file) for p in (pair.a, pair.b)})
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from facematch.faces.cache import prepare
+
+    rels = pair_images(args.pairs) if args.pairs else None
+    kwargs = dict(select=args.select, min_face_size=args.min_face_size, thresholds=tuple(args.thresholds))
+    if args.margin is not None:
+        kwargs["margin"] = args.margin
+    m = prepare(
+        args.src, args.out, args.template, rels, workers=args.workers, progress=not args.no_progress,
+        force=args.force, **kwargs,
+    )
+    c = m["counts"]
+    rate = f", {m['images_per_s']} img/s" if m.get("images_per_s") else ""
+    print(
+        f"{c['cached']} of {c['requested']} images aligned to {m['template']} in {args.out} "
+        f"({c['made_this_run']} now, {c['already_done']} already done; {c['fallback']} centre-crop fallbacks, "
+        f"{c['multiple_faces']} with several faces, {c['failed']} failed) in {m['elapsed_s']} s "
+        f"with {m['workers']} worker(s){rate}"
+    )
+    if c["failed"]:
+        print(f"failures by reason {c['failed_by_reason']}: see {Path(args.out) / m['failures_file']}")
+    print(f"manifest: {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# verify
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from facematch.data.images import load_image
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise DataNotFoundError(f"dataset folder not found: {root} (pass the folder holding <identity>/<file>)")
+    rels = pair_images(args.pairs)
+    missing, unreadable = [], []
+    it = rels
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        it = tqdm(rels, unit="img", desc="verify", file=sys.stderr)
+    for rel in it:
+        path = root / rel
+        if not path.is_file():
+            missing.append(rel)
+            continue
+        try:
+            load_image(path)
+        except FacematchError as err:
+            unreadable.append((rel, str(err)))
+    print(f"{len(rels)} images used by {args.pairs}: {len(rels) - len(missing) - len(unreadable)} ok, "
+          f"{len(missing)} missing, {len(unreadable)} unreadable (under {root})")
+    shown = args.show
+    for rel in missing[:shown]:
+        print(f"missing\t{rel}")
+    for rel, msg in unreadable[:shown]:
+        print(f"unreadable\t{rel}\t{msg}")
+    hidden = max(0, len(missing) - shown) + max(0, len(unreadable) - shown)
+    if hidden:
+        print(f"... and {hidden} more" + ("" if args.report else "; pass --report FILE for the full list"))
+    if args.report:
+        lines = [f"missing\t{r}\t\n" for r in missing] + [f"unreadable\t{r}\t{m}\n" for r, m in unreadable]
+        atomic_write_text(args.report, "problem\tpath\tmessage\n" + "".join(lines))
+        print(f"report: {args.report}")
+    return 1 if missing or unreadable else 0
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from facematch.faces.detect import SELECTION_RULES
+    from facematch.faces.templates import TEMPLATES
+
+    p = argparse.ArgumentParser(
+        prog="facematch-data",
+        description="Download, align (prepare) and verify face datasets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  facematch-data download lfw --dest data/lfw\n"
+        "  facematch-data prepare data/lfw/lfw-deepfunneled data/lfw-aligned --template arcface_112x112 "
+        "--pairs data/lfw/pairs.txt\n"
+        "  facematch-data verify data/lfw/lfw-deepfunneled --pairs data/lfw/pairs.txt",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,verify}")
+
+    d = sub.add_parser("download", help="fetch LFW and its pairs files (resumable, sha256-checked)",
+                       description="Fetch the LFW archive and pairs files, check sha256, extract safely.")
+    d.add_argument("dataset", choices=["lfw"], help="dataset to fetch")
+    d.add_argument("--dest", required=True, help="folder to download and extract into")
+    d.add_argument("--base-url", default=LFW_BASE_URL, help=f"where the files live (default {LFW_BASE_URL})")
+    d.add_argument("--archive", default=LFW_ARCHIVES[0], choices=LFW_ARCHIVES,
+                   help="image archive: deep-funneled (default) or the original lfw.tgz")
+    d.add_argument("--sha256", default=None, help="expected sha256 of the archive (its sum is printed anyway)")
+    d.add_argument("--no-extract", action="store_true", help="download only")
+    d.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_download)
+
+    r = sub.add_parser("prepare", help="detect, align and cache every face of a dataset",
+                       description="Align SRC/<identity>/<file> into OUT/<identity>/<file>.png (resumable; "
+                       "writes OUT/manifest.json and OUT/failures.tsv).")
+    r.add_argument("src", help="dataset folder holding <identity>/<file>")
+    r.add_argument("out", help="cache folder to create or complete")
+    r.add_argument("--template", default="arcface_112x112", choices=sorted(TEMPLATES),
+                   help="alignment template (default arcface_112x112)")
+    r.add_argument("--pairs", default=None, help="only the images this pairs file uses (LFW pairs.txt or a list)")
+    r.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    r.add_argument("--select", default="largest", choices=SELECTION_RULES,
+                   help="which face when there are several: largest box (default) or nearest the centre")
+    r.add_argument("--min-face-size", type=int, default=20, help="smallest face searched, pixels (default 20)")
+    r.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
+                   help="MTCNN stage thresholds (default 0.6 0.7 0.7)")
+    r.add_argument("--margin", type=int, default=None, help="box templates only: margin in output pixels")
+    r.add_argument("--force", action="store_true", help="redo images already in the cache")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_prepare)
+
+    v = sub.add_parser("verify", help="report missing and unreadable images of a pairs file",
+                       description="Check every image a pairs file uses exists under ROOT and decodes; "
+                       "exit status 1 if any is missing or unreadable.")
+    v.add_argument("root", help="dataset folder the pairs file's paths are relative to")
+    v.add_argument("--pairs", required=True, help="LFW pairs.txt / View 1 file, or a 'pathA pathB label' list")
+    v.add_argument("--report", default=None, help="write every problem to this TSV file")
+    v.add_argument("--show", type=int, default=20, help="problems of each kind to print (default 20)")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=cmd_verify)
+    return p
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Locating the Hydra config tree and turning config nodes into objects (shared by train and eval)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from facematch.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def config_dir() -> str:
+    """The repository's ``conf/`` in a source checkout, else the copy shipped inside the package."""
+    here = Path(__file__).resolve()
+    repo_conf = here.parents[2] / "conf"
+    if (repo_conf / "train.yaml").is_file():
+        return str(repo_conf)
+    return str(here.parent / "conf")
+
+
+def has_target(node: Any) -> bool:
+    return isinstance(node, DictConfig) and "_target_" in node
+
+
+def instantiate_optional(node: Any):
+    """``instantiate(node)`` for a node with a ``_target_``; None for null / empty (e.g. scheduler=none)."""
+    return instantiate(node) if has_target(node) else None
+
+
+def instantiate_collection(node: DictConfig | None) -> list:
+    """Callbacks / loggers: every child with a ``_target_``."""
+    if not node:
+        return []
+    return [instantiate(child) for child in node.values() if has_target(child)]
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)

@@ -1,0 +1,72 @@
+"""User-facing errors: one project exception type, caught once at the CLI edge.
+
+Anything a user can cause (missing file, unreadable image, no face, malformed pairs file, bad config
+value) raises a :class:`FacematchError` whose message is a single line naming the input and the fix.
+Programming errors are left alone and keep their traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+class FacematchError(Exception):
+    """An error the user caused and can fix; ``str(err)`` is one line naming the input and the fix."""
+
+    exit_code = 2
+
+
+class DataNotFoundError(FacematchError):
+    exit_code = 2
+
+
+class MalformedFileError(FacematchError):
+    exit_code = 2
+
+
+class UnreadableImageError(FacematchError):
+    exit_code = 5
+
+
+class NoFaceError(FacematchError):
+    exit_code = 3
+
+
+class MultipleFacesError(FacematchError):
+    exit_code = 4
+
+
+class WeightsError(FacematchError):
+    exit_code = 6
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("FACEMATCH_DEBUG", "") not in ("", "0", "false")
+
+
+def report_and_exit(err: FacematchError) -> None:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(err.exit_code)
+
+
+def cli_errors(fn: F) -> F:
+    """Decorator for console entry points: a FacematchError becomes one line on stderr and its exit code.
+
+    Set FACEMATCH_DEBUG=1 to get the full traceback instead.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FacematchError as err:
+            if debug_enabled():
+                raise
+            report_and_exit(err)
+
+    return wrapper  # type: ignore[return-value]

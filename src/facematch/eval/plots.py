@@ -1,0 +1,162 @@
+"""Evaluation plots. Each function draws one figure, writes it as a PNG atomically and returns it.
+
+Figures are built as bare :class:`matplotlib.figure.Figure` objects on an Agg canvas, never through
+``pyplot``: no global backend switch, no figure registry to leak, safe in headless workers. The
+returned Figure can also go to TensorBoard (``SummaryWriter.add_figure``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from facematch.eval import protocol
+from facematch.utils.io import atomic_write
+
+
+def _new_figure(size=(6.0, 4.5)) -> tuple[Figure, object]:
+    fig = Figure(figsize=size, dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Figure:
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
+    return fig
+
+
+def roc_plot(
+    scores, same, path: str | os.PathLike, fars: Sequence[float] = (1e-3, 1e-2), title: str = "ROC"
+) -> Figure:
+    """ROC with a log-scaled FAR axis, AUC and EER in the legend, and the VAL@FAR points marked.
+
+    FAR = 0 cannot sit on a log axis: the curve is drawn from half of the smallest non-zero FAR
+    (``0.5 / n_different``)."""
+    roc = protocol.roc_curve(scores, same)
+    s, y = np.asarray(scores, np.float64).ravel(), np.asarray(same).ravel().astype(bool)
+    floor = 0.5 / max(int((~y).sum()), 1)
+    auc = protocol.roc_auc(s, y)
+    eer, _ = protocol.equal_error_rate(s, y)
+    fig, ax = _new_figure()
+    ax.plot(np.maximum(roc["fpr"], floor), roc["tpr"], lw=1.5, label=f"AUC {auc:.4f}, EER {eer:.4f}")
+    for far in fars:
+        v = protocol.val_at_far(s, y, far)
+        ax.plot([max(v["far"], floor)], [v["val"]], "o", ms=6, label=f"VAL@FAR≤{far:g}: {v['val']:.4f}")
+        ax.axvline(far, color="grey", lw=0.6, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 1.0)
+    ax.set_ylim(0.0, 1.005)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR / VAL)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def f1_plot(
+    scores,
+    same,
+    path: str | os.PathLike,
+    threshold: float = 0.6,
+    thresholds=None,
+    title: str = "F1 vs threshold",
+) -> Figure:
+    """F1 of ``score >= t`` against ``t``, with the fixed ``threshold`` and the best-F1 threshold
+    marked."""
+    t, f1s = protocol.f1_curve(scores, same, thresholds)
+    best_t, best_f1 = protocol.best_f1_threshold(scores, same)
+    fixed = protocol.metrics_at_threshold(scores, same, threshold)
+    fig, ax = _new_figure()
+    ax.plot(t, f1s, lw=1.5, color="C0", label="F1")
+    ax.axvline(threshold, color="C1", ls="--", label=f"fixed {threshold:g}: F1 {fixed['f1']:.4f}")
+    ax.axvline(best_t, color="C2", ls=":", label=f"best {best_t:.3f}: F1 {best_f1:.4f}")
+    ax.plot([best_t], [best_f1], "o", color="C2")
+    ax.set_xlabel("similarity threshold")
+    ax.set_ylabel("F1")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def score_histogram(
+    scores,
+    same,
+    path: str | os.PathLike,
+    threshold: float | None = 0.6,
+    bins: int = 50,
+    title: str = "similarity of same vs different pairs",
+) -> Figure:
+    """Overlaid density histograms of same-pair and different-pair scores (shared bins), with a
+    vertical line at ``threshold`` (omitted when ``None``)."""
+    s = np.asarray(scores, np.float64).ravel()
+    y = np.asarray(same).ravel().astype(bool)
+    edges = np.histogram_bin_edges(s, bins=bins)
+    fig, ax = _new_figure()
+    ax.hist(s[y], bins=edges, density=True, alpha=0.55, color="C2", label=f"same ({int(y.sum())})")
+    ax.hist(s[~y], bins=edges, density=True, alpha=0.55, color="C3", label=f"different ({int((~y).sum())})")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("similarity")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def most_frequent_identities(labels, n_identities: int) -> np.ndarray:
+    """The ``n_identities`` labels with the most images (ties: label sort order)."""
+    classes, counts = np.unique(np.asarray(labels).ravel(), return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    return classes[order[: max(int(n_identities), 0)]]
+
+
+def tsne_plot(
+    emb,
+    labels,
+    n_identities: int,
+    path: str | os.PathLike,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    title: str | None = None,
+    method: str | None = None,
+) -> Figure:
+    """2-D t-SNE (:class:`sklearn.manifold.TSNE`, cosine metric, PCA init, ``random_state=seed``) of
+    the embeddings of the ``n_identities`` most frequent identities, one colour per identity.
+
+    ``perplexity`` is clipped to ``n_samples - 1`` (TSNE requires it to be below the sample count).
+    ``method`` defaults to ``"exact"`` up to 500 points (faster there, and exact) and
+    ``"barnes_hut"`` above."""
+    from sklearn.manifold import TSNE
+
+    e = np.asarray(emb, np.float64)
+    y = np.asarray(labels).ravel()
+    keep_ids = most_frequent_identities(y, n_identities)
+    mask = np.isin(y, keep_ids)
+    x, yk = e[mask], y[mask]
+    n = x.shape[0]
+    if n < 3:
+        raise ValueError(f"t-SNE needs at least 3 embeddings, got {n} for {len(keep_ids)} identities")
+    perp = float(min(perplexity, n - 1))
+    method = method or ("exact" if n <= 500 else "barnes_hut")
+    xy = TSNE(
+        n_components=2, perplexity=perp, metric="cosine", init="pca", random_state=seed, method=method
+    ).fit_transform(x)
+    fig, ax = _new_figure(size=(7.0, 6.0))
+    markers = "o^sDvP*X"
+    for i, ident in enumerate(keep_ids):
+        m = yk == ident
+        ax.scatter(xy[m, 0], xy[m, 1], s=14, color=f"C{i % 10}", marker=markers[(i // 10) % len(markers)],
+                   label=str(ident))
+    if len(keep_ids) <= 20:
+        ax.legend(fontsize=6, markerscale=0.8, loc="best")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"t-SNE of {n} embeddings, {len(keep_ids)} identities (perplexity {perp:g})")
+    return _save(fig, path)

@@ -1,0 +1,466 @@
+"""The aligned-crop cache: one aligned face per source image, on disk, resumable and atomic.
+
+Cache format (``OUT`` is the cache root):
+
+- ``OUT/<identity>/<file>.png`` for source ``SRC/<identity>/<file>`` (the full source name is kept, so
+  ``a.jpg`` and ``a.png`` never collide): the crop, lossless PNG. PNG rather than JPEG because a crop
+  read back from the cache is then bit-identical to one aligned on the fly (no second lossy step on top
+  of the source JPEG, and results do not depend on whether the cache was warm); the cost is ~3x the disk
+  of a quality-95 JPEG (about 25 KB per 112x112 crop). Each PNG carries its own record in a ``facematch``
+  text chunk (status ``ok``/``fallback``, number of faces, detection probability, box, landmarks, source
+  mode), so the cache needs no separate index that could disagree with the files.
+- Every file is written to a temporary name in the same folder and renamed into place
+  (:func:`facematch.utils.io.atomic_write`): a killed run never leaves a partial crop under a real name,
+  and the next run removes stale temporaries.
+- ``OUT/manifest.json``: template, detector settings, library versions, source root, and counts of the
+  last :func:`prepare` run's images (aligned, centre-crop fallbacks, images with several faces, images
+  converted from another colour mode, failures by reason, made now vs. found already done), elapsed time
+  and images per second. Written (``complete: false``) when a cache is first used and rewritten at the end
+  of each ``prepare``. A cache refuses to be reused with a different template or detector settings.
+- ``OUT/failures.tsv``: ``path<TAB>reason<TAB>message`` for every source that could not be read; reasons
+  are ``missing``, ``empty``, ``not_image``, ``oversized``, ``corrupt`` (and ``error`` for anything else).
+  Failed images get no crop and are retried by the next run.
+
+Resuming: an image is finished when its PNG exists; ``prepare`` skips finished images (``force=True``
+redoes them). :class:`AlignedCache` ``.get(rel)`` reads a crop, aligning and storing it first when missing.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from facematch.data.images import MAX_PIXELS, load_image
+from facematch.errors import DataNotFoundError, FacematchError, UnreadableImageError
+from facematch.faces.align import AlignResult, FaceAligner, source_mode
+from facematch.utils.io import atomic_write, atomic_write_text
+
+CACHE_FORMAT = "facematch-aligned-crops/1"
+MANIFEST = "manifest.json"
+FAILURES = "failures.tsv"
+CROP_SUFFIX = ".png"
+RECORD_KEY = "facematch"
+#: Files ``prepare`` picks up when it scans a folder (case-insensitive suffixes).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+#: Temporary files older than this (seconds) are left over from a killed run and removed.
+STALE_TMP_S = 60.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# paths and records
+
+
+def check_rel(rel: str) -> str:
+    """A source path relative to the dataset root, refused if it could escape the cache folder."""
+    p = PurePosixPath(str(rel).replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise FacematchError(f"image path '{rel}' must be relative to the dataset root, without '..'")
+    return p.as_posix()
+
+
+def crop_path(out_root: str | os.PathLike, rel: str) -> Path:
+    """Where the crop of source ``rel`` lives: ``OUT/<rel>.png``."""
+    return Path(out_root) / (check_rel(rel) + CROP_SUFFIX)
+
+
+def write_crop(path: str | os.PathLike, result: AlignResult) -> Path:
+    """Atomically write ``result`` as a PNG carrying its record in a ``facematch`` text chunk."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(RECORD_KEY, json.dumps(result.record(), separators=(",", ":")))
+    img = Image.fromarray(np.ascontiguousarray(result.image, dtype=np.uint8), mode="RGB")
+    return atomic_write(path, lambda fh: img.save(fh, format="PNG", pnginfo=info, compress_level=6))
+
+
+def read_crop(path: str | os.PathLike) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def read_record(path: str | os.PathLike) -> dict | None:
+    """The record stored in a crop's PNG, or ``None`` if the file is unreadable or carries none."""
+    try:
+        with Image.open(path) as im:
+            text = im.info.get(RECORD_KEY)
+        return json.loads(text) if text else None
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def classify_failure(path: str | os.PathLike, err: Exception) -> str:
+    """Reason code for a source that could not be read (see the module docstring)."""
+    p = Path(path)
+    if isinstance(err, DataNotFoundError) or not p.exists():
+        return "missing"
+    if not isinstance(err, UnreadableImageError):
+        return "error"
+    if p.is_file() and p.stat().st_size == 0:
+        return "empty"
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+    except UnidentifiedImageError:
+        return "not_image"
+    except Exception:
+        return "corrupt"
+    return "oversized" if w * h > MAX_PIXELS else "corrupt"
+
+
+def list_images(src_root: str | os.PathLike) -> list[str]:
+    """Every image file under ``src_root`` (by suffix, hidden files skipped), relative, sorted."""
+    root = Path(src_root)
+    if not root.is_dir():
+        raise DataNotFoundError(f"dataset folder not found: {root} (pass the folder holding <identity>/<file>)")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in filenames:
+            if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES):
+                out.append(Path(dirpath, f).relative_to(root).as_posix())
+    return sorted(out)
+
+
+def remove_stale_tmp(out_root: str | os.PathLike, older_than_s: float = STALE_TMP_S) -> int:
+    """Delete temporaries (``.<name>.*.tmp``) a killed run left behind; returns how many."""
+    n, now = 0, time.time()
+    for dirpath, _, filenames in os.walk(out_root):
+        for f in filenames:
+            if f.startswith(".") and f.endswith(".tmp"):
+                p = Path(dirpath, f)
+                try:
+                    if now - p.stat().st_mtime > older_than_s:
+                        p.unlink()
+                        n += 1
+                except FileNotFoundError:
+                    pass
+    return n
+
+
+def versions() -> dict:
+    import torch
+
+    import facematch
+
+    def ver(mod: str) -> str | None:
+        try:
+            from importlib.metadata import version
+
+            return version(mod)
+        except Exception:
+            return None
+
+    return {
+        "facematch": facematch.__version__,
+        "facenet-pytorch": ver("facenet-pytorch"),
+        "torch": torch.__version__,
+        "pillow": Image.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def read_manifest(out_root: str | os.PathLike) -> dict | None:
+    p = Path(out_root) / MANIFEST
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise FacematchError(f"{p} is not a valid cache manifest; delete it (crops are kept) and re-run") from None
+
+
+def _differences(made: dict, asked: dict, prefix: str = "") -> list[str]:
+    """``key=made (not asked)`` for every setting that differs, nested dicts flattened."""
+    out = []
+    for k in asked:
+        a, m = asked[k], made.get(k)
+        if isinstance(a, dict) and isinstance(m, dict):
+            out += _differences(m, a, f"{prefix}{k}.")
+        elif a != m:
+            out.append(f"{prefix}{k}={m} (not {a})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# the cache
+
+
+class AlignedCache:
+    """Aligned crops of ``src_root``'s images under ``root``, made on first use.
+
+    ``AlignedCache(root, "arcface_112x112", src_root, select="largest")``; keyword arguments are those of
+    :class:`~facematch.faces.align.FaceAligner`. ``get(rel)`` returns the ``HxWx3`` uint8 crop of
+    ``src_root/rel``; a missing crop is aligned, written atomically and returned (an unreadable source
+    raises :class:`~facematch.errors.UnreadableImageError`). Picklable: DataLoader workers each build
+    their own detector on first miss.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        template: str,
+        src_root: str | os.PathLike | None = None,
+        **aligner_kwargs,
+    ):
+        self.root = Path(root)
+        self.src_root = Path(src_root) if src_root is not None else None
+        self.aligner_kwargs = dict(aligner_kwargs)
+        self._aligner: FaceAligner | None = None
+        probe = FaceAligner(template, **self.aligner_kwargs)  # validates names; builds no model
+        self.template = probe.template.name
+        self.settings = probe.settings
+        self._checked = False
+
+    # -- consistency --------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Refuse a cache made with another template or detector settings; stamp a new one."""
+        if self._checked:
+            return
+        manifest = read_manifest(self.root)
+        if manifest is not None:
+            if manifest.get("format") != CACHE_FORMAT:
+                raise FacematchError(
+                    f"{self.root} is not a {CACHE_FORMAT} cache (its manifest says format "
+                    f"{manifest.get('format')!r}); use another cache folder or delete this one"
+                )
+            diff = _differences({k: manifest.get(k) for k in self.settings}, self.settings)
+            if diff:
+                raise FacematchError(
+                    f"aligned cache {self.root} was made with {', '.join(diff)}; "
+                    "use those settings, another cache folder, or delete this one"
+                )
+        else:
+            self.write_manifest({"complete": False})
+        self._checked = True
+
+    def manifest_base(self) -> dict:
+        return {
+            "format": CACHE_FORMAT,
+            **self.settings,
+            "crop_format": "png",
+            "crop_name": "<identity>/<file>.png",
+            "src_root": str(self.src_root.resolve()) if self.src_root else None,
+            "versions": versions(),
+        }
+
+    def write_manifest(self, extra: dict) -> None:
+        data = {**self.manifest_base(), **extra}
+        atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=2) + "\n")
+
+    # -- crops --------------------------------------------------------------------------------------
+    @property
+    def aligner(self) -> FaceAligner:
+        if self._aligner is None:
+            self._aligner = FaceAligner(self.template, **self.aligner_kwargs)
+        return self._aligner
+
+    def path(self, rel: str) -> Path:
+        return crop_path(self.root, rel)
+
+    def has(self, rel: str) -> bool:
+        return self.path(rel).is_file()
+
+    def record(self, rel: str) -> dict | None:
+        return read_record(self.path(rel))
+
+    def get(self, rel: str) -> np.ndarray:
+        """The crop of ``rel`` (``HxWx3`` uint8), aligned and stored first if it is not cached yet."""
+        p = self.path(rel)
+        if p.is_file():
+            try:
+                return read_crop(p)
+            except (OSError, ValueError, SyntaxError):
+                pass  # damaged on disk (not by us: writes are atomic); make it again
+        return self.make(rel).image
+
+    def make(self, rel: str) -> AlignResult:
+        """Align ``src_root/rel`` now and store it (overwriting any cached crop)."""
+        if self.src_root is None:
+            raise FacematchError(f"{rel} is not in the aligned cache {self.root} and no source root was given")
+        self.check()
+        result = self.aligner.align_path(self.src_root / check_rel(rel))
+        write_crop(self.path(rel), result)
+        return result
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_aligner"] = None
+        return state
+
+
+# ---------------------------------------------------------------------------------------------------
+# prepare: a whole dataset, in parallel
+
+_worker: dict = {}
+
+
+def _init_worker(template: str, src_root: str, out_root: str, aligner_kwargs: dict, threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    _worker["aligner"] = FaceAligner(template, **aligner_kwargs)
+    _worker["src"], _worker["out"] = Path(src_root), Path(out_root)
+
+
+def _fail(rel: str, path: Path, err: Exception) -> dict:
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return {"rel": rel, "status": "failed", "reason": classify_failure(path, err), "message": msg}
+
+
+def _process_chunk(rels: list[str]) -> list[dict]:
+    """Align and store a chunk of images; never raises for a bad image (it becomes a failure record)."""
+    aligner: FaceAligner = _worker["aligner"]
+    src, out = _worker["src"], _worker["out"]
+    records: list[dict] = []
+    loaded: list[tuple[str, Image.Image, str | None]] = []
+    for rel in rels:
+        path = src / rel
+        try:
+            loaded.append((rel, load_image(path), source_mode(path)))
+        except Exception as err:  # bad inputs are recorded, and the run goes on
+            records.append(_fail(rel, path, err))
+    try:
+        results = aligner.align_batch([img for _, img, _ in loaded])
+    except Exception:  # one odd image must not sink the batch: retry one by one
+        results = []
+        for rel, img, _ in loaded:
+            try:
+                results.append(aligner.align(img))
+            except Exception as err:
+                results.append(err)
+    for (rel, _, mode), res in zip(loaded, results):
+        if isinstance(res, Exception):
+            records.append(_fail(rel, src / rel, res))
+            continue
+        res.source_mode = mode
+        try:
+            write_crop(crop_path(out, rel), res)
+        except OSError as err:
+            records.append({"rel": rel, "status": "failed", "reason": "write", "message": str(err)})
+            continue
+        records.append({"rel": rel, **res.record(), "made": True})
+    return records
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def prepare(
+    src_root: str | os.PathLike,
+    out_root: str | os.PathLike,
+    template: str,
+    rel_paths: Iterable[str] | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    force: bool = False,
+    chunk_size: int = 8,
+    **aligner_kwargs,
+) -> dict:
+    """Align every image of ``src_root`` (or only ``rel_paths``) into the cache ``out_root``.
+
+    Runs on ``workers`` processes (default: all cores), each with its own detector and one torch
+    thread; ``workers=1`` runs in this process. Finished crops are skipped unless ``force``. Returns the
+    manifest written to ``out_root/manifest.json`` (see the module docstring); failures go to
+    ``out_root/failures.tsv``.
+    """
+    t0 = time.perf_counter()
+    src_root, out_root = Path(src_root), Path(out_root)
+    if not src_root.is_dir():
+        raise DataNotFoundError(f"dataset folder not found: {src_root} (pass the folder holding <identity>/<file>)")
+    cache = AlignedCache(out_root, template, src_root, **aligner_kwargs)
+    rels = list_images(src_root) if rel_paths is None else sorted({check_rel(r) for r in rel_paths})
+    out_root.mkdir(parents=True, exist_ok=True)
+    cache.check()
+    remove_stale_tmp(out_root)
+
+    todo, records = [], []
+    for rel in rels:
+        if not force and cache.has(rel):
+            rec = cache.record(rel)
+            if rec is not None:
+                records.append({"rel": rel, **rec, "made": False})
+                continue
+        todo.append(rel)
+
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    workers = min(workers, max(1, -(-len(todo) // chunk_size)))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(rels), initial=len(records), unit="img", desc=f"align {template}", file=sys.stderr)
+    init_args = (cache.template, str(src_root), str(out_root), cache.aligner_kwargs)
+    pool = None
+    try:
+        if workers == 1:
+            _init_worker(*init_args, threads=None)
+            results: Iterable[list[dict]] = map(_process_chunk, _chunks(todo, chunk_size))
+        else:
+            # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
+            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(*init_args, 1))
+            results = pool.imap_unordered(_process_chunk, _chunks(todo, chunk_size))
+        for batch in results:
+            records.extend(batch)
+            if bar is not None:
+                bar.update(len(batch))
+        if pool is not None:
+            pool.close()
+            pool.join()
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    manifest = summarize(records, n_requested=len(rels), elapsed_s=elapsed, workers=workers)
+    failures = sorted((r for r in records if r["status"] == "failed"), key=lambda r: r["rel"])
+    atomic_write_text(
+        out_root / FAILURES,
+        "path\treason\tmessage\n" + "".join(f"{r['rel']}\t{r['reason']}\t{r['message']}\n" for r in failures),
+    )
+    cache.write_manifest(manifest)
+    return {**cache.manifest_base(), **manifest}
+
+
+def summarize(records: list[dict], *, n_requested: int, elapsed_s: float, workers: int) -> dict:
+    """Manifest counts for one ``prepare`` run's records."""
+    status = Counter(r["status"] for r in records)
+    made = sum(1 for r in records if r.get("made"))
+    done = [r for r in records if r["status"] != "failed"]
+    modes = Counter(r.get("source_mode") for r in done if r.get("source_mode") not in (None, "RGB"))
+    return {
+        "complete": True,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "counts": {
+            "requested": n_requested,
+            "cached": len(done),
+            "aligned": status.get("ok", 0),
+            "fallback": status.get("fallback", 0),
+            "failed": status.get("failed", 0),
+            "multiple_faces": sum(1 for r in done if (r.get("n_faces") or 0) > 1),
+            "made_this_run": made,
+            "already_done": len(done) - made,
+            "converted_from_mode": dict(sorted(modes.items())),
+            "failed_by_reason": dict(sorted(Counter(r["reason"] for r in records if r["status"] == "failed").items())),
+        },
+        "fallbacks": sorted(r["rel"] for r in records if r["status"] == "fallback"),
+        "failures_file": FAILURES,
+        "workers": workers,
+        "elapsed_s": round(elapsed_s, 2),
+        "images_per_s": round(made / elapsed_s, 2) if elapsed_s > 0 and made else None,
+    }

@@ -1,0 +1,161 @@
+"""Face detection with facenet-pytorch's MTCNN (weights ship inside the package; CPU by default).
+
+:class:`FaceDetector` runs MTCNN on one image or a batch and returns, per image, every face found: boxes
+``(N, 4)`` as ``x1, y1, x2, y2`` pixels, five landmarks ``(N, 5, 2)`` as ``(x, y)`` in the order left eye,
+right eye, nose tip, left mouth corner, right mouth corner, and detection probabilities ``(N,)``.
+
+Face selection rule (:func:`select_face`), when an image holds several faces:
+
+- ``"largest"`` (default): the face with the largest box area; ties go to the higher probability.
+- ``"nearest_center"``: the face whose box centre is nearest the image centre (Euclidean distance);
+  ties go to the larger box. Useful for datasets whose subject is centred (LFW) but that show other,
+  larger faces near the border.
+
+Building MTCNN loads three small networks; :func:`get_detector` keeps one detector per process and
+per setting, so code that aligns many images never builds it twice.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from facematch.errors import FacematchError
+
+#: Valid names for the face selection rule.
+SELECTION_RULES = ("largest", "nearest_center")
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """MTCNN settings; every field is recorded in a cache manifest so a cache is reproducible."""
+
+    min_face_size: int = 20  # smallest face (pixels) the image pyramid searches for
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # P-, R-, O-net score thresholds
+    factor: float = 0.709  # scale step of the image pyramid
+    select: str = "largest"  # face selection rule, see the module docstring
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+        if self.select not in SELECTION_RULES:
+            raise FacematchError(
+                f"unknown face selection rule '{self.select}'; choose one of: {', '.join(SELECTION_RULES)}"
+            )
+        if len(self.thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in self.thresholds):
+            raise FacematchError(
+                f"MTCNN thresholds must be three numbers in [0, 1], got {list(self.thresholds)}"
+            )
+        if self.min_face_size < 12:
+            raise FacematchError(f"min_face_size must be at least 12 pixels, got {self.min_face_size}")
+        if not 0.0 < self.factor < 1.0:
+            raise FacematchError(f"pyramid factor must be in (0, 1), got {self.factor}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["thresholds"] = list(self.thresholds)
+        d["detector"] = "facenet-pytorch MTCNN"
+        return d
+
+
+@dataclass
+class Detection:
+    """Every face MTCNN found in one image (possibly none)."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+    probs: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    image_size: tuple[int, int] = (0, 0)  # (width, height) of the image searched
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+def select_face(det: Detection, rule: str = "largest") -> int | None:
+    """Index of the face that ``rule`` picks (see the module docstring), or ``None`` when there is none."""
+    if len(det) == 0:
+        return None
+    boxes = det.boxes.astype(np.float64)
+    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    if rule == "largest":
+        # lexsort: last key is primary. Largest area first, then highest probability.
+        order = np.lexsort((-det.probs.astype(np.float64), -area))
+    elif rule == "nearest_center":
+        w, h = det.image_size
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2.0
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2.0
+        dist = np.hypot(cx - w / 2.0, cy - h / 2.0)
+        order = np.lexsort((-area, dist))
+    else:
+        raise FacematchError(
+            f"unknown face selection rule '{rule}'; choose one of: {', '.join(SELECTION_RULES)}"
+        )
+    return int(order[0])
+
+
+def _as_pil(image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 array or a PIL image, got {arr.shape} {arr.dtype}")
+    return Image.fromarray(arr)
+
+
+class FaceDetector:
+    """MTCNN on CPU (or ``settings.device``), batched; one instance per process via :func:`get_detector`."""
+
+    def __init__(self, settings: DetectorSettings | None = None, **kwargs) -> None:
+        from facenet_pytorch import MTCNN  # heavy import, deferred
+
+        self.settings = settings if settings is not None else DetectorSettings(**kwargs)
+        s = self.settings
+        # keep_all / select_largest only affect MTCNN.forward's cropping, which is not used here:
+        # detect() returns every face and select_face applies our own documented rule.
+        self.mtcnn = MTCNN(
+            min_face_size=s.min_face_size,
+            thresholds=list(s.thresholds),
+            factor=s.factor,
+            select_largest=False,
+            keep_all=True,
+            device=s.device,
+        ).eval()
+
+    def detect(self, images: Sequence) -> list[Detection]:
+        """Detect faces in each image (PIL or HxWx3 uint8). Images of equal size run as one MTCNN batch."""
+        pils = [_as_pil(im) for im in images]
+        out: list[Detection | None] = [None] * len(pils)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(pils):
+            by_size.setdefault(im.size, []).append(i)
+        for size, idx in by_size.items():
+            if min(size) < self.settings.min_face_size:
+                # MTCNN's pyramid is empty below min_face_size (and would crash): nothing can be found.
+                for i in idx:
+                    out[i] = Detection(image_size=size)
+                continue
+            boxes, probs, points = self.mtcnn.detect([pils[i] for i in idx], landmarks=True)
+            for k, i in enumerate(idx):
+                if boxes[k] is None:
+                    out[i] = Detection(image_size=size)
+                else:
+                    out[i] = Detection(
+                        boxes=np.asarray(boxes[k], np.float32).reshape(-1, 4),
+                        landmarks=np.asarray(points[k], np.float32).reshape(-1, 5, 2),
+                        probs=np.asarray(probs[k], np.float32).reshape(-1),
+                        image_size=size,
+                    )
+        return out  # type: ignore[return-value]
+
+    def detect_one(self, image) -> Detection:
+        return self.detect([image])[0]
+
+
+@functools.lru_cache(maxsize=4)
+def get_detector(settings: DetectorSettings = DetectorSettings()) -> FaceDetector:
+    """The process-wide detector for ``settings`` (built on first call, then reused)."""
+    return FaceDetector(settings)

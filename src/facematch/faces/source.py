@@ -1,0 +1,99 @@
+"""FaceSource: an image path -> a uint8 crop in the template (and size) the backbone expects.
+
+Modes:
+- ``center``: raw photos whose face is roughly centred (LFW deep-funneled): keep the central
+  ``center_crop`` fraction of the shorter side, widened to the template's aspect, resized.
+- ``prealigned``: files already aligned to ``template`` (e.g. lfw-aligned-112 is arcface_112x112); an
+  exact crop converts between templates that differ only by a crop, otherwise the crop is resized.
+- ``align``: MTCNN detection + 5-point similarity alignment onto the backbone's template, through the
+  on-disk aligned cache (``facematch.faces.cache``), created on first use.
+
+``key`` names the preprocessing, so caches of crops or embeddings never mix two preprocessings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facematch.data.images import load_image
+from facematch.errors import FacematchError
+from facematch.faces.templates import crop_between, get_template
+
+MODES = ("center", "prealigned", "align")
+
+
+def center_crop(img: Image.Image, out_hw: tuple[int, int], fraction: float) -> np.ndarray:
+    """Central crop of ``fraction`` x the shorter side, at the aspect of ``out_hw``, resized to it."""
+    h_out, w_out = out_hw
+    w, h = img.size
+    ch = fraction * min(w, h)
+    cw = ch * w_out / h_out
+    cx, cy = w / 2.0, h / 2.0
+    box = (cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2)
+    return np.asarray(img.resize((w_out, h_out), Image.BILINEAR, box=box), dtype=np.uint8)
+
+
+class FaceSource:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        template: str,
+        mode: str = "center",
+        src_template: str | None = None,
+        center_crop: float = 0.5,
+        cache_dir: str | os.PathLike | None = None,
+        **align_kwargs,
+    ):
+        if mode not in MODES:
+            raise FacematchError(f"data.preprocess.mode={mode!r} is unknown; choose one of: {', '.join(MODES)}")
+        if mode == "prealigned" and not src_template:
+            raise FacematchError(
+                "data.preprocess.mode=prealigned needs data.preprocess.template=NAME "
+                "(the template the files are aligned to, e.g. arcface_112x112)"
+            )
+        self.root = Path(root)
+        self.template = get_template(template)
+        self.src_template = get_template(src_template) if src_template else None
+        self.mode = mode
+        self.center_fraction = float(center_crop)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.align_kwargs = align_kwargs
+        self._cache = None
+
+    @property
+    def key(self) -> str:
+        if self.mode == "center":
+            return f"center{self.center_fraction:g}-{self.template.name}"
+        if self.mode == "prealigned":
+            return f"prealigned-{self.src_template.name}-{self.template.name}"
+        return f"align-{self.template.name}"
+
+    def __call__(self, rel: str) -> np.ndarray:
+        if self.mode == "align":
+            return self._aligned(rel)
+        img = load_image(self.root / rel)
+        if self.mode == "center":
+            return center_crop(img, self.template.size, self.center_fraction)
+        arr = np.asarray(img, dtype=np.uint8)
+        out = crop_between(arr, self.src_template.name, self.template.name)
+        if out is None or out.shape[:2] != self.template.size:
+            h, w = self.template.size
+            out = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+        return np.ascontiguousarray(out)
+
+    def _aligned(self, rel: str) -> np.ndarray:
+        if self._cache is None:
+            from facematch.faces.cache import AlignedCache
+
+            cache_root = (self.cache_dir or self.root.parent / ".aligned") / self.template.name
+            self._cache = AlignedCache(cache_root, self.template.name, self.root, **self.align_kwargs)
+        return self._cache.get(rel)
+
+    def __getstate__(self):  # DataLoader workers build their own detector
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state

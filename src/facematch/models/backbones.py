@@ -1,0 +1,243 @@
+"""Backbone registry and the one interface everything else asks: input size, template, normalisation,
+embedding size. Weight files are always loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from facematch.errors import FacematchError, WeightsError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    input_size: tuple[int, int]  # (H, W)
+    template: str  # alignment template the backbone was trained on (facematch.faces.templates)
+    mean: tuple[float, float, float]  # applied to pixels scaled to [0, 1]: (x/255 - mean) / std
+    std: tuple[float, float, float]
+    embedding_dim: int
+
+
+class Backbone(nn.Module):
+    """A feature extractor with its :class:`BackboneSpec` and an ordered list of stages."""
+
+    def __init__(self, spec: BackboneSpec, net: nn.Module, stages: list[nn.Module]):
+        super().__init__()
+        self.spec = spec
+        self.net = net
+        self._stages = stages
+        self._frozen: list[nn.Module] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self._stages)
+
+    def freeze(self, trainable_stages: int = 0) -> None:
+        """Freeze all but the last ``trainable_stages`` stages. Frozen BatchNorms stay in eval mode."""
+        n = len(self._stages)
+        if not 0 <= trainable_stages <= n:
+            raise FacematchError(
+                f"arch.trainable_stages={trainable_stages} is out of range for {self.spec.name} "
+                f"(0..{n}); use 0 to freeze the whole backbone"
+            )
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        for stage in self._stages[n - trainable_stages :]:
+            for p in stage.parameters():
+                p.requires_grad_(True)
+        self._frozen = [m for m in self.net.modules() if not any(p.requires_grad for p in m.parameters(recurse=False))]
+        self.train(self.training)
+
+    @property
+    def fully_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.net.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self._frozen:
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) or isinstance(m, nn.Dropout):
+                m.eval()
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
+# weight loading
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a state dict (or a checkpoint holding one under a known key) with ``weights_only=True``."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p} (check arch.weights=PATH)")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated files, non-weight pickles
+        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"cannot load weights from {p}: {first}; pass a PyTorch state-dict file") from None
+    for key in ("net_state_dict", "state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{p} holds no state dict of tensors; pass a PyTorch state-dict file")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_strict(net: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes=()) -> None:
+    state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes))}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shape:
+        def few(keys):
+            return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
+
+        raise WeightsError(
+            f"{source} does not match {type(net).__name__}: {len(missing)} missing ({few(missing)}), "
+            f"{len(unexpected)} unexpected ({few(unexpected)}), {len(shape)} of wrong shape ({few(shape)}); "
+            "pass weights of this architecture"
+        )
+    net.load_state_dict(state, strict=True)
+
+
+FACENET_URLS = {
+    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
+}
+
+
+def facenet_pretrained_file(name: str, timeout_s: float = 20.0) -> Path:
+    """The cached facenet-pytorch weights file, downloading it (bounded by a timeout) when missing.
+
+    Looks where facenet-pytorch itself caches (``$TORCH_HOME/checkpoints``). Offline, this fails fast with
+    a message telling the user to fetch the file elsewhere and pass ``arch.weights=PATH``.
+    """
+    if name not in FACENET_URLS:
+        raise FacematchError(
+            f"arch.pretrained={name!r} is unknown; choose vggface2, casia-webface or null"
+        )
+    url = FACENET_URLS[name]
+    target = Path(torch.hub.get_dir()).parent / "checkpoints" / os.path.basename(url)
+    if target.is_file():
+        return target
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(target), progress=False)
+    except Exception as err:
+        raise WeightsError(
+            f"could not download the {name} Inception-ResNet-v1 weights ({type(err).__name__}); "
+            f"fetch {url} on a machine with internet and pass arch.weights=PATH"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(old)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------
+# the three backbones
+
+FACENET_NORM = dict(mean=(127.5 / 255,) * 3, std=(128 / 255,) * 3)  # (x - 127.5) / 128
+IMAGENET_NORM = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+def _inception_resnet_v1(weights: str | None, pretrained: str | None) -> Backbone:
+    from facenet_pytorch import InceptionResnetV1
+
+    class _Embed(nn.Module):
+        """facenet-pytorch's model without its final L2 normalisation (the head normalises)."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = InceptionResnetV1(pretrained=None, classify=False)
+
+        def forward(self, x):
+            m = self.model
+            for name in ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
+                         "conv2d_4b", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8",
+                         "avgpool_1a", "dropout"):
+                x = getattr(m, name)(x)
+            return m.last_bn(m.last_linear(x.flatten(1)))
+
+    net = _Embed()
+    path = weights or (facenet_pretrained_file(pretrained) if pretrained else None)
+    if path:
+        load_strict(net.model, load_state_dict_file(path), str(path), ignore_prefixes=("logits.",))
+    m = net.model
+    stages = [m.conv2d_1a, m.conv2d_2a, m.conv2d_2b, m.conv2d_3b, m.conv2d_4a, m.conv2d_4b, *m.repeat_1,
+              m.mixed_6a, *m.repeat_2, m.mixed_7a, *m.repeat_3, m.block8, m.last_linear, m.last_bn]
+    spec = BackboneSpec("inception_resnet_v1", (160, 160), "facenet_160", embedding_dim=512, **FACENET_NORM)
+    return Backbone(spec, net, stages)
+
+
+def _resnet50(weights: str | None, pretrained: str | None) -> Backbone:
+    from torchvision.models import resnet50
+
+    if pretrained:
+        raise FacematchError(
+            "arch.pretrained is not downloadable for resnet50 offline; pass a local torchvision "
+            "state dict with arch.weights=PATH"
+        )
+    net = resnet50(weights=None)
+    if weights:
+        load_strict(net, load_state_dict_file(weights), str(weights), ignore_prefixes=("fc.",))
+    net.fc = nn.Identity()
+    stages = [nn.ModuleList([net.conv1, net.bn1]), *net.layer1, *net.layer2, *net.layer3, *net.layer4]
+    spec = BackboneSpec("resnet50", (112, 112), "arcface_112x112", embedding_dim=2048, **IMAGENET_NORM)
+    return Backbone(spec, net, stages)
+
+
+def _mobilefacenet(weights: str | None, pretrained: str | None) -> Backbone:
+    from facematch.models.mobilefacenet import MobileFaceNet
+
+    if pretrained:
+        raise FacematchError(
+            "mobilefacenet has no downloadable weights; pass arch.weights=PATH "
+            "(e.g. ../shared/weights/mobilefacenet_casia_068.ckpt)"
+        )
+    net = MobileFaceNet()
+    if weights:
+        load_strict(net, load_state_dict_file(weights), str(weights))
+    spec = BackboneSpec("mobilefacenet", (112, 96), "sphereface_112x96", embedding_dim=128, **FACENET_NORM)
+    return Backbone(spec, net, net.stages())
+
+
+BACKBONES: dict[str, Callable[[str | None, str | None], Backbone]] = {
+    "inception_resnet_v1": _inception_resnet_v1,
+    "resnet50": _resnet50,
+    "mobilefacenet": _mobilefacenet,
+}
+
+
+def build_backbone(
+    name: str,
+    weights: str | None = None,
+    pretrained: str | None = None,
+    freeze: bool = False,
+    unfreeze_last: int = 0,
+) -> Backbone:
+    """Build backbone ``name``.
+
+    ``weights``: a local state-dict file; ``pretrained``: a named download (facenet-pytorch);
+    ``freeze``: train only what sits on top (the embedding head), except the last ``unfreeze_last`` stages.
+    """
+    if name not in BACKBONES:
+        raise FacematchError(f"unknown backbone '{name}'; choose one of: {', '.join(BACKBONES)}")
+    backbone = BACKBONES[name](weights or None, pretrained or None)
+    backbone.weights_path = str(weights) if weights else None
+    if freeze:
+        backbone.freeze(int(unfreeze_last))
+    return backbone

@@ -1,0 +1,110 @@
+"""Backbones: shapes, specs, strict weight loading, freezing, and MobileFaceNet on real aligned faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from facematch.errors import WeightsError
+from facematch.models import backbones as bb
+from facematch.models.backbones import build_backbone
+from facematch.models.heads import EmbeddingHead
+
+
+@pytest.mark.parametrize(
+    "name,hw,dim,template",
+    [("mobilefacenet", (112, 96), 128, "sphereface_112x96"),
+     ("inception_resnet_v1", (160, 160), 512, "facenet_160"),
+     ("resnet50", (112, 112), 2048, "arcface_112x112")],
+)
+def test_backbone_interface(name, hw, dim, template):
+    b = build_backbone(name).eval()
+    assert b.spec.input_size == hw and b.spec.embedding_dim == dim and b.spec.template == template
+    with torch.no_grad():
+        out = b(torch.randn(2, 3, *hw))
+    assert out.shape == (2, dim)
+
+
+def test_mobilefacenet_weights_load_strictly(mfn_weights):
+    b = build_backbone("mobilefacenet", weights=str(mfn_weights))
+    ckpt = torch.load(mfn_weights, map_location="cpu", weights_only=True)["net_state_dict"]
+    own = b.net.state_dict()
+    assert set(own) == set(ckpt) and len(own) == 333
+    assert all(torch.equal(own[k], ckpt[k]) for k in own)
+
+
+def _embed(backbone, arrays):
+    from facematch.data.transforms import normalize_batch
+
+    with torch.no_grad():
+        return F.normalize(backbone(normalize_batch(np.stack(arrays), backbone.spec)), dim=1)
+
+
+def test_mobilefacenet_same_person_more_similar(mfn_weights, data_dir):
+    from PIL import Image
+
+    root = data_dir / "lfw-aligned-112"
+    def crop(rel):  # the model takes the 96-wide centre of the 112x112 arcface crop
+        return np.asarray(Image.open(root / rel).convert("RGB"))[:, 8:104]
+
+    b = build_backbone("mobilefacenet", weights=str(mfn_weights)).eval()
+    e = _embed(b, [crop("George_W_Bush/George_W_Bush_0007.jpg"), crop("George_W_Bush/George_W_Bush_0016.jpg"),
+                   crop("Colin_Powell/Colin_Powell_0040.jpg"), crop("Colin_Powell/Colin_Powell_0049.jpg")])
+    sim = e @ e.T
+    assert sim[0, 1] > 0.5 and sim[2, 3] > 0.5
+    assert sim[0, 1] > sim[0, 2] + 0.3 and sim[2, 3] > sim[1, 3] + 0.3
+    random_b = build_backbone("mobilefacenet").eval()  # untrained: no such separation expected from weights
+    assert not torch.allclose(_embed(random_b, [crop("George_W_Bush/George_W_Bush_0007.jpg")]), e[:1])
+
+
+def test_freeze_trains_only_last_stages():
+    b = build_backbone("mobilefacenet", freeze=True, unfreeze_last=2)
+    trainable = [n for n, p in b.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith(("net.linear7", "net.linear1")) for n in trainable)
+    b.train()
+    assert not b.net.conv1.bn.training  # frozen BatchNorm keeps its running statistics
+    assert b.net.linear1.bn.training
+    full = build_backbone("mobilefacenet", freeze=True)
+    assert full.fully_frozen
+
+
+def test_local_weights_roundtrip_and_mismatch(tmp_path):
+    src = build_backbone("inception_resnet_v1")
+    sd = {f"{k}": v for k, v in src.net.model.state_dict().items()}
+    sd["logits.weight"] = torch.zeros(8631, 512)  # facenet-pytorch files carry a classifier: ignored
+    path = tmp_path / "irv1.pt"
+    torch.save(sd, path)
+    dst = build_backbone("inception_resnet_v1", weights=str(path))
+    assert torch.equal(dst.net.model.conv2d_1a.conv.weight, src.net.model.conv2d_1a.conv.weight)
+    with pytest.raises(WeightsError, match="does not match"):
+        build_backbone("mobilefacenet", weights=str(path))
+
+
+def test_bad_weight_files(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        build_backbone("mobilefacenet", weights=str(tmp_path / "nope.ckpt"))
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot load weights"):
+        build_backbone("mobilefacenet", weights=str(junk))
+
+
+def test_pretrained_offline_fails_fast_with_instructions(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.hub.set_dir(str(tmp_path / "hub"))
+
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(bb.torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError, match="arch.weights=PATH"):
+        build_backbone("inception_resnet_v1", pretrained="vggface2")
+
+
+def test_identity_head_keeps_embedding_direction():
+    x = torch.randn(4, 128)
+    head = EmbeddingHead(128, init="identity")
+    assert torch.allclose(head(x), F.normalize(x, dim=1), atol=1e-6)
+    assert EmbeddingHead(512, dim=64, init="random")(torch.randn(3, 512)).norm(dim=1).allclose(torch.ones(3))

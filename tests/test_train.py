@@ -1,0 +1,108 @@
+"""Training end to end on a small real LFW subset: fast_dev_run, multirun, resume, DDP on CPU, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from facematch.errors import FacematchError
+from facematch.train import train
+from tests.conftest import FAST, run_cli
+
+
+@pytest.mark.parametrize("loss,extra", [
+    ("contrastive", []),
+    ("triplet", []),
+    ("triplet", ["loss.mining=batch_hard"]),
+    ("triplet", ["loss.mining=semi_hard", "optimizer=sgd", "scheduler=step"]),
+])
+def test_fast_dev_run(cfg_factory, mfn_weights, loss, extra):
+    cfg = cfg_factory(f"loss={loss}", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
+                      "trainer.fast_dev_run=true", *FAST, *extra)
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss_step"]))
+    assert 0.0 <= metrics["val/auc"] <= 1.0
+
+
+def test_fast_dev_run_inception_frozen_with_test_fold(cfg_factory):
+    cfg = cfg_factory("arch=inception_resnet_v1", "arch.freeze=true", "trainer.fast_dev_run=true",
+                      "data.test_fold=0", *FAST)
+    metrics = train(cfg)
+    assert "test/auc" in metrics
+
+
+def test_train_checkpoint_then_resume(cfg_factory):
+    """One real epoch on 40 people (checkpoints with plain data, TensorBoard + CSV logs, a summary JSON),
+    then a resumed run from last.ckpt that continues to epoch 2 instead of starting over."""
+    first = cfg_factory("arch=mobilefacenet", "loss=contrastive", "trainer.max_epochs=1", *FAST,
+                        "optimizer.lr=0.01", "logger=many", out="a")
+    metrics = train(first)
+    out = Path(first.paths.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    assert ckpt["facematch"]["backbone"] == "mobilefacenet" and ckpt["epoch"] == 0
+    assert ckpt["facematch"]["config"]["arch"]["name"] == "mobilefacenet"
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert (out / "csv" / "metrics.csv").is_file()
+    summary = json.loads((out / "train_metrics.json").read_text())
+    assert summary["epochs"] == 1 and summary["seconds"] > 0
+    assert metrics["val/auc"] == pytest.approx(summary["val/auc"])
+
+    second = cfg_factory("arch=mobilefacenet", "trainer.max_epochs=2", *FAST, "logger=csv", f"ckpt_path={last}", out="b")
+    train(second)
+    resumed = torch.load(Path(second.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * ckpt["global_step"]
+
+
+def test_margin_multirun(tmp_path, mfn_weights):
+    r = run_cli(["-m", "facematch.train", "-m", "margin=0.5,1.0", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
+                 "trainer.fast_dev_run=true", "logger=csv", "test=false", *FAST, f"hydra.sweep.dir={tmp_path}/sweep"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in runs] == ["0", "1"]
+    for run, margin in zip(runs, (0.5, 1.0)):
+        assert f"margin={margin}" in (run / ".hydra" / "overrides.yaml").read_text()
+        assert f"\nmargin: {margin}\n" in (run / ".hydra" / "config.yaml").read_text()
+        assert (run / "train_metrics.json").is_file()
+
+
+def test_ddp_two_processes_on_cpu(tmp_path, mfn_weights):
+    r = run_cli(["-m", "facematch.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                 "arch=mobilefacenet", f"arch.weights={mfn_weights}", "trainer.fast_dev_run=true", "logger=csv",
+                 *FAST, f"hydra.run.dir={tmp_path}/ddp"], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "distributed_backend=gloo" in out and "All distributed processes registered. Starting with 2 processes" in out
+    assert (tmp_path / "ddp" / "train_metrics.json").is_file()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["data.test_fold=0", "data.pairs=/nonexistent/pairs.txt"], "pairs file not found: /nonexistent/pairs.txt"),
+    (["ckpt_path=/nonexistent/last.ckpt"], "checkpoint not found: /nonexistent/last.ckpt"),
+    (["data.preprocess.mode=sketchy"], "data.preprocess.mode='sketchy' is unknown"),
+    (["loss=triplet", "loss.mining=hardest"], "loss.mining='hardest' is unknown"),
+    (["data.test_fold=12"], "data.test_fold=12 is out of range"),
+])
+def test_bad_input_raises_user_error(cfg_factory, args, needle):
+    cfg = cfg_factory("arch=mobilefacenet", *FAST, "logger=csv", *args)
+    with pytest.raises(FacematchError) as err:
+        train(cfg)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    r = run_cli(["-m", "facematch.train", "arch=mobilefacenet", "data.root=/nonexistent/lfw", f"hydra.run.dir={tmp_path}/bad"])
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "/nonexistent/lfw" in lines[0] and "FACEMATCH_DATA_DIR" in lines[0]
+
+
+def test_malformed_pairs_file_is_reported(cfg_factory, tmp_path):
+    bad = tmp_path / "pairs.txt"
+    bad.write_text("10\t300\nAbel_Pacheco\t1\n")
+    with pytest.raises(FacematchError, match="header promises"):
+        train(cfg_factory("arch=mobilefacenet", *FAST, f"data.test_fold=0", f"data.pairs={bad}"))
