@@ -33,7 +33,11 @@ def build(cfg: DictConfig):
         monitor=cfg.monitor,
     )
     model.run_config = to_container(cfg)
-    datamodule = instantiate(cfg.data, _partial_=True, _convert_="all")(spec=backbone.spec, sampling=model.sampling)
+    datamodule = instantiate(cfg.data, _partial_=True, _convert_="all")(
+        spec=backbone.spec, sampling=model.sampling, cache_dir=cfg.paths.cache_dir
+    )
+    if datamodule.attach_backbone(backbone):
+        log.info("frozen backbone: training the head on cached backbone features")
     return model, datamodule
 
 

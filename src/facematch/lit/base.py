@@ -53,7 +53,8 @@ class SiameseModule(L.LightningModule):
 
     # -- model ------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        """Images (B, 3, H, W) -> embeddings; cached backbone features (B, D) go straight to the head."""
+        return self.head(x if x.dim() == 2 else self.backbone(x))
 
     def training_loss(self, batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

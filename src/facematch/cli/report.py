@@ -1,0 +1,159 @@
+"""``facematch-report``: gather ``metrics.json`` from runs and multiruns into one Markdown table.
+
+Two kinds of result are read:
+- an evaluation run (``facematch-eval``): its 10-fold figures are used as they are;
+- a per-fold training multirun (``facematch-train -m data.test_fold=0,...,9 ...``): job k trained on the
+  people outside fold k and scored fold k only (``fold`` / ``fold_accuracy`` / ``fold_scores`` in its
+  metrics.json). The ten jobs of one configuration are combined into one row: accuracy mean ± std over
+  the folds, and VAL@FAR, F1 and accuracy at the fixed threshold on the pooled fold scores, each pair
+  scored by the model that never saw its people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from facematch.errors import FacematchError, cli_errors
+from facematch.eval.protocol import metrics_at_threshold, val_at_far
+
+COLUMNS = ["exp", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
+           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "wall time"]
+
+WEIGHT_NAMES = {"mobilefacenet_casia": "CASIA-WebFace", "vggface2": "VGGFace2", "casia-webface": "CASIA-WebFace"}
+
+
+def _short(target: str | None) -> str:
+    return target.rsplit(".", 1)[-1] if target else "—"
+
+
+def _pretrained(arch: dict) -> str:
+    src = str(arch.get("weights") or arch.get("pretrained") or "")
+    if not src:
+        return "none (random init)"
+    for key, name in WEIGHT_NAMES.items():
+        if key in Path(src).name.lower() or key == src:
+            return name
+    return Path(src).name
+
+
+def describe(cfg: dict) -> dict:
+    """The table's configuration columns, from a run's resolved Hydra config."""
+    arch = cfg.get("arch") or {}
+    loss = cfg.get("loss") or {}
+    trained = bool(loss) and cfg.get("task_name") != "eval"
+    loss_name = {"ContrastiveModule": "contrastive", "TripletModule": "triplet"}.get(_short(loss.get("_target_")), "—")
+    if loss_name == "triplet" and loss.get("mining", "none") != "none":
+        loss_name += f" ({loss['mining']})"
+    sched = cfg.get("scheduler") or {}
+    frozen = "frozen" if arch.get("freeze") else "full"
+    return {
+        "exp": cfg.get("exp_name") or cfg.get("task_name") or "?",
+        "arch": f"{arch.get('name', '?')}" + (f" ({frozen})" if trained else ""),
+        "pretrained on": _pretrained(arch),
+        "loss": loss_name if trained else "— (no training)",
+        "margin": f"{cfg.get('margin')}" if trained else "—",
+        "optimizer": (_short((cfg.get("optimizer") or {}).get("_target_")) + f" lr={cfg['optimizer'].get('lr')}") if trained else "—",
+        "scheduler": (_short(sched.get("_target_")) if sched else "none") if trained else "—",
+    }
+
+
+def _load_run(metrics_path: Path) -> tuple[dict, dict] | None:
+    cfg_path = metrics_path.parent / ".hydra" / "config.yaml"
+    if not cfg_path.is_file():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    cfg = yaml.safe_load(cfg_path.read_text()) or {}
+    return cfg, metrics
+
+
+def _fmt_pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
+
+
+def _fmt_time(s: float | None) -> str:
+    if s is None:
+        return "—"
+    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
+
+
+def combine_folds(jobs: list[dict], threshold: float) -> dict:
+    """One row from per-fold jobs: fold accuracies, pooled fold scores for the global metrics."""
+    jobs = sorted(jobs, key=lambda m: m["fold"])
+    folds = [m["fold"] for m in jobs]
+    if len(set(folds)) != len(folds):
+        raise FacematchError(f"duplicate folds {folds} in one configuration; pass one multirun per configuration")
+    acc = np.array([m["fold_accuracy"] for m in jobs])
+    scores = np.concatenate([m["fold_scores"] for m in jobs])
+    same = np.concatenate([m["fold_same"] for m in jobs]).astype(bool)
+    fixed = metrics_at_threshold(scores, same, threshold)
+    return {
+        "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()), "n_folds": len(jobs),
+        "val_at_far_1e-3": val_at_far(scores, same, 1e-3)["val"],
+        "f1_at_threshold": fixed["f1"], "accuracy_at_threshold": fixed["accuracy"],
+        "seconds": float(sum(m.get("seconds", 0.0) for m in jobs)),
+    }
+
+
+def collect(roots: list[Path]) -> list[dict]:
+    rows, fold_groups = [], defaultdict(list)
+    for root in roots:
+        if not root.exists():
+            raise FacematchError(f"no such run directory: {root}")
+        for mpath in sorted(root.rglob("metrics.json")):
+            loaded = _load_run(mpath)
+            if loaded is None:
+                continue
+            cfg, metrics = loaded
+            desc = describe(cfg)
+            if "fold" in metrics:
+                key = (str(mpath.parent.parent), tuple(desc.items()))
+                fold_groups[key].append({**metrics, "_threshold": cfg.get("threshold", 0.6)})
+            else:
+                rows.append({**desc, **metrics, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath)})
+    for (parent, desc), jobs in fold_groups.items():
+        rows.append({**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in sorted(rows, key=lambda r: (r["exp"], str(r["margin"]))):
+        acc = f"{_fmt_pct(r.get('accuracy_mean'))} ± {_fmt_pct(r.get('accuracy_std'))}"
+        if r.get("n_folds") not in (None, 10):
+            acc += f" ({r['n_folds']} folds)"
+        cells = [r["exp"], r["arch"], r["pretrained on"], r["loss"], r["margin"], r["optimizer"], r["scheduler"], acc,
+                 _fmt_pct(r.get("val_at_far_1e-3")), _fmt_pct(r.get("f1_at_threshold")),
+                 _fmt_pct(r.get("accuracy_at_threshold")), _fmt_time(r.get("seconds"))]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="facematch-report", description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run or multirun directories (searched recursively)")
+    ap.add_argument("--out", type=Path, help="also write the table to this Markdown file")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    rows = collect(args.runs)
+    if not rows:
+        raise FacematchError(f"no metrics.json with a .hydra/config.yaml under {', '.join(map(str, args.runs))}")
+    table = markdown(rows)
+    print(table)
+    from facematch.utils.io import atomic_write_text
+
+    if args.out:
+        atomic_write_text(args.out, table + "\n")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(rows, indent=2, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The one identity index: identity -> image paths, for a dataset folder or a list file.
+
+Pairs, triplets and P x K batches are all drawn from an :class:`IdentityIndex` (see ``sampling.py``).
+Images are paths relative to the dataset root; the identity of an image is its parent folder, which
+holds for LFW (``<Name>/<Name>_NNNN.jpg``), VGGFace2 (``<identity>/<file>.jpg``) and the seed lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from PIL import Image, UnidentifiedImageError
+
+from facematch.data.protocols import identity_of
+from facematch.errors import DataNotFoundError, FacematchError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def check_image(path: Path) -> str | None:
+    """Why ``path`` cannot be used ('missing', 'empty', 'unreadable'), or None. Reads the header only."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty"
+    except FileNotFoundError:
+        return "missing"
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - header parse
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return "unreadable"
+    return None
+
+
+def missing_root_error(root: Path) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"dataset root not found: {root}. Set FACEMATCH_DATA_DIR to the folder holding lfw/ "
+        "(e.g. FACEMATCH_DATA_DIR=../shared/data) or pass data.root=PATH; get LFW with "
+        "`facematch-data download lfw --dest $FACEMATCH_DATA_DIR/lfw`"
+    )
+
+
+@dataclass
+class IdentityIndex:
+    root: Path
+    images: dict[str, list[str]]  # identity -> sorted relative paths
+    dropped: dict[str, list[str]] = field(default_factory=dict)  # reason -> relative paths
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_folder(cls, root: str | os.PathLike, check: bool = True) -> "IdentityIndex":
+        """Scan ``root/<identity>/<image>``; files that are empty or not images are dropped and counted."""
+        root = Path(root)
+        if not root.is_dir():
+            raise missing_root_error(root)
+        rels = []
+        for ident in sorted(os.listdir(root)):
+            d = root / ident
+            if not d.is_dir():
+                continue
+            for name in sorted(os.listdir(d)):
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    rels.append(f"{ident}/{name}")
+        if not rels:
+            raise DataNotFoundError(
+                f"no images found under {root}; expected <identity>/<image>.jpg folders "
+                "(LFW or VGGFace2 layout). Check data.root / FACEMATCH_DATA_DIR"
+            )
+        return cls.from_paths(root, rels, check=check)
+
+    @classmethod
+    def from_paths(cls, root: str | os.PathLike, rel_paths: Iterable[str], check: bool = True) -> "IdentityIndex":
+        root = Path(root)
+        if not root.is_dir():
+            raise missing_root_error(root)
+        images: dict[str, list[str]] = defaultdict(list)
+        dropped: dict[str, list[str]] = defaultdict(list)
+        for rel in sorted(set(rel_paths)):
+            reason = check_image(root / rel) if check else None
+            if reason:
+                dropped[reason].append(rel)
+            else:
+                images[identity_of(rel)].append(rel)
+        index = cls(root, dict(images), dict(dropped))
+        index.report_dropped()
+        return index
+
+    def report_dropped(self) -> None:
+        for reason, rels in self.dropped.items():
+            log.warning("dropped %d %s image(s) under %s, e.g. %s", len(rels), reason, self.root, rels[:3])
+
+    # -- queries --------------------------------------------------------------------------------------
+    @property
+    def identities(self) -> list[str]:
+        return sorted(self.images)
+
+    @property
+    def n_images(self) -> int:
+        return sum(len(v) for v in self.images.values())
+
+    def label_map(self) -> dict[str, int]:
+        return {ident: i for i, ident in enumerate(self.identities)}
+
+    def paths_and_labels(self) -> tuple[list[str], list[int]]:
+        labels = self.label_map()
+        paths = [p for ident in self.identities for p in self.images[ident]]
+        return paths, [labels[identity_of(p)] for p in paths]
+
+    def __contains__(self, rel: str) -> bool:
+        return rel in self.images.get(identity_of(rel), ())
+
+    # -- derived indices ----------------------------------------------------------------------------
+    def subset(self, identities: Iterable[str]) -> "IdentityIndex":
+        keep = set(identities)
+        return IdentityIndex(self.root, {k: v for k, v in self.images.items() if k in keep}, self.dropped)
+
+    def without(self, identities: Iterable[str]) -> "IdentityIndex":
+        drop = set(identities)
+        return self.subset(i for i in self.images if i not in drop)
+
+    def with_min_images(self, n: int) -> "IdentityIndex":
+        return self.subset(i for i, v in self.images.items() if len(v) >= n)
+
+    def sample_identities(self, n: int | None, seed: int) -> "IdentityIndex":
+        if n is None or n >= len(self.images):
+            return self
+        return self.subset(random.Random(seed).sample(self.identities, n))
+
+    def split(self, val_fraction: float, seed: int) -> tuple["IdentityIndex", "IdentityIndex"]:
+        """Identity-disjoint train/val split, deterministic from ``seed``.
+
+        A fraction ``val_fraction`` of the identities with at least two images (so that same-person pairs
+        exist on both sides) goes to validation: at least two (so different-person pairs exist too), and
+        at least two stay in training.
+        """
+        ids = self.identities
+        multi = [i for i in ids if len(self.images[i]) >= 2]
+        if val_fraction <= 0:
+            return self, self.subset(())
+        if len(multi) < 4:
+            raise FacematchError(
+                f"only {len(multi)} identities under {self.root} have two or more images; an identity-disjoint "
+                "train/val split needs at least 4 (use more data, or give data.val_list=FILE)"
+            )
+        n_val = min(len(multi) - 2, max(2, round(val_fraction * len(multi))))
+        val = set(random.Random(seed).sample(multi, n_val))
+        return self.subset(i for i in ids if i not in val), self.subset(val)

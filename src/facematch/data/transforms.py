@@ -1,0 +1,41 @@
+"""Per-backbone normalisation and train-time augmentation (torchvision v2 on uint8 crops)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+from facematch.models.backbones import BackboneSpec
+
+
+def build_transform(spec: BackboneSpec, augment: Mapping[str, Any] | None = None, train: bool = False):
+    """uint8 HxWx3 array -> normalised float CHW tensor. Augmentation applies only when ``train``."""
+    ops: list = [v2.ToImage()]
+    if train and augment and augment.get("enabled", False):
+        if augment.get("hflip", 0):
+            ops.append(v2.RandomHorizontalFlip(p=float(augment["hflip"])))
+        if augment.get("rotation", 0) or augment.get("translate", 0) or augment.get("scale"):
+            t = float(augment.get("translate", 0) or 0)
+            ops.append(
+                v2.RandomAffine(
+                    degrees=float(augment.get("rotation", 0) or 0),
+                    translate=(t, t) if t else None,
+                    scale=tuple(augment["scale"]) if augment.get("scale") else None,
+                )
+            )
+        cj = float(augment.get("color_jitter", 0) or 0)
+        if cj:
+            ops.append(v2.ColorJitter(brightness=cj, contrast=cj, saturation=cj))
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(spec.mean), std=list(spec.std))]
+    return v2.Compose(ops)
+
+
+def normalize_batch(images: np.ndarray | torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
+    """A uint8 NHWC batch -> normalised float NCHW tensor (no augmentation)."""
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return (x - mean) / std
