@@ -28,7 +28,7 @@ def test_fast_dev_run(cfg_factory, mfn_weights, loss, extra):
 
 
 def test_fast_dev_run_inception_frozen_with_test_fold(cfg_factory):
-    cfg = cfg_factory("arch=inception_resnet_v1", "arch.freeze=true", "trainer.fast_dev_run=true",
+    cfg = cfg_factory("arch=inception_resnet_v1", "arch.freeze=true", "data.features.enabled=false", "trainer.fast_dev_run=true",
                       "data.test_fold=0", *FAST)
     metrics = train(cfg)
     assert "test/auc" in metrics

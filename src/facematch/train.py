@@ -64,6 +64,18 @@ def train(cfg: DictConfig) -> dict:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    fold_result = None
+    ev = cfg.get("evaluate") or {}
+    if ev.get("enabled") and cfg.data.get("test_fold") is not None and trainer.is_global_zero:
+        from facematch.eval.fold import fold_metrics
+
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best:  # score the model selected on validation, not whatever the last epoch left
+            model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        fold_result = fold_metrics(model, datamodule, cfg.data.pairs, int(cfg.data.test_fold), flip=ev.flip,
+                                   subtract_mean=ev.subtract_mean, distance=ev.distance, threshold=cfg.threshold)
+        log.info("fold %d accuracy (10-fold protocol, threshold from the other folds): %.4f",
+                 fold_result["fold"], fold_result["fold_accuracy"])
     if trainer.is_global_zero:
         ckpt = trainer.checkpoint_callback
         write_json(out_dir / "train_metrics.json", {
@@ -74,6 +86,9 @@ def train(cfg: DictConfig) -> dict:
             "last_model_path": ckpt.last_model_path if ckpt else None,
             "data": datamodule.stats,
         })
+        if fold_result is not None:  # what facematch-report combines across the folds of a multirun
+            write_json(out_dir / "metrics.json", {**fold_result, "seconds": time.perf_counter() - start,
+                                                  "train_metrics": metrics})
     return metrics
 
 

@@ -129,11 +129,13 @@ class FaceDataModule(L.LightningDataModule):
 
     def _base_index(self) -> IdentityIndex:
         lists = [f for f in (self._train_file(), self.val_list) if f]
-        if lists:  # index only the images the lists name (no folder scan needed)
-            rels = []
+        if lists:  # index only the images the lists (and the held-out fold) name: no folder scan needed
+            rels = set()
             for f in lists:
                 rows = read_triplet_list(f) if f == self.train_triplets else read_pair_list(f)
-                rels += sampling.row_images(rows)
+                rels |= sampling.row_images(rows)
+            if self.test_fold is not None and self.pairs_file:
+                rels |= sampling.row_images(read_lfw_pairs(self.pairs_file))
             index = IdentityIndex.from_paths(self.root, rels)
         else:
             index = IdentityIndex.from_folder(self.root)
@@ -198,9 +200,9 @@ class FaceDataModule(L.LightningDataModule):
 
         self.feature_store = FeatureStore(
             backbone, self.source, self.cache_dir, views=int(self.features_cfg.get("views", 2)),
-            augment=self.augment if self.augment.get("enabled") else None,
-            batch_size=int(self.features_cfg.get("batch_size", 128)), num_workers=self.num_workers, seed=self.seed,
+            batch_size=int(self.features_cfg.get("batch_size", 128)), num_workers=self.num_workers,
         )
+        self.num_workers = 0  # features are in memory: worker processes would only add start-up time
         return True
 
     def _switch_to_features(self) -> None:
@@ -217,6 +219,8 @@ class FaceDataModule(L.LightningDataModule):
             inner.transform = view_picker(train=ds is self.train_set)
         self.stats["features"] = {"views": self.feature_store.views, "images": len(rels),
                                   "cache": str(self.feature_store.path)}
+        log.info("fast path: head trained on cached backbone features (%d views; other augmentation off)",
+                 self.feature_store.views)
 
     def _transform(self, train: bool):
         return build_transform(self.spec, self.augment, train=train)

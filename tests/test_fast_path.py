@@ -1,0 +1,90 @@
+"""Frozen-backbone fast path, per-fold evaluation and the results table, on real aligned LFW crops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from facematch.cli.report import collect, combine_folds, main as report_main
+from facematch.data.protocols import read_lfw_pairs
+from facematch.train import train
+from tests.conftest import FAST
+
+
+def mini_pairs(data_dir: Path, path: Path, per_fold: int = 6) -> Path:
+    """A 2-fold LFW-format pairs file: the first ``per_fold`` matched and mismatched pairs of folds 0 and 1."""
+    pairs = read_lfw_pairs(data_dir / "lfw" / "pairs.txt")
+    lines = [f"2\t{per_fold}"]
+    for fold in (0, 1):
+        rows = [p for p in pairs if p.fold == fold]
+        for p in [r for r in rows if r.same][:per_fold] + [r for r in rows if not r.same][:per_fold]:
+            na, ia = p.a.split("/")[0], int(p.a[-8:-4])
+            nb, ib = p.b.split("/")[0], int(p.b[-8:-4])
+            lines.append(f"{na}\t{ia}\t{ib}" if p.same else f"{na}\t{ia}\t{nb}\t{ib}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights, tmp_path, capsys):
+    pairs = mini_pairs(data_dir, tmp_path / "pairs.txt")
+    common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned",
+              f"data.pairs={pairs}", "trainer.max_epochs=1", "logger=csv", f"paths.cache_dir={tmp_path}/cache",
+              *FAST, "data.max_identities=60", "exp_name=unit"]
+    for fold in (0, 1):
+        cfg = cfg_factory(*common, f"data.test_fold={fold}", out=f"sweep/{fold}")
+        metrics = train(cfg)
+        assert 0.5 <= metrics["test/auc"] <= 1.0
+        out = Path(cfg.paths.output_dir)
+        summary = json.loads((out / "train_metrics.json").read_text())
+        assert summary["data"]["features"]["views"] == 2  # the fast path was taken
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["fold"] == fold and len(m["fold_scores"]) == 12 and sum(m["fold_same"]) == 6
+        assert 0.0 <= m["fold_accuracy"] <= 1.0
+        (out / ".hydra").mkdir(exist_ok=True)
+        from omegaconf import OmegaConf
+
+        (out / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    # the second fold reused the cached backbone features
+    assert len(list((tmp_path / "cache" / "embeddings").iterdir())) == 1
+
+    rows = collect([tmp_path / "sweep"])
+    assert len(rows) == 1 and rows[0]["n_folds"] == 2 and rows[0]["exp"] == "unit"
+    assert rows[0]["loss"] == "contrastive" and rows[0]["pretrained on"] == "CASIA-WebFace"
+    report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "table.md")])
+    table = (tmp_path / "table.md").read_text()
+    assert "| unit | mobilefacenet (frozen) | CASIA-WebFace | contrastive |" in table and "(2 folds)" in table
+
+
+def test_fast_path_head_sees_the_same_features_as_the_backbone(cfg_factory, mfn_weights, tmp_path):
+    from facematch.train import build
+
+    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned",
+                      *FAST, f"paths.cache_dir={tmp_path}/cache")
+    model, dm = build(cfg)
+    dm.setup("fit")
+    rel = dm.val_set.rows[0].a
+    feats = dm.feature_store(rel)  # (2, 128): plain and mirror
+    crop = dm.source(rel)
+    from facematch.data.transforms import normalize_batch
+
+    with torch.no_grad():
+        x = normalize_batch(np.stack([crop, crop[:, ::-1].copy()]), model.backbone.spec)
+        direct = model.backbone.eval()(x).numpy()
+    assert np.allclose(feats, direct, atol=1e-4)
+    xa = dm.val_set[0][0]
+    assert xa.shape == (128,) and torch.allclose(xa, torch.from_numpy(feats[0]))
+
+
+def test_combine_folds_pools_scores():
+    jobs = [{"fold": k, "fold_accuracy": acc, "fold_scores": [0.9, 0.1], "fold_same": [1, 0], "seconds": 2.0}
+            for k, acc in enumerate([1.0, 0.5])]
+    row = combine_folds(jobs, threshold=0.6)
+    assert row["accuracy_mean"] == pytest.approx(0.75) and row["accuracy_std"] == pytest.approx(0.25)
+    assert row["accuracy_at_threshold"] == 1.0 and row["f1_at_threshold"] == 1.0 and row["seconds"] == 4.0
+    with pytest.raises(Exception, match="duplicate folds"):
+        combine_folds(jobs + jobs[:1], threshold=0.6)
