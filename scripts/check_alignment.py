@@ -26,6 +26,7 @@ import torch
 from facematch.data.images import load_image
 from facematch.data.protocols import read_pairs
 from facematch.data.transforms import normalize_batch
+from facematch.errors import cli_errors
 from facematch.faces.align import align_landmarks, fallback_landmarks
 from facematch.faces.cache import AlignedCache
 from facematch.faces.templates import crop_between
@@ -58,6 +59,7 @@ def stats(cos: np.ndarray) -> dict:
     }
 
 
+@cli_errors
 def main(argv=None) -> int:
     d = data_dir()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,7 +89,8 @@ def main(argv=None) -> int:
         if args.baseline:
             img = load_image(Path(args.src) / rel)
             base.append(to_net(align_landmarks(img, fallback_landmarks(*img.size), "arcface_112x112"), spec.template))
-    cos = (embed(model, spec, ours, args.batch_size) * embed(model, spec, refs, args.batch_size)).sum(1)
+    ref_emb = embed(model, spec, refs, args.batch_size)
+    cos = (embed(model, spec, ours, args.batch_size) * ref_emb).sum(1)
     statuses = np.array(statuses)
     worst = np.argsort(cos)[:20]
     result = {
@@ -105,7 +108,7 @@ def main(argv=None) -> int:
                             if (Path(args.cache) / "manifest.json").is_file() else None),
     }
     if args.baseline:
-        bcos = (embed(model, spec, base, args.batch_size) * embed(model, spec, refs, args.batch_size)).sum(1)
+        bcos = (embed(model, spec, base, args.batch_size) * ref_emb).sum(1)
         result["baseline_fallback_crop_cosine"] = stats(bcos)
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

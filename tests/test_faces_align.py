@@ -144,12 +144,13 @@ def test_batched_detection_equals_one_by_one(face_a, face_b):
 
 def test_selection_rules_on_synthetic_detections():
     det = Detection(
-        boxes=np.array([[0, 0, 100, 100], [180, 130, 220, 170], [300, 0, 340, 40]], np.float32),
-        landmarks=np.zeros((3, 5, 2), np.float32),
-        probs=np.array([0.95, 0.99, 0.999], np.float32),
+        # a face, a small central face, a tiny one, and a big face cut by the left border (40 px visible)
+        boxes=np.array([[0, 0, 100, 100], [180, 130, 220, 170], [300, 0, 340, 40], [-200, 50, 40, 290]], np.float32),
+        landmarks=np.zeros((4, 5, 2), np.float32),
+        probs=np.array([0.95, 0.99, 0.999, 0.999], np.float32),
         image_size=(400, 300),
     )
-    assert select_face(det, "largest") == 0
+    assert select_face(det, "largest") == 0  # by visible area: 100x100 beats 40x240
     assert select_face(det, "nearest_center") == 1
     assert select_face(Detection(image_size=(10, 10)), "largest") is None
     with pytest.raises(FacematchError, match="selection rule"):

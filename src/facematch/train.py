@@ -41,6 +41,23 @@ def build(cfg: DictConfig):
     return model, datamodule
 
 
+def select_on_validation(cfg, trainer, model, initial: dict, initial_state: dict | None) -> str:
+    """Load the model that validation prefers into ``model``: the best checkpoint, or, with
+    ``validate_first``, the untrained starting point when no epoch beat it. Returns which one."""
+    ckpt = trainer.checkpoint_callback
+    best_score = ckpt.best_model_score if ckpt is not None else None
+    start = initial.get(f"initial/{cfg.monitor}")
+    if initial_state is not None and start is not None and (
+        best_score is None or (start > float(best_score) if cfg.monitor_mode == "max" else start < float(best_score))
+    ):
+        model.load_state_dict(initial_state)
+        return "initial"
+    if ckpt is not None and ckpt.best_model_path:
+        model.load_state_dict(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"])
+        return Path(ckpt.best_model_path).stem
+    return "last"
+
+
 def train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
@@ -51,9 +68,17 @@ def train(cfg: DictConfig) -> dict:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_collection(cfg.get("callbacks")), logger=instantiate_collection(cfg.get("logger")) or False
     )
+    datamodule.setup("fit")
+    if not cfg.get("ckpt_path"):
+        model.init_head_center(datamodule)
+    initial, initial_state = {}, None
+    if cfg.get("validate_first"):  # the untrained (e.g. pretrained + identity head) model, for comparison
+        initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        initial = {f"initial/{k}": float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}
+        log.info("before training: %s", initial)
     log.info("fitting %s on %s", type(model).__name__, cfg.arch.name)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = {**initial, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
 
     if cfg.get("test") and cfg.data.get("test_fold") is not None:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -69,13 +94,12 @@ def train(cfg: DictConfig) -> dict:
     if ev.get("enabled") and cfg.data.get("test_fold") is not None and trainer.is_global_zero:
         from facematch.eval.fold import fold_metrics
 
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if best:  # score the model selected on validation, not whatever the last epoch left
-            model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        selected = select_on_validation(cfg, trainer, model, initial, initial_state if initial else None)
         fold_result = fold_metrics(model, datamodule, cfg.data.pairs, int(cfg.data.test_fold), flip=ev.flip,
                                    subtract_mean=ev.subtract_mean, distance=ev.distance, threshold=cfg.threshold)
-        log.info("fold %d accuracy (10-fold protocol, threshold from the other folds): %.4f",
-                 fold_result["fold"], fold_result["fold_accuracy"])
+        fold_result["selected"] = selected
+        log.info("fold %d accuracy (10-fold protocol, threshold from the other folds): %.4f (model: %s)",
+                 fold_result["fold"], fold_result["fold_accuracy"], selected)
     if trainer.is_global_zero:
         ckpt = trainer.checkpoint_callback
         write_json(out_dir / "train_metrics.json", {

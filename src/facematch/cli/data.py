@@ -73,6 +73,12 @@ def fetch(url: str, dest: Path, sha256: str | None = None, timeout: float = 60.0
     if resp is not None:
         with resp:
             resumed = bool(start) and resp.status == 206
+            if resumed and not resp.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+                part.unlink()
+                raise FacematchError(
+                    f"{url} answered the resume request with another range "
+                    f"({resp.headers.get('Content-Range')}); the partial file was removed, run again"
+                )
             if start and not resumed:
                 print(f"{dest.name}: server ignored the resume request; starting over", file=sys.stderr)
                 start = 0

@@ -32,7 +32,8 @@ def _combine_views(views: torch.Tensor, flip: str) -> torch.Tensor:
 
 @torch.no_grad()
 def embed_for_eval(model, datamodule, rels: list[str], flip: str, batch_size: int = 256) -> np.ndarray:
-    """Embeddings (backbone -> trained head) of ``rels`` with the flip test. With cached backbone features
+    """Embeddings (backbone -> trained head, before its L2 normalisation: see ``EmbeddingHead.project``) of
+    ``rels`` with the flip test. With cached backbone features
     (frozen fast path, plain + mirror views) only the head runs; otherwise the images go through the
     evaluation embedder."""
     check_flip(flip)
@@ -40,7 +41,7 @@ def embed_for_eval(model, datamodule, rels: list[str], flip: str, batch_size: in
     store = datamodule.feature_store
     if store is not None and (store.views == 2 or flip == "none"):
         feats = store.stack(rels).float()  # (N, V, D)
-        out = torch.cat([model.head(feats[i: i + batch_size].flatten(0, 1)).view(-1, feats.shape[1], model.head.dim)
+        out = torch.cat([model.head.project(feats[i: i + batch_size].flatten(0, 1)).view(-1, feats.shape[1], model.head.dim)
                          for i in range(0, len(rels), batch_size)])
         return _combine_views(out, flip).numpy()
     embedder = Embedder(BackboneHead(model.backbone, model.head), model.backbone.spec, datamodule.source,

@@ -12,8 +12,8 @@ Rules:
 - One face per image: the detector's selection rule picks it (``largest`` box by default, or
   ``nearest_center``; see :mod:`facematch.faces.detect`). ``AlignResult.n_faces`` says how many there were.
 - No face found: the **centre-crop fallback**. The image's central square is assumed to hold a face where
-  the average LFW deep-funneled face sits in its 250x250 frame (:data:`FALLBACK_LANDMARKS`, measured with
-  this detector over the 7,701 LFW ``pairs.txt`` images); those landmarks (or that box) are aligned as if
+  the typical LFW deep-funneled face sits in its 250x250 frame (:data:`FALLBACK_LANDMARKS`, the median of
+  this detector's landmarks over the LFW ``pairs.txt`` images); those landmarks (or that box) are aligned as if
   detected. For an LFW image this is the average face position; for any other image it is a face-sized
   centre crop. The result is marked ``status="fallback"`` so callers and cache manifests count it.
 """
@@ -21,28 +21,29 @@ Rules:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from facematch.data.images import load_image
+from facematch.errors import FacematchError
 from facematch.faces.detect import DetectorSettings, get_detector, select_face
 from facematch.faces.templates import Template, get_template
 
-#: Mean MTCNN landmarks of LFW deep-funneled faces, as fractions of the image's central square
-#: (x / side, y / side); measured by ``scripts/check_alignment.py``'s run over the pairs.txt images.
+#: Median MTCNN landmarks of LFW deep-funneled faces, as fractions of the image's central square
+#: (x / side, y / side): measured over the 7,700 pairs.txt images where a face was found.
 FALLBACK_LANDMARKS = np.array(
     [
-        [0.41813, 0.45329],
-        [0.58741, 0.44893],
-        [0.50598, 0.54642],
-        [0.43348, 0.63792],
-        [0.58038, 0.63466],
+        [0.41904, 0.45388],
+        [0.58836, 0.45000],
+        [0.50488, 0.55060],
+        [0.43308, 0.63608],
+        [0.58140, 0.63308],
     ]
 )
-#: Mean MTCNN box of the same faces (x1, y1, x2, y2) as fractions of the central square.
-FALLBACK_BOX = np.array([0.30992, 0.26781, 0.68151, 0.75375])
+#: Median MTCNN box of the same faces (x1, y1, x2, y2) as fractions of the central square.
+FALLBACK_BOX = np.array([0.31244, 0.25956, 0.68344, 0.75432])
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -145,7 +146,6 @@ class AlignResult:
     landmarks: list[list[float]] | None = None  # chosen (or assumed) landmarks in source pixels
     source_size: tuple[int, int] = (0, 0)  # (width, height) of the source image
     source_mode: str | None = None  # PIL mode of the file before RGB conversion, when read from a path
-    extra: dict = field(default_factory=dict)
 
     def record(self) -> dict:
         """Everything but the pixels, JSON-ready (stored beside each cached crop)."""
@@ -173,6 +173,10 @@ class FaceAligner:
 
     def __init__(self, template: str = "arcface_112x112", *, margin: int | None = None, **detector_kwargs):
         self.template = get_template(template)
+        unknown = sorted(set(detector_kwargs) - set(DetectorSettings.__dataclass_fields__))
+        if unknown:
+            valid = ", ".join(["margin", *DetectorSettings.__dataclass_fields__])
+            raise FacematchError(f"unknown alignment option(s) {', '.join(unknown)}; valid options: {valid}")
         self.detector_settings = DetectorSettings(**detector_kwargs)
         self.margin = self.template.box_margin if margin is None else int(margin)
 

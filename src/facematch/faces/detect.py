@@ -6,7 +6,9 @@ right eye, nose tip, left mouth corner, right mouth corner, and detection probab
 
 Face selection rule (:func:`select_face`), when an image holds several faces:
 
-- ``"largest"`` (default): the face with the largest box area; ties go to the higher probability.
+- ``"largest"`` (default): the face with the largest box area *inside the image* (MTCNN boxes may extend
+  past the border; a half-visible face cut by the frame is measured by its visible part, so it does not
+  beat a whole face in the middle); ties go to the higher probability.
 - ``"nearest_center"``: the face whose box centre is nearest the image centre (Euclidean distance);
   ties go to the larger box. Useful for datasets whose subject is centred (LFW) but that show other,
   larger faces near the border.
@@ -80,12 +82,14 @@ def select_face(det: Detection, rule: str = "largest") -> int | None:
     if len(det) == 0:
         return None
     boxes = det.boxes.astype(np.float64)
+    w, h = det.image_size
+    if w > 0 and h > 0:  # the visible part of each box
+        boxes = np.clip(boxes, 0, [w, h, w, h])
     area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
     if rule == "largest":
         # lexsort: last key is primary. Largest area first, then highest probability.
         order = np.lexsort((-det.probs.astype(np.float64), -area))
     elif rule == "nearest_center":
-        w, h = det.image_size
         cx = (boxes[:, 0] + boxes[:, 2]) / 2.0
         cy = (boxes[:, 1] + boxes[:, 3]) / 2.0
         dist = np.hypot(cx - w / 2.0, cy - h / 2.0)

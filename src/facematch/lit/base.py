@@ -64,6 +64,32 @@ class SiameseModule(L.LightningModule):
         raise NotImplementedError  # pragma: no cover - abstract
 
     # -- steps ------------------------------------------------------------------------------------------
+    def init_head_center(self, dm) -> None:
+        """With ``head.center``: set the head's centre to the mean backbone feature of the training images
+        (from the feature cache on the fast path, else from one pass over up to 2,048 training images).
+        Called once before fitting a new model; a resumed run gets the centre from its checkpoint."""
+        if not self.head.centered:
+            return
+        store = getattr(dm, "feature_store", None)
+        if store is not None:
+            from facematch.data.datamodule import _images_of
+
+            mean = store.stack(sorted(_images_of(dm.train_set)))[:, 0].float().mean(0)
+        else:
+            feats, n = [], 0
+            was = self.backbone.training
+            self.backbone.eval()
+            with torch.no_grad():
+                for batch in dm.train_dataloader():
+                    x = batch[0].to(self.device)
+                    feats.append(self.backbone(x).float())
+                    n += x.shape[0]
+                    if n >= 2048:
+                        break
+            self.backbone.train(was)
+            mean = torch.cat(feats).mean(0)
+        self.head.center.copy_(mean.to(self.head.center))
+
     def on_train_epoch_start(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "set_epoch"):

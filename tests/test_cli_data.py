@@ -1,0 +1,268 @@
+"""``facematch-data``: download (against a local HTTP server), prepare --pairs, verify, errors, help."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("FACEMATCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
+
+from facematch.cli.data import LFW_PAIRS_SHA256, main  # noqa: E402
+from facematch.paths import data_dir  # noqa: E402
+
+DATA = data_dir()
+LFW = DATA / "lfw" / "lfw-deepfunneled"
+PEOPLE = ["Abdullah_Gul", "Aaron_Eckhart", "Al_Pacino"]  # three folders of the real LFW
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_tgz(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def file_entry(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range: bytes=N-`` support; logs what it was asked."""
+
+    log: list[tuple[str, str | None, int]] = []
+    honour_range = True
+
+    def do_GET(self):
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        rng = self.headers.get("Range")
+        start = 0
+        if rng and self.honour_range and rng.startswith("bytes=") and rng.endswith("-"):
+            start = int(rng[len("bytes=") : -1])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                type(self).log.append((self.path, rng, 0))
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        type(self).log.append((self.path, rng, len(body)))
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """An LFW look-alike web folder: a tgz of three real identities, the real pairs files, bad archives."""
+    root = tmp_path_factory.mktemp("site")
+    entries = []
+    for person in PEOPLE:
+        for img in sorted((LFW / person).glob("*.jpg")):
+            entries.append(file_entry(f"lfw-deepfunneled/{person}/{img.name}", img.read_bytes()))
+    (root / "lfw-deepfunneled.tgz").write_bytes(make_tgz(entries))
+    for name in LFW_PAIRS_SHA256:
+        (root / name).write_bytes((DATA / "lfw" / name).read_bytes())
+    good = entries[0]
+    evil = {
+        "dotdot": [good, file_entry("../evil", b"owned")],
+        "absolute": [good, file_entry("/tmp/facematch-evil-abs", b"owned")],
+    }
+    link = tarfile.TarInfo("lfw-deepfunneled/escape")
+    link.type, link.linkname = tarfile.SYMTYPE, "../../outside"
+    evil["symlink"] = [good, (link, None)]
+    for kind, members in evil.items():
+        (root / kind).mkdir()
+        (root / kind / "lfw-deepfunneled.tgz").write_bytes(make_tgz(members))
+        for name in LFW_PAIRS_SHA256:
+            (root / kind / name).write_bytes((DATA / "lfw" / name).read_bytes())
+    return root
+
+
+@pytest.fixture
+def server(site):
+    RangeHandler.log = []
+    RangeHandler.honour_range = True
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def error_line(stderr: str) -> str:
+    """The one ``error:`` line a failed command prints (progress notes may precede it), no traceback."""
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert stderr.strip().endswith(lines[0])
+    return lines[0]
+
+
+def download(dest: Path, url: str, *extra: str) -> int:
+    return main(["download", "lfw", "--dest", str(dest), "--base-url", url, "--no-progress", *extra])
+
+
+def test_download_end_to_end(server, site, tmp_path, capsys):
+    archive_sum = sha256((site / "lfw-deepfunneled.tgz").read_bytes())
+    dest = tmp_path / "lfw"
+    assert download(dest, server, "--sha256", archive_sum) == 0
+    out = capsys.readouterr().out
+    assert archive_sum in out and LFW_PAIRS_SHA256["pairs.txt"] in out
+    for person in PEOPLE:
+        src = sorted((LFW / person).glob("*.jpg"))
+        got = sorted((dest / "lfw-deepfunneled" / person).glob("*.jpg"))
+        assert [p.name for p in got] == [p.name for p in src]
+        assert got[0].read_bytes() == src[0].read_bytes()
+    for name in LFW_PAIRS_SHA256:
+        assert (dest / name).read_bytes() == (DATA / "lfw" / name).read_bytes()
+    assert not list(dest.glob("*.part")) and not list(dest.glob(".*.extracting"))
+    # a second run finds everything in place and fetches nothing
+    n = len(RangeHandler.log)
+    assert download(dest, server, "--sha256", archive_sum) == 0
+    assert len(RangeHandler.log) == n
+    # verify: every pairs.txt image outside the three folders is missing, and those inside are fine
+    rc = main(["verify", str(dest / "lfw-deepfunneled"), "--pairs", str(dest / "pairs.txt"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "7701 images used by" in out and "0 unreadable" in out
+    ok, missing = map(int, re.search(r"(\d+) ok, (\d+) missing", out).groups())
+    assert 0 < ok < 40 and ok + missing == 7701
+
+
+def test_download_resumes_a_partial_file(server, site, tmp_path):
+    data = (site / "lfw-deepfunneled.tgz").read_bytes()
+    dest = tmp_path / "lfw"
+    dest.mkdir()
+    (dest / "lfw-deepfunneled.tgz.part").write_bytes(data[:5000])
+    assert download(dest, server, "--sha256", sha256(data), "--no-extract") == 0
+    asked = [(rng, sent) for path, rng, sent in RangeHandler.log if path.endswith(".tgz")]
+    assert asked == [("bytes=5000-", len(data) - 5000)]
+    assert (dest / "lfw-deepfunneled.tgz").read_bytes() == data
+    assert not (dest / "lfw-deepfunneled").exists()  # --no-extract
+
+
+def test_download_starts_over_when_the_server_ignores_range(server, site, tmp_path):
+    RangeHandler.honour_range = False
+    data = (site / "lfw-deepfunneled.tgz").read_bytes()
+    dest = tmp_path / "lfw"
+    dest.mkdir()
+    (dest / "lfw-deepfunneled.tgz.part").write_bytes(b"garbage that is not a prefix")
+    assert download(dest, server, "--sha256", sha256(data), "--no-extract") == 0
+    assert (dest / "lfw-deepfunneled.tgz").read_bytes() == data
+
+
+def test_download_rejects_a_wrong_checksum(server, tmp_path, capsys):
+    dest = tmp_path / "lfw"
+    with pytest.raises(SystemExit) as exc:
+        download(dest, server, "--sha256", "0" * 64)
+    err = error_line(capsys.readouterr().err)
+    assert exc.value.code == 2 and err.startswith("error: sha256 of") and "expected " + "0" * 64 in err
+    assert not (dest / "lfw-deepfunneled.tgz").exists() and not (dest / "lfw-deepfunneled.tgz.part").exists()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_download_refuses_an_archive_member_outside_dest(server, tmp_path, capsys, kind):
+    dest = tmp_path / "deep" / "lfw"
+    with pytest.raises(SystemExit) as exc:
+        download(dest, server + kind + "/")
+    err = error_line(capsys.readouterr().err)
+    assert exc.value.code == 2 and "unsafe member" in err
+    assert not (tmp_path / "deep" / "evil").exists() and not Path("/tmp/facematch-evil-abs").exists()
+    assert not (dest / "lfw-deepfunneled").exists()  # nothing was extracted at all
+
+
+def test_download_unreachable_server_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        download(tmp_path / "lfw", "http://127.0.0.1:9/", "--timeout", "5")
+    err = error_line(capsys.readouterr().err)
+    assert exc.value.code == 2 and err.startswith("error: cannot reach http://127.0.0.1:9/")
+
+
+def test_verify_reports_missing_and_unreadable(tmp_path, capsys):
+    root = tmp_path / "root"
+    (root / "Al_Pacino").mkdir(parents=True)
+    for i in (1, 2):
+        name = f"Al_Pacino/Al_Pacino_{i:04d}.jpg"
+        (root / name).write_bytes((LFW / name).read_bytes())
+    (root / "Al_Pacino" / "Al_Pacino_0003.jpg").write_bytes((LFW / "Al_Pacino/Al_Pacino_0003.jpg").read_bytes()[:900])
+    listing = tmp_path / "pairs.txt"
+    listing.write_text("2 1\nAl_Pacino 1 2\nAl_Pacino 2 Nobody_Here 1\nAl_Pacino 1 3\nAl_Pacino 3 Nobody_Here 2\n")
+    report = tmp_path / "report.tsv"
+    rc = main(["verify", str(root), "--pairs", str(listing), "--report", str(report), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "5 images used by" in out and "2 ok, 2 missing, 1 unreadable" in out
+    rows = [line.split("\t")[:2] for line in report.read_text().splitlines()[1:]]
+    assert sorted(rows) == [["missing", "Nobody_Here/Nobody_Here_0001.jpg"], ["missing", "Nobody_Here/Nobody_Here_0002.jpg"],
+                            ["unreadable", "Al_Pacino/Al_Pacino_0003.jpg"]]
+    listing.write_text("1\nAl_Pacino 1 2\nAl_Pacino 1 Al_Pacino 2\n")
+    assert main(["verify", str(root), "--pairs", str(listing), "--no-progress"]) == 0
+
+
+def test_prepare_cli_restricted_to_a_pairs_file(tmp_path, capsys):
+    listing = tmp_path / "pairs.txt"
+    listing.write_text("1\nAaron_Eckhart 1 1\nAbdullah_Gul 13 Al_Pacino 2\n")  # 3 distinct images
+    out = tmp_path / "aligned"
+    rc = main(["prepare", str(LFW), str(out), "--template", "sphereface_112x96", "--pairs", str(listing),
+               "--workers", "1", "--select", "nearest_center", "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "3 of 3 images aligned to sphereface_112x96" in printed and "img/s" in printed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["requested"] == 3 and manifest["detector"]["select"] == "nearest_center"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "Aaron_Eckhart/Aaron_Eckhart_0001.jpg.png", "Abdullah_Gul/Abdullah_Gul_0013.jpg.png",
+        "Al_Pacino/Al_Pacino_0002.jpg.png"]
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["prepare", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--no-progress"])
+    err = error_line(capsys.readouterr().err)
+    assert exc.value.code == 2 and err.startswith("error: dataset folder not found")
+    bad = tmp_path / "bad_pairs.txt"
+    bad.write_text("10 300\nonly one line\n")
+    with pytest.raises(SystemExit):
+        main(["verify", str(LFW), "--pairs", str(bad)])
+    assert "header promises" in capsys.readouterr().err
+
+
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and all(c in out for c in ("download", "prepare", "verify"))
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    out = capsys.readouterr().out
+    assert "--pairs" in out and "--template" in out and "nearest_center" in out
