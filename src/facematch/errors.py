@@ -54,6 +54,17 @@ def report_and_exit(err: FacematchError) -> None:
     sys.exit(err.exit_code)
 
 
+def run_or_exit(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, with a FacematchError turned into one line and its exit code (the Hydra
+    entry points' edge; ``cli_errors`` is the same for argparse entry points)."""
+    try:
+        return fn(*args, **kwargs)
+    except FacematchError as err:
+        if debug_enabled():
+            raise
+        report_and_exit(err)
+
+
 def cli_errors(fn: F) -> F:
     """Decorator for console entry points: a FacematchError becomes one line on stderr and its exit code.
 
@@ -62,11 +73,6 @@ def cli_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except FacematchError as err:
-            if debug_enabled():
-                raise
-            report_and_exit(err)
+        return run_or_exit(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facematch.config import config_dir, instantiate_collection, instantiate_optional, to_container, write_json
-from facematch.errors import FacematchError, debug_enabled, report_and_exit
+from facematch.errors import FacematchError, run_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def train(cfg: DictConfig) -> dict:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     fold_result = None
     ev = cfg.get("evaluate") or {}
-    if ev.get("enabled") and cfg.data.get("test_fold") is not None and trainer.is_global_zero:
+    # (skipped in fast_dev_run: a smoke test should not embed every image of pairs.txt)
+    if ev.get("enabled") and cfg.data.get("test_fold") is not None and trainer.is_global_zero and not trainer.fast_dev_run:
         from facematch.eval.fold import fold_metrics
 
         selected = select_on_validation(cfg, trainer, model, initial, initial_state if initial else None)
@@ -118,13 +119,7 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except FacematchError as err:
-        if debug_enabled():
-            raise
-        report_and_exit(err)
-    return metrics.get(cfg.monitor)
+    return run_or_exit(train, cfg).get(cfg.monitor)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from facematch.errors import FacematchError, cli_errors
 from facematch.eval.protocol import metrics_at_threshold, val_at_far
 
 COLUMNS = ["exp", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
-           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "wall time"]
+           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "wall time", "model kept"]
 
 WEIGHT_NAMES = {"mobilefacenet_casia": "CASIA-WebFace", "vggface2": "VGGFace2", "casia-webface": "CASIA-WebFace"}
 
@@ -98,6 +98,8 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
         "val_at_far_1e-3": val_at_far(scores, same, 1e-3)["val"],
         "f1_at_threshold": fixed["f1"], "accuracy_at_threshold": fixed["accuracy"],
         "seconds": float(sum(m.get("seconds", 0.0) for m in jobs)),
+        # how often validation preferred the untrained starting point over every trained epoch
+        "kept": f"start on {sum(m.get('selected') == 'initial' for m in jobs)}/{len(jobs)} folds",
     }
 
 
@@ -130,7 +132,7 @@ def markdown(rows: list[dict]) -> str:
             acc += f" ({r['n_folds']} folds)"
         cells = [r["exp"], r["arch"], r["pretrained on"], r["loss"], r["margin"], r["optimizer"], r["scheduler"], acc,
                  _fmt_pct(r.get("val_at_far_1e-3")), _fmt_pct(r.get("f1_at_threshold")),
-                 _fmt_pct(r.get("accuracy_at_threshold")), _fmt_time(r.get("seconds"))]
+                 _fmt_pct(r.get("accuracy_at_threshold")), _fmt_time(r.get("seconds")), r.get("kept", "—")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

@@ -1,0 +1,391 @@
+"""Batched, cached inference: image paths -> embeddings, each image embedded once per model and preprocessing.
+
+Inference path (:meth:`Embedder.forward_uint8`): uint8 NHWC crops -> the backbone's normalisation
+(:func:`facematch.data.transforms.normalize_batch`) -> ``channels_last`` -> optional bf16 autocast ->
+model -> float32. Flip test: the batch and its horizontal mirror go through the model together, and the
+two outputs are summed (``flip="sum"``) or concatenated (``flip="concat"``, twice the dimension). Outputs
+are the model's as they are (raw backbone features, or a head's projection); callers normalise.
+
+Decoding (and, for ``FaceSource(mode="align")``, detection + alignment) runs in DataLoader workers.
+Workers are forked, except for mode ``align``, whose workers are spawned: they run MTCNN, and a forked
+copy of a process whose torch thread pools are live can deadlock.
+
+Embedding cache (``cache_dir/<key>/``): the key names everything an embedding depends on: the weights
+fingerprint (sha256 of the weights file, or of the checkpoint's state dict), ``FaceSource.key`` plus the
+source root and alignment settings, the flip mode, the dtype (fp32 / bf16) and the input spec
+(:func:`make_cache_key`). A key's folder holds ``meta.json`` (those components, readable) and
+``part-*.npz`` files, each ``{"paths": str array, "emb": float32 (n, D)}``, loaded with
+``allow_pickle=False``. Parts are written atomically every ``save_every`` new embeddings (and on an
+interrupt), so a killed run loses at most one part of work and the next run embeds only what is missing;
+many small parts are merged into one at the end of a run.
+
+Public API (also meant for the training code's frozen-backbone feature cache)::
+
+    emb, paths = embed_paths(model, spec, source, rel_paths, batch_size=128, num_workers=2,
+                             flip="none", bf16=False, cache_dir=".cache/facematch/features",
+                             cache_key=make_cache_key(fingerprint, source, spec, flip="none", bf16=False))
+
+``emb[i]`` is the embedding of ``paths[i]`` (``rel_paths`` without duplicates, first-seen order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from facematch.data.transforms import normalize_batch
+from facematch.errors import FacematchError
+from facematch.models.backbones import BackboneSpec
+from facematch.utils.io import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+FLIP_MODES = ("none", "sum", "concat")
+CACHE_FORMAT = "facematch-embeddings/1"
+MERGE_ABOVE = 8  # parts; more than this are merged into one at the end of a run
+
+
+def check_flip(flip: str) -> str:
+    if flip not in FLIP_MODES:
+        raise FacematchError(f"flip={flip!r} is unknown; choose one of: {', '.join(FLIP_MODES)}")
+    return flip
+
+
+def dtype_name(bf16: bool) -> str:
+    return "bf16" if bf16 else "fp32"
+
+
+# ---------------------------------------------------------------------------------------------------
+# cache key and on-disk cache
+
+
+def source_description(source: Any) -> dict:
+    """What a FaceSource contributes to the cache key: its ``key``, resolved root and alignment settings."""
+    root = getattr(source, "root", None)
+    return {
+        "source": getattr(source, "key", type(source).__name__),
+        "root": str(Path(root).expanduser().resolve()) if root is not None else None,
+        "align": {k: v for k, v in sorted((getattr(source, "align_kwargs", None) or {}).items())},
+    }
+
+
+def make_cache_key(
+    fingerprint: str, source: Any, spec: BackboneSpec, *, flip: str = "none", bf16: bool = False, extra: dict | None = None
+) -> tuple[str, dict]:
+    """``(key, components)``: a folder name (readable prefix + digest of every component) and the components.
+
+    ``fingerprint`` is the sha256 of the weights (see :mod:`facematch.eval.model`); ``extra`` adds anything
+    else the caller's features depend on (e.g. a head's settings).
+    """
+    check_flip(flip)
+    comp = {
+        "format": CACHE_FORMAT,
+        "weights_sha256": fingerprint,
+        **source_description(source),
+        "flip": flip,
+        "dtype": dtype_name(bf16),
+        "arch": spec.name,
+        "input_size": list(spec.input_size),
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        **({"extra": extra} if extra else {}),
+    }
+    digest = hashlib.sha256(json.dumps(comp, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    src = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(comp["source"]))
+    key = f"{spec.name}-{fingerprint[:12]}-{src}-flip_{flip}-{comp['dtype']}-{digest}"
+    return key, comp
+
+
+class EmbeddingCache:
+    """``root/key/``: ``meta.json`` + atomically written ``part-*.npz`` files of (paths, float32 matrix)."""
+
+    def __init__(self, root: str | os.PathLike, key: str, meta: dict | None = None):
+        if not key or "/" in key or key.startswith("."):
+            raise ValueError(f"bad cache key {key!r}")
+        self.dir = Path(root).expanduser() / key
+        self.key = key
+        self.meta = meta or {}
+
+    def parts(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.npz")) if self.dir.is_dir() else []
+
+    def load(self) -> dict[str, np.ndarray]:
+        """Every cached ``{rel_path: vector}``; unreadable parts are skipped (and later rewritten)."""
+        out: dict[str, np.ndarray] = {}
+        for part in self.parts():
+            try:
+                with np.load(part, allow_pickle=False) as z:
+                    paths, emb = z["paths"], z["emb"]
+            except Exception as err:  # a damaged part costs a re-embed, never a crash
+                log.warning("ignoring unreadable embedding cache part %s (%s)", part, err)
+                continue
+            if emb.ndim != 2 or emb.shape[0] != paths.shape[0]:
+                log.warning("ignoring malformed embedding cache part %s", part)
+                continue
+            out.update(zip(paths.tolist(), emb))
+        return out
+
+    def _write_meta(self) -> None:
+        meta = self.dir / "meta.json"
+        if not meta.is_file():
+            atomic_write_text(meta, json.dumps({"key": self.key, **self.meta}, indent=2, sort_keys=True, default=str) + "\n")
+
+    def add(self, paths: Sequence[str], emb: np.ndarray) -> Path | None:
+        """Write one new part atomically; returns its path (None when there is nothing to write)."""
+        if not len(paths):
+            return None
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        if emb.shape[0] != len(paths):
+            raise ValueError(f"{len(paths)} paths but {emb.shape[0]} embeddings")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write_meta()
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
+        arr_paths = np.asarray(list(paths), dtype=np.str_)
+        return atomic_write(self.dir / name, lambda fh: np.savez(fh, paths=arr_paths, emb=emb))
+
+    def merge(self) -> None:
+        """Replace all parts by one (written first, so a reader never sees fewer vectors)."""
+        parts = self.parts()
+        if len(parts) <= 1:
+            return
+        data = self.load()
+        if not data:
+            return
+        paths = list(data)
+        new = self.add(paths, np.stack([data[p] for p in paths]))
+        for p in parts:
+            if p != new:
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
+
+
+# ---------------------------------------------------------------------------------------------------
+# data loading
+
+
+class _Crops(Dataset):
+    """``i -> (i, uint8 HxWx3 tensor | None, error | None)``; user errors travel back to be re-raised."""
+
+    def __init__(self, source, rel_paths: Sequence[str]):
+        self.source = source
+        self.rel_paths = list(rel_paths)
+
+    def __len__(self) -> int:
+        return len(self.rel_paths)
+
+    def __getitem__(self, i: int):
+        try:
+            crop = np.require(self.source(self.rel_paths[i]), np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+            return i, torch.from_numpy(crop), None
+        except FacematchError as err:
+            return i, None, err
+
+
+def _collate(items):
+    for _, _, err in items:
+        if err is not None:
+            return None, None, err
+    idx = torch.tensor([i for i, _, _ in items], dtype=torch.long)
+    return idx, torch.stack([c for _, c, _ in items]), None
+
+
+# ---------------------------------------------------------------------------------------------------
+# the embedder
+
+
+class Embedder:
+    """Embeds uint8 crops (:meth:`embed_arrays`) or image paths through ``source`` (:meth:`embed`).
+
+    ``model`` maps a normalised NCHW batch to (N, D) features; it is put in eval mode for each call (its
+    previous mode is restored afterwards) and, with ``channels_last``, converted to that memory format in
+    place. ``source`` is a callable ``rel_path -> uint8 HxWx3 crop`` of ``spec.input_size`` (a
+    :class:`~facematch.faces.source.FaceSource`). ``cache_dir`` + ``cache_key`` turn the on-disk cache on.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: BackboneSpec,
+        source: Any = None,
+        *,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        flip: str = "concat",
+        bf16: bool = False,
+        channels_last: bool = True,
+        device: str | torch.device = "cpu",
+        cache_dir: str | os.PathLike | None = None,
+        cache_key: str | None = None,
+        cache_meta: dict | None = None,
+        progress: bool = True,
+        save_every: int = 1024,
+    ):
+        if batch_size < 1:
+            raise FacematchError(f"batch_size must be at least 1, got {batch_size}")
+        self.model, self.spec, self.source = model, spec, source
+        self.batch_size, self.num_workers = int(batch_size), max(0, int(num_workers))
+        self.flip = check_flip(flip)
+        self.bf16 = bool(bf16)
+        self.channels_last = bool(channels_last)
+        self.device = torch.device(device)
+        self.progress = progress
+        self.save_every = max(1, int(save_every))
+        self.cache = EmbeddingCache(cache_dir, cache_key, cache_meta) if cache_dir and cache_key else None
+        self.stats: dict[str, Any] = {}
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    # -- the model path ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward_uint8(self, crops: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(N, H, W, 3) uint8 crops -> (N, D) float32 features (D doubles with ``flip="concat"``)."""
+        x = normalize_batch(crops, self.spec).to(self.device)
+        if tuple(x.shape[2:]) != tuple(self.spec.input_size):
+            raise FacematchError(
+                f"crops are {tuple(x.shape[2:])} but {self.spec.name} takes {tuple(self.spec.input_size)} (H, W); "
+                "check data.preprocess (template) for this backbone"
+            )
+        n = x.shape[0]
+        if self.flip != "none":
+            x = torch.cat([x, x.flip(3)])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(x)
+        out = out.float()
+        if self.flip == "sum":
+            out = out[:n] + out[n:]
+        elif self.flip == "concat":
+            out = torch.cat([out[:n], out[n:]], dim=1)
+        return out.cpu().numpy()
+
+    def _eval(self):
+        was = self.model.training
+        self.model.eval()
+        return was
+
+    def embed_arrays(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Embed in-memory crops (no cache), ``batch_size`` at a time."""
+        arr = np.asarray(crops, dtype=np.uint8) if not isinstance(crops, np.ndarray) else crops
+        was = self._eval()
+        try:
+            return np.concatenate(
+                [self.forward_uint8(arr[i : i + self.batch_size]) for i in range(0, len(arr), self.batch_size)]
+            )
+        finally:
+            self.model.train(was)
+
+    # -- paths, through the cache -------------------------------------------------------------------------
+    def _loader(self, rel_paths: Sequence[str]) -> DataLoader:
+        workers = min(self.num_workers, max(1, len(rel_paths) // self.batch_size)) if self.num_workers else 0
+        kw: dict[str, Any] = {}
+        if workers:
+            kw["prefetch_factor"] = 4
+            if getattr(self.source, "mode", None) == "align":
+                kw["multiprocessing_context"] = "spawn"
+        return DataLoader(_Crops(self.source, rel_paths), batch_size=self.batch_size, shuffle=False,
+                          num_workers=workers, collate_fn=_collate, **kw)
+
+    def embed(self, rel_paths: Iterable[str]) -> tuple[np.ndarray, list[str]]:
+        """``(emb, paths)`` for the distinct ``rel_paths`` (first-seen order); cached ones are not recomputed."""
+        if self.source is None:
+            raise ValueError("Embedder.embed needs a source (rel_path -> crop)")
+        t0 = time.perf_counter()
+        paths = list(dict.fromkeys(rel_paths))
+        done = self.cache.load() if self.cache is not None else {}
+        todo = [p for p in paths if p not in done]
+        self.stats = {"n_images": len(paths), "cache_hits": len(paths) - len(todo), "computed": 0,
+                      "cache_dir": str(self.cache.dir) if self.cache else None}
+        if todo:
+            self._compute(todo, done)
+        self.stats["cache_hit"] = bool(paths) and not todo
+        self.stats["seconds"] = time.perf_counter() - t0
+        if todo and self.stats["computed"]:
+            self.stats["images_per_s"] = self.stats["computed"] / self.stats["seconds"]
+        if not paths:
+            return np.zeros((0, 0), np.float32), []
+        return np.stack([done[p] for p in paths]).astype(np.float32, copy=False), paths
+
+    def _compute(self, todo: list[str], done: dict[str, np.ndarray]) -> None:
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), unit="img", desc=f"embed {self.spec.name}", file=sys.stderr,
+                       dynamic_ncols=True, mininterval=1.0)
+        pending_paths: list[str] = []
+        pending: list[np.ndarray] = []
+
+        def flush():
+            if self.cache is not None and pending_paths:
+                self.cache.add(pending_paths, np.concatenate(pending))
+            pending_paths.clear()
+            pending.clear()
+
+        was = self._eval()
+        try:
+            for idx, crops, err in self._loader(todo):
+                if err is not None:
+                    raise err
+                feats = self.forward_uint8(crops)
+                names = [todo[i] for i in idx.tolist()]
+                done.update(zip(names, feats))
+                pending_paths.extend(names)
+                pending.append(feats)
+                self.stats["computed"] += len(names)
+                if bar is not None:
+                    bar.update(len(names))
+                if len(pending_paths) >= self.save_every:
+                    flush()
+        finally:
+            flush()  # keep whatever was computed, also on an error or Ctrl-C
+            self.model.train(was)
+            if bar is not None:
+                bar.close()
+        if self.cache is not None and len(self.cache.parts()) > MERGE_ABOVE:
+            self.cache.merge()
+
+
+def embed_paths(
+    model: nn.Module,
+    spec: BackboneSpec,
+    source: Any,
+    rel_paths: Iterable[str],
+    *,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    flip: str = "none",
+    bf16: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    cache_key: str | tuple[str, dict] | None = None,
+    channels_last: bool = True,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[np.ndarray, list[str]]:
+    """Embed the distinct ``rel_paths`` read through ``source``; ``(emb, paths)`` with ``emb[i]`` for ``paths[i]``.
+
+    ``cache_key`` is a key from :func:`make_cache_key` (the ``(key, components)`` tuple is accepted too);
+    with ``cache_dir`` unset or no key, nothing is cached.
+    """
+    meta = None
+    if isinstance(cache_key, tuple):
+        cache_key, meta = cache_key
+    emb = Embedder(model, spec, source, batch_size=batch_size, num_workers=num_workers, flip=flip, bf16=bf16,
+                   channels_last=channels_last, device=device, cache_dir=cache_dir, cache_key=cache_key,
+                   cache_meta=meta, progress=progress)
+    return emb.embed(rel_paths)

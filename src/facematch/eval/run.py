@@ -1,0 +1,27 @@
+"""Evaluation entry point: ``python -m facematch.eval`` / ``facematch-eval`` (compose -> evaluate).
+
+    facematch-eval arch=mobilefacenet arch.weights=W data=lfw_aligned data.root=D/lfw-aligned-112 \
+        data.pairs=D/lfw/pairs.txt hydra.run.dir=OUT
+    facematch-eval ckpt_path=outputs/runs/train/.../checkpoints/last.ckpt data=lfw
+
+The work is in :mod:`facematch.eval.verify`; see ``conf/eval.yaml`` for every option.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from facematch.config import config_dir
+from facematch.errors import run_or_exit
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    from facematch.eval.verify import evaluate
+
+    return run_or_exit(evaluate, cfg).get("accuracy_mean")
+
+
+if __name__ == "__main__":
+    main()

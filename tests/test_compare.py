@@ -1,0 +1,96 @@
+"""facematch-compare on real photos, its JSON output, and each error path with its exit code."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facematch.cli.compare import main
+from tests.conftest import run_cli
+
+BUSH_A = "George_W_Bush/George_W_Bush_0007.jpg"
+BUSH_B = "George_W_Bush/George_W_Bush_0016.jpg"
+POWELL = "Colin_Powell/Colin_Powell_0040.jpg"
+PEIRSOL = "Aaron_Peirsol/Aaron_Peirsol_0001.jpg"  # face about the size of BUSH_A's
+
+
+@pytest.fixture(scope="module")
+def photos(lfw_root):
+    return {k: str(lfw_root / v) for k, v in (("a", BUSH_A), ("b", BUSH_B), ("other", POWELL))}
+
+
+@pytest.fixture(scope="module")
+def two_faces(lfw_root, tmp_path_factory):
+    """Two real faces of similar size side by side in one image (central 190 px of two LFW photos)."""
+    crops = [np.asarray(Image.open(lfw_root / rel).convert("RGB"))[30:220, 30:220] for rel in (BUSH_A, PEIRSOL)]
+    path = tmp_path_factory.mktemp("faces") / "two_faces.jpg"
+    Image.fromarray(np.concatenate(crops, axis=1)).save(path, quality=95)
+    return str(path)
+
+
+def run_main(capsys, *args):
+    code = main(list(args))
+    return code, capsys.readouterr()
+
+
+def test_same_person_and_different_people(photos, mfn_weights, capsys):
+    code, out = run_main(capsys, photos["a"], photos["b"], "--weights", str(mfn_weights), "--json")
+    r = json.loads(out.out)
+    assert code == 0 and set(r) == {"similarity", "same", "threshold"}
+    assert r["same"] is True and r["similarity"] >= 0.6 and r["threshold"] == 0.6
+    code, out = run_main(capsys, photos["a"], photos["other"], "--weights", str(mfn_weights), "--json")
+    r = json.loads(out.out)
+    assert r["same"] is False and r["similarity"] < 0.3
+    code, out = run_main(capsys, photos["a"], photos["b"], "--weights", str(mfn_weights), "--threshold", "0.99")
+    assert out.out.startswith("similarity 0.") and "different people" in out.out and "< 0.99" in out.out
+
+
+def test_several_faces_need_select(two_faces, photos, mfn_weights, capsys):
+    code, out = run_main(capsys, two_faces, photos["a"], "--weights", str(mfn_weights), "--select", "largest",
+                         "--json")
+    assert code == 0 and json.loads(out.out)["similarity"] > -1.0
+    with pytest.raises(SystemExit) as e:
+        main([two_faces, photos["a"], "--weights", str(mfn_weights)])
+    assert e.value.code == 4
+    assert "2 faces of similar size" in capsys.readouterr().err
+
+
+def test_missing_weights_exit_6(photos, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([photos["a"], photos["b"], "--weights", str(tmp_path / "nope.ckpt")])
+    assert e.value.code == 6 and "weights file not found" in capsys.readouterr().err
+
+
+def _single_error(r, code: int, needle: str) -> None:
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], r.stderr[-2000:]
+
+
+def test_cli_json_on_real_photos(photos, mfn_weights):
+    r = run_cli(["-m", "facematch.cli.compare", photos["a"], photos["b"], "--weights", str(mfn_weights), "--json"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["same"] is True
+
+
+def test_cli_no_face_exit_3(photos, mfn_weights, tmp_path):
+    grey = tmp_path / "grey.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(grey)
+    r = run_cli(["-m", "facematch.cli.compare", str(grey), photos["a"], "--weights", str(mfn_weights)])
+    _single_error(r, 3, f"no face found in {grey}")
+
+
+def test_cli_several_faces_exit_4(two_faces, photos, mfn_weights):
+    r = run_cli(["-m", "facematch.cli.compare", photos["a"], two_faces, "--weights", str(mfn_weights)])
+    _single_error(r, 4, "faces of similar size")
+
+
+def test_cli_unreadable_exit_5(photos, mfn_weights, tmp_path):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is not a photo\n")
+    r = run_cli(["-m", "facematch.cli.compare", photos["a"], str(fake), "--weights", str(mfn_weights)])
+    _single_error(r, 5, f"{fake} is not an image file")

@@ -1,0 +1,170 @@
+"""Batched, cached inference: flip modes, bf16, the on-disk cache (hits, resume, keys), model loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facematch.errors import FacematchError, UnreadableImageError, WeightsError
+from facematch.eval.embed import EmbeddingCache, Embedder, embed_paths, make_cache_key
+from facematch.eval.model import build_arch_model, load_checkpoint_model, load_model, state_dict_sha256
+from facematch.faces.source import FaceSource
+from facematch.models.backbones import build_backbone
+from facematch.models.heads import EmbeddingHead
+
+RELS = [
+    "George_W_Bush/George_W_Bush_0007.jpg",
+    "George_W_Bush/George_W_Bush_0016.jpg",
+    "Colin_Powell/Colin_Powell_0040.jpg",
+    "Colin_Powell/Colin_Powell_0049.jpg",
+    "Aaron_Peirsol/Aaron_Peirsol_0001.jpg",
+]
+
+
+@pytest.fixture(scope="module")
+def mfn(mfn_weights):
+    return build_arch_model("mobilefacenet", str(mfn_weights))
+
+
+@pytest.fixture(scope="module")
+def source(data_dir):
+    return FaceSource(data_dir / "lfw-aligned-112", "sphereface_112x96", mode="prealigned",
+                      src_template="arcface_112x112")
+
+
+class CountingSource:
+    """Wraps a source; counts calls and can fail on chosen paths."""
+
+    def __init__(self, inner, fail=()):
+        self.inner, self.fail, self.calls = inner, set(fail), 0
+        self.key, self.root = inner.key, inner.root
+
+    def __call__(self, rel):
+        self.calls += 1
+        if rel in self.fail:
+            raise UnreadableImageError(f"{rel} is not an image file PIL can read (test)")
+        return self.inner(rel)
+
+
+def _cos(a, b):
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_flip_modes_and_mirror_consistency(mfn, source):
+    crops = np.stack([source(r) for r in RELS[:3]])
+    plain = Embedder(mfn.module, mfn.spec, flip="none", progress=False).embed_arrays(crops)
+    mirrored = Embedder(mfn.module, mfn.spec, flip="none").embed_arrays(np.ascontiguousarray(crops[:, :, ::-1]))
+    concat = Embedder(mfn.module, mfn.spec, flip="concat").embed_arrays(crops)
+    summed = Embedder(mfn.module, mfn.spec, flip="sum").embed_arrays(crops)
+    assert plain.shape == (3, 128) and concat.shape == (3, 256) and summed.shape == (3, 128)
+    np.testing.assert_allclose(concat[:, :128], plain, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(concat[:, 128:], mirrored, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(summed, plain + mirrored, rtol=1e-4, atol=1e-4)
+    # real weights: same person closer than different people
+    assert _cos(plain[0], plain[1]) > _cos(plain[0], plain[2]) + 0.3
+
+
+def test_bf16_close_to_fp32_and_channels_last(mfn, source):
+    crops = np.stack([source(r) for r in RELS])
+    fp32 = Embedder(mfn.module, mfn.spec, flip="none").embed_arrays(crops)
+    bf16 = Embedder(mfn.module, mfn.spec, flip="none", bf16=True).embed_arrays(crops)
+    assert bf16.dtype == np.float32
+    assert min(_cos(a, b) for a, b in zip(fp32, bf16)) > 0.99
+    conv = mfn.module.net.conv1.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_cache_second_call_reuses_embeddings(mfn, source, tmp_path, monkeypatch):
+    key, meta = make_cache_key(mfn.fingerprint, source, mfn.spec, flip="concat")
+    emb, paths = embed_paths(mfn.module, mfn.spec, source, RELS + RELS[:2], num_workers=0, flip="concat",
+                             cache_dir=tmp_path, cache_key=(key, meta), progress=False)
+    assert paths == RELS and emb.shape == (5, 256)  # duplicates removed, first-seen order
+    assert (tmp_path / key / "meta.json").is_file() and EmbeddingCache(tmp_path, key).parts()
+
+    def boom(*a, **k):
+        raise AssertionError("the model must not run on a warm cache")
+
+    monkeypatch.setattr(mfn.module, "forward", boom)
+    e = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", cache_dir=tmp_path, cache_key=key)
+    again, paths2 = e.embed(list(reversed(RELS)))
+    assert paths2 == list(reversed(RELS))
+    np.testing.assert_array_equal(again, emb[::-1])
+    assert e.stats["cache_hit"] and e.stats["cache_hits"] == 5 and e.stats["computed"] == 0
+
+
+def test_killed_run_resumes_from_saved_parts(mfn, source, tmp_path):
+    key, _ = make_cache_key(mfn.fingerprint, source, mfn.spec, flip="none")
+    bad = CountingSource(source, fail={RELS[4]})
+    e = Embedder(mfn.module, mfn.spec, bad, batch_size=2, num_workers=0, flip="none", cache_dir=tmp_path,
+                 cache_key=key, save_every=2, progress=False)
+    with pytest.raises(UnreadableImageError):
+        e.embed(RELS)
+    assert len(EmbeddingCache(tmp_path, key).load()) == 4  # the batches before the failure were kept
+    good = CountingSource(source)
+    e2 = Embedder(mfn.module, mfn.spec, good, num_workers=0, flip="none", cache_dir=tmp_path, cache_key=key,
+                  progress=False)
+    emb, _ = e2.embed(RELS)
+    assert good.calls == 1 and e2.stats["computed"] == 1 and emb.shape == (5, 128)
+
+
+def test_worker_processes_and_user_errors_cross_them(mfn, source, tmp_path):
+    emb, paths = embed_paths(mfn.module, mfn.spec, source, RELS, batch_size=2, num_workers=1, flip="none",
+                             progress=False)
+    ref = Embedder(mfn.module, mfn.spec, flip="none").embed_arrays(np.stack([source(r) for r in RELS]))
+    np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(FacematchError, match="image not found"):
+        embed_paths(mfn.module, mfn.spec, source, ["Nobody/Nobody_0001.jpg"], num_workers=1, progress=False)
+
+
+def test_cache_keys_separate_everything_an_embedding_depends_on(mfn, source, data_dir):
+    k = make_cache_key(mfn.fingerprint, source, mfn.spec, flip="concat")[0]
+    other_src = FaceSource(data_dir / "lfw" / "lfw-deepfunneled", "sphereface_112x96", mode="center")
+    keys = {
+        k,
+        make_cache_key(mfn.fingerprint, source, mfn.spec, flip="sum")[0],
+        make_cache_key(mfn.fingerprint, source, mfn.spec, flip="concat", bf16=True)[0],
+        make_cache_key("0" * 64, source, mfn.spec, flip="concat")[0],
+        make_cache_key(mfn.fingerprint, other_src, mfn.spec, flip="concat")[0],
+    }
+    assert len(keys) == 5
+    assert k == make_cache_key(mfn.fingerprint, source, mfn.spec, flip="concat")[0]  # deterministic
+    assert k.startswith("mobilefacenet-e839247cdbdf-prealigned-arcface_112x112-sphereface_112x96-flip_concat-fp32-")
+    with pytest.raises(FacematchError, match="flip='twice' is unknown"):
+        make_cache_key(mfn.fingerprint, source, mfn.spec, flip="twice")
+
+
+def test_damaged_cache_part_is_ignored(tmp_path):
+    c = EmbeddingCache(tmp_path, "k")
+    c.add(["a", "b"], np.ones((2, 3)))
+    (c.dir / "part-99999999999999999999-bad.npz").write_bytes(b"not a zip")
+    assert sorted(c.load()) == ["a", "b"]
+    c.add(["c"], np.zeros((1, 3)))
+    c.merge()
+    assert len(c.parts()) == 1 and sorted(c.load()) == ["a", "b", "c"]
+
+
+def test_model_fingerprints_and_checkpoint_loading(mfn, mfn_weights, tmp_path):
+    assert mfn.fingerprint == "e839247cdbdfc023fb7cadeaf53a4549d50c8fc24ad154c02e35920ea8910d99"
+    backbone = build_backbone("mobilefacenet", weights=str(mfn_weights))
+    head = EmbeddingHead(128, dim=64, init="random")
+    state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
+             **{f"head.{k}": v for k, v in head.state_dict().items()}}
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"epoch": 3, "global_step": 30, "state_dict": state,
+                "facematch": {"backbone": "mobilefacenet", "head": {"dim": 64, "init": "random"},
+                              "config": {"arch": {"name": "mobilefacenet"}}}}, ckpt)
+    m = load_model(str(ckpt), {"name": "resnet50"})  # ckpt wins over arch
+    assert m.spec.name == "mobilefacenet" and m.description["kind"] == "checkpoint"
+    assert m.fingerprint == state_dict_sha256(state) and m.description["epoch"] == 3
+    x = torch.randn(2, 3, 112, 96)
+    with torch.no_grad():
+        out = m.module(x)
+        ref = head.eval().project(backbone.eval()(x))
+    assert out.shape == (2, 64)
+    torch.testing.assert_close(out, ref)
+    torch.save({"net_state_dict": backbone.state_dict()}, tmp_path / "bare.ckpt")
+    with pytest.raises(WeightsError, match="not a facematch-train checkpoint"):
+        load_checkpoint_model(tmp_path / "bare.ckpt")
+    with pytest.raises(WeightsError, match="checkpoint not found"):
+        load_checkpoint_model(tmp_path / "missing.ckpt")

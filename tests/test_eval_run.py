@@ -1,0 +1,150 @@
+"""facematch-eval end to end on a small real LFW subset: outputs, the embedding cache, both pairs formats,
+raw photos aligned by the eval itself, checkpoints, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facematch.errors import FacematchError
+from facematch.eval.verify import evaluate
+from tests.conftest import run_cli
+
+REQUIRED = ("accuracy_mean", "accuracy_std", "fold_accuracies", "val_at_far_1e-3", "val_at_far_1e-2", "auc", "eer",
+            "accuracy_at_threshold", "f1_at_threshold", "best_f1_threshold", "n_pairs", "seconds", "n_images",
+            "embedding_cache_hit", "rank_1", "rank_5", "knn_accuracy", "model", "command", "overrides")
+
+
+def tiny_pairs(data_dir: Path, out: Path, per_class: int = 4) -> Path:
+    """An LFW-format pairs file: the first ``per_class`` matched + mismatched lines of folds 0 and 1."""
+    lines = (data_dir / "lfw" / "pairs.txt").read_text().splitlines()
+    body = []
+    for fold in (0, 1):
+        start = 1 + fold * 600
+        body += lines[start : start + per_class] + lines[start + 300 : start + 300 + per_class]
+    out.write_text(f"2\t{per_class}\n" + "\n".join(body) + "\n")
+    return out
+
+
+@pytest.fixture
+def aligned_args(data_dir, mfn_weights, tmp_path):
+    pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
+    return ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned",
+            f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}", "eval.num_workers=0",
+            f"eval.cache_dir={tmp_path / 'emb'}", "eval.progress=false", "eval.tsne_identities=4"]
+
+
+def test_eval_writes_metrics_plots_tensorboard_then_hits_cache(cfg_factory, aligned_args, capsys, monkeypatch):
+    cfg = cfg_factory(*aligned_args, config_name="eval", out="first")
+    m = evaluate(cfg)
+    out = Path(cfg.paths.output_dir)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert all(k in saved for k in REQUIRED), [k for k in REQUIRED if k not in saved]
+    assert saved["n_pairs"] == 16 and len(saved["fold_accuracies"]) == 2 and saved["embedding_cache_hit"] is False
+    assert saved["accuracy_mean"] == m["accuracy_mean"] and 0.5 <= m["accuracy_mean"] <= 1.0
+    assert saved["auc"] > 0.9  # real weights on real pairs
+    assert saved["model"]["weights_sha256"].startswith("e839247c") and saved["flip"] == "concat"
+    assert saved["preprocess"] == "prealigned-arcface_112x112-sphereface_112x96"
+    for png in ("roc.png", "f1_threshold.png", "score_histogram.png", "tsne.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+    tb = out / "tensorboard"
+    assert list(tb.rglob("events.out.tfevents.*")) and list(tb.rglob("projector_config.pbtxt"))
+    table = capsys.readouterr().out
+    assert "10-fold accuracy" in table and "VAL @ FAR 1e-3" in table
+
+    # Second run: every embedding comes from the cache; the model must not run at all.
+    from facematch.models.mobilefacenet import MobileFaceNet
+
+    def boom(self, x):
+        raise AssertionError("backbone forward called on a warm cache")
+
+    monkeypatch.setattr(MobileFaceNet, "forward", boom)
+    again = evaluate(cfg_factory(*aligned_args, config_name="eval", out="second"))
+    assert again["embedding_cache_hit"] is True and again["embedding_cache"]["computed"] == 0
+    assert again["accuracy_mean"] == m["accuracy_mean"] and again["auc"] == m["auc"]
+
+
+def test_pair_list_format_sum_flip_and_sq_l2(cfg_factory, data_dir, mfn_weights, tmp_path):
+    from facematch.data.protocols import read_lfw_pairs
+
+    pairs = read_lfw_pairs(tiny_pairs(data_dir, tmp_path / "p.txt"))
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"{p.a} {p.b} {int(p.same)}\n" for p in pairs))
+    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned",
+                      f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={lst}", "eval.n_folds=2",
+                      "eval.flip=sum", "eval.distance=sq_l2", "eval.subtract_mean=false", "eval.cache=false",
+                      "eval.num_workers=0", "eval.progress=false", "eval.plots=false", "eval.tensorboard=false",
+                      "eval.identification=false", config_name="eval")
+    m = evaluate(cfg)
+    assert m["data"]["format"] == "list" and m["n_pairs"] == 16 and len(m["fold_accuracies"]) == 2
+    assert m["distance"] == "neg_sq_l2" and m["flip"] == "sum" and m["embedding_cache"]["key"] is None
+
+
+def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights, tmp_path):
+    """data=lfw (raw deep-funneled photos): the eval aligns them itself, through the aligned-crop cache."""
+    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw",
+                      f"data.root={data_dir / 'lfw' / 'lfw-deepfunneled'}",
+                      f"data.pairs={tiny_pairs(data_dir, tmp_path / 'p.txt', per_class=2)}",
+                      f"eval.align.cache_dir={tmp_path / 'aligned'}", f"eval.cache_dir={tmp_path / 'emb'}",
+                      "eval.num_workers=0", "eval.progress=false", "eval.tsne_identities=0", "eval.tensorboard=false",
+                      config_name="eval")
+    m = evaluate(cfg)
+    from facematch.data.protocols import read_pairs
+
+    n_distinct = len({p for pair in read_pairs(tmp_path / "p.txt") for p in (pair.a, pair.b)})
+    assert m["preprocess"] == "align-sphereface_112x96" and m["n_images"] == n_distinct
+    assert m["embedding_cache"]["key"].startswith("mobilefacenet-e839247cdbdf-align-sphereface_112x96-flip_concat-fp32")
+    crops = sorted((tmp_path / "aligned" / "sphereface_112x96").rglob("*.png"))
+    assert len(crops) == n_distinct
+    from PIL import Image
+
+    with Image.open(crops[0]) as im:
+        assert im.size == (96, 112)
+    assert m["auc"] > 0.9
+
+
+def test_checkpoint_is_scored_with_its_head(cfg_factory, aligned_args, mfn_weights, tmp_path):
+    from facematch.models.backbones import build_backbone
+    from facematch.models.heads import EmbeddingHead
+
+    backbone, head = build_backbone("mobilefacenet", weights=str(mfn_weights)), EmbeddingHead(128)
+    state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
+             **{f"head.{k}": v for k, v in head.state_dict().items()}}
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"epoch": 0, "state_dict": state, "facematch": {"backbone": "mobilefacenet", "head": {}, "config": {}}},
+               ckpt)
+    cfg = cfg_factory(*aligned_args, f"ckpt_path={ckpt}", "eval.plots=false", "eval.tensorboard=false",
+                      config_name="eval")
+    m = evaluate(cfg)
+    assert m["model"]["kind"] == "checkpoint" and m["model"]["output"].startswith("head projection")
+    assert m["auc"] > 0.9
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("data.pairs=/nonexistent/pairs.txt", "pairs file not found: /nonexistent/pairs.txt"),
+    ("data.root=/nonexistent/lfw", "dataset root not found: /nonexistent/lfw"),
+    ("eval.flip=twice", "flip='twice' is unknown"),
+    ("eval.distance=manhattan", "eval.distance='manhattan' is unknown"),
+    ("arch.weights=/nonexistent/w.ckpt", "weights file not found"),
+])
+def test_bad_input_is_a_one_line_user_error(cfg_factory, aligned_args, override, needle):
+    with pytest.raises(FacematchError) as err:
+        evaluate(cfg_factory(*aligned_args, override, config_name="eval"))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_runs_and_reports_errors_without_traceback(aligned_args, tmp_path):
+    r = run_cli(["-m", "facematch.eval", *aligned_args, "eval.plots=false", "eval.tensorboard=false",
+                 f"hydra.run.dir={tmp_path / 'cli'}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "10-fold accuracy" in r.stdout
+    assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["overrides"][0] == "arch=mobilefacenet"
+    bad = run_cli(["-m", "facematch.eval", *aligned_args, "arch.weights=/nonexistent/w.ckpt",
+                   f"hydra.run.dir={tmp_path / 'bad'}"])
+    assert bad.returncode == 6 and "Traceback" not in bad.stderr
+    assert [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")] == [
+        "error: weights file not found: /nonexistent/w.ckpt (check arch.weights=PATH)"]
