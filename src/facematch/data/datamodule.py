@@ -163,16 +163,17 @@ class FaceDataModule(L.LightningDataModule):
         if listed:
             rows = read_triplet_list(listed) if self.sampling == "triplets" else read_pair_list(listed)
             rows = sampling.clean_rows(rows, index, str(listed), log)
-            overlap = [r for r in rows if sampling.row_identities([r]) & held_out]
+            kept = [r for r in rows if not (sampling.row_identities([r]) & held_out)]
+            overlap = len(rows) - len(kept)
             if overlap:
                 log.warning(
                     "%s: dropped %d of %d rows that share a person with the validation/test set",
-                    listed, len(overlap), len(rows),
+                    listed, overlap, len(rows),
                 )
-                rows = [r for r in rows if not (sampling.row_identities([r]) & held_out)]
+            rows = kept
             if not rows:
                 raise FacematchError(f"{listed}: every row shares a person with the validation/test set")
-            self.stats["train_rows_dropped_overlap"] = len(overlap)
+            self.stats["train_rows_dropped_overlap"] = overlap
             cls = TripletDataset if self.sampling == "triplets" else PairDataset
             return cls(rows, self.source, tf, labels)
         train_idx = train_idx.without(held_out)

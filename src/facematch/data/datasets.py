@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from facematch.data.identities import IdentityIndex
-from facematch.data.protocols import Pair, Triplet, identity_of
+from facematch.data.protocols import identity_of
 
 
 class _Crops(Dataset):
@@ -25,15 +25,19 @@ class _Crops(Dataset):
         return self.labels.get(identity_of(rel), -1)
 
 
-class PairDataset(_Crops):
-    """Items ``(xa, xb, same, label_a, label_b)``; labels are identity indices (-1 if unknown)."""
+class _Rows(_Crops):
+    """A dataset over pair or triplet rows."""
 
-    def __init__(self, rows: list[Pair], source, transform, labels=None):
+    def __init__(self, rows: list, source, transform, labels=None):
         super().__init__(source, transform, labels)
         self.rows = rows
 
     def __len__(self):
         return len(self.rows)
+
+
+class PairDataset(_Rows):
+    """Items ``(xa, xb, same, label_a, label_b)``; labels are identity indices (-1 if unknown)."""
 
     def __getitem__(self, i):
         p = self.rows[i]
@@ -41,15 +45,8 @@ class PairDataset(_Crops):
                 self.label(p.a), self.label(p.b))
 
 
-class TripletDataset(_Crops):
+class TripletDataset(_Rows):
     """Items ``(anchor, positive, negative)``."""
-
-    def __init__(self, rows: list[Triplet], source, transform, labels=None):
-        super().__init__(source, transform, labels)
-        self.rows = rows
-
-    def __len__(self):
-        return len(self.rows)
 
     def __getitem__(self, i):
         t = self.rows[i]
