@@ -31,7 +31,7 @@ from facematch.faces.align import align_landmarks, fallback_landmarks
 from facematch.faces.cache import AlignedCache
 from facematch.faces.templates import crop_between
 from facematch.models.backbones import build_backbone
-from facematch.paths import data_dir, weights_dir
+from facematch.paths import add_lfw_arguments, weights_dir
 
 
 def embed(model, spec, crops: list[np.ndarray], batch_size: int) -> np.ndarray:
@@ -61,12 +61,12 @@ def stats(cos: np.ndarray) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    d = data_dir()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--src", default=str(d / "lfw" / "lfw-deepfunneled"))
-    ap.add_argument("--reference", default=str(d / "lfw-aligned-112"))
-    ap.add_argument("--pairs", default=str(d / "lfw" / "pairs.txt"))
-    ap.add_argument("--cache", default="/tmp/fm-aligned", help="arcface_112x112 aligned cache of --src")
+    add_lfw_arguments(ap)
+    ap.add_argument("--cache", default="/tmp/fm-aligned", help="aligned cache of --src (made on first use)")
+    ap.add_argument("--template", default="arcface_112x112",
+                    help="template of --cache: arcface_112x112 or sphereface_112x96 (facematch-eval's MobileFaceNet cache)")
+    ap.add_argument("--select", default="largest", help="face selection rule the cache was made with")
     ap.add_argument("--weights", default=str(weights_dir() / "mobilefacenet_casia_068.ckpt"))
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--baseline", action="store_true", help="also score the no-detection fallback crop")
@@ -77,11 +77,11 @@ def main(argv=None) -> int:
     rels = sorted({p for pair in read_pairs(args.pairs) for p in (pair.a, pair.b)})
     model = build_backbone("mobilefacenet", weights=args.weights).eval()
     spec = model.spec
-    cache = AlignedCache(args.cache, "arcface_112x112", args.src)
+    cache = AlignedCache(args.cache, args.template, args.src, select=args.select)
 
     ours, refs, base, statuses, n_faces = [], [], [], [], []
     for rel in rels:
-        ours.append(to_net(cache.get(rel), spec.template))
+        ours.append(np.ascontiguousarray(crop_between(cache.get(rel), args.template, spec.template)))
         rec = cache.record(rel) or {}
         statuses.append(rec.get("status", "unknown"))
         n_faces.append(rec.get("n_faces"))

@@ -25,7 +25,7 @@ def test_groups_have_the_expected_options():
     assert options("loss") == ["contrastive", "triplet"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "reduce_on_plateau", "step"]
-    assert set(options("data")) >= {"lfw", "vggface2", "pair_list", "lfw_aligned"}
+    assert set(options("data")) >= {"lfw", "vggface2", "pair_list", "lfw_aligned", "lfw_own_aligned"}
     assert set(options("trainer")) >= {"cpu", "gpu", "ddp"}
     assert set(options("logger")) >= {"tensorboard", "csv"}
 

@@ -10,7 +10,9 @@ import torch
 from facematch.data import sampling
 from facematch.data.datamodule import FaceDataModule
 from facematch.data.identities import IdentityIndex
-from facematch.data.protocols import fold_identities, identity_of, read_lfw_pairs, read_pair_list, read_pairs
+from facematch.data.protocols import (
+    fold_identities, identity_of, read_lfw_pairs, read_pair_list, read_pairs, read_triplet_list,
+)
 from facematch.errors import DataNotFoundError, FacematchError, MalformedFileError
 from facematch.models.backbones import build_backbone
 
@@ -146,6 +148,22 @@ def test_pair_list_drops_overlap_with_validation(data_dir):
     assert not sampling.row_identities(dm.train_set.rows) & val_people
     assert dm.stats["train_rows_dropped_overlap"] > 0
     assert all(p.a != p.b for p in dm.train_set.rows + dm.val_set.rows)
+
+
+def test_triplet_list_rows_of_the_test_fold_count_as_overlap_not_missing(data_dir, caplog):
+    listed = data_dir / "seed-splits" / "triplets" / "train.txt"
+    pairs = data_dir / "lfw" / "pairs.txt"
+    dm = _dm(data_dir / "lfw" / "lfw-deepfunneled", train_triplets=str(listed), sampling="triplets",
+             pairs=str(pairs), test_fold=0, val_pairs=200)
+    with caplog.at_level("WARNING"):
+        dm.setup("fit")
+    rows = [r for r in read_triplet_list(listed) if len(set(sampling.row_paths(r))) == 3]
+    held_out = fold_identities(read_lfw_pairs(pairs), 0) | sampling.row_identities(dm.val_set.rows)
+    expected = sum(1 for r in rows if sampling.row_identities([r]) & held_out)
+    assert expected > 0 and dm.stats["train_rows_dropped_overlap"] == expected
+    assert len(dm.train_set.rows) == len(rows) - expected
+    assert not sampling.row_identities(dm.train_set.rows) & held_out
+    assert "576 pair an image with itself, 0 name a missing or unreadable image" in caplog.text
 
 
 def test_missing_root_names_env_var(tmp_path):

@@ -331,17 +331,28 @@ def test_report_keys_values_and_json():
     assert r["best_f1"] >= r["f1_at_threshold"]
 
 
-def test_report_global_metrics_use_raw_cosine_even_with_mean_subtraction():
+def test_report_ranks_on_protocol_scores_and_thresholds_raw_cosine():
     rng = np.random.default_rng(2)
     a = rng.normal(size=(200, 8)) + 2.0
     b = a + rng.normal(scale=2.0, size=(200, 8))
     same = rng.random(200) < 0.5
     folds = np.repeat(np.arange(10), 20)
-    r = P.verification_report(a, b, same, folds, subtract_mean=True)
+    r, ranked = P.verification_report(a, b, same, folds, subtract_mean=True, return_scores=True)
+    # by hand: fold k's pairs scored with the mean feature of the other nine folds' pairs removed
+    expected = np.empty(200)
+    for k in range(10):
+        te = folds == k
+        mu = np.concatenate([a[~te], b[~te]]).mean(0)
+        na = (a[te] - mu) / np.linalg.norm(a[te] - mu, axis=1, keepdims=True)
+        nb = (b[te] - mu) / np.linalg.norm(b[te] - mu, axis=1, keepdims=True)
+        expected[te] = (na * nb).sum(1)
+    np.testing.assert_allclose(ranked, expected, atol=1e-12)
     raw = P.cosine_scores(a, b)
-    assert r["auc"] == pytest.approx(roc_auc_score(same, raw))
+    assert not np.allclose(ranked, raw)  # the mean (2.0 per dimension) matters here
+    assert r["auc"] == pytest.approx(roc_auc_score(same, expected))
+    assert r["val_at_far_1e-2"] == P.val_at_far(expected, same, 1e-2)["val"]
     assert r["accuracy_at_threshold"] == pytest.approx(np.mean((raw >= 0.6) == same))
-    assert r["global_scores"] == "cosine"
+    assert r["global_scores"] == "cosine" and r["ranking_scores"] == "protocol"
 
 
 def test_far_key():

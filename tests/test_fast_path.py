@@ -44,6 +44,8 @@ def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights
         assert summary["data"]["features"]["views"] == 2  # the fast path was taken
         m = json.loads((out / "metrics.json").read_text())
         assert m["fold"] == fold and len(m["fold_scores"]) == 12 and sum(m["fold_same"]) == 6
+        assert len(m["fold_protocol_scores"]) == 12  # mean-subtracted: not the raw cosine
+        assert not np.allclose(m["fold_protocol_scores"], m["fold_scores"])
         assert 0.0 <= m["fold_accuracy"] <= 1.0
         (out / ".hydra").mkdir(exist_ok=True)
         from omegaconf import OmegaConf
@@ -55,9 +57,11 @@ def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights
     rows = collect([tmp_path / "sweep"])
     assert len(rows) == 1 and rows[0]["n_folds"] == 2 and rows[0]["exp"] == "unit"
     assert rows[0]["loss"] == "contrastive" and rows[0]["pretrained on"] == "CASIA-WebFace"
+    assert rows[0]["val_scores"] == "protocol"
     report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "table.md")])
     table = (tmp_path / "table.md").read_text()
-    assert "| unit | mobilefacenet (frozen) | CASIA-WebFace | contrastive |" in table and "(2 folds)" in table
+    assert "| unit | lfw-aligned-112 | mobilefacenet (frozen) | CASIA-WebFace | contrastive |" in table
+    assert "(2 folds)" in table
 
 
 def test_fast_path_head_sees_the_same_features_as_the_backbone(cfg_factory, mfn_weights, tmp_path):

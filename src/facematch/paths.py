@@ -19,3 +19,12 @@ def weights_dir() -> Path:
 def cache_dir() -> Path:
     """``$FACEMATCH_CACHE_DIR`` or ``./.cache/facematch``: aligned crops, embeddings, features."""
     return Path(os.environ.get("FACEMATCH_CACHE_DIR", ".cache/facematch")).expanduser()
+
+
+def add_lfw_arguments(parser) -> None:
+    """``--src`` (raw LFW photos), ``--reference`` (lfw-aligned-112) and ``--pairs`` (pairs.txt), with
+    defaults under :func:`data_dir`: the inputs of the alignment-checking scripts in ``scripts/``."""
+    d = data_dir()
+    parser.add_argument("--src", default=str(d / "lfw" / "lfw-deepfunneled"), help="raw LFW photos")
+    parser.add_argument("--reference", default=str(d / "lfw-aligned-112"), help="reference aligned crops")
+    parser.add_argument("--pairs", default=str(d / "lfw" / "pairs.txt"), help="the images of this pairs file")

@@ -23,7 +23,7 @@ import yaml
 from facematch.errors import FacematchError, cli_errors
 from facematch.eval.protocol import metrics_at_threshold, val_at_far
 
-COLUMNS = ["exp", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
+COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
            "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "wall time", "model kept"]
 
 WEIGHT_NAMES = {"mobilefacenet_casia": "CASIA-WebFace", "vggface2": "VGGFace2", "casia-webface": "CASIA-WebFace"}
@@ -43,6 +43,16 @@ def _pretrained(arch: dict) -> str:
     return Path(src).name
 
 
+def _data(cfg: dict) -> str:
+    """Which images a row was scored on: the data root's name, and whether facematch aligned them itself."""
+    data = cfg.get("data") or {}
+    name = Path(str(data.get("root") or "?")).name
+    mode = (data.get("preprocess") or {}).get("mode")
+    if mode == "center" and cfg.get("task_name") == "eval" and (cfg.get("eval") or {}).get("align_raw", True):
+        mode = "align"  # facematch-eval detects and aligns raw photos (eval.align_raw)
+    return name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")
+
+
 def describe(cfg: dict) -> dict:
     """The table's configuration columns, from a run's resolved Hydra config."""
     arch = cfg.get("arch") or {}
@@ -55,6 +65,7 @@ def describe(cfg: dict) -> dict:
     frozen = "frozen" if arch.get("freeze") else "full"
     return {
         "exp": cfg.get("exp_name") or cfg.get("task_name") or "?",
+        "data": _data(cfg),
         "arch": f"{arch.get('name', '?')}" + (f" ({frozen})" if trained else ""),
         "pretrained on": _pretrained(arch),
         "loss": loss_name if trained else "— (no training)",
@@ -93,9 +104,14 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
     scores = np.concatenate([m["fold_scores"] for m in jobs])
     same = np.concatenate([m["fold_same"] for m in jobs]).astype(bool)
     fixed = metrics_at_threshold(scores, same, threshold)
+    # VAL on the scores the protocol used (mean subtracted), as facematch-eval reports it; jobs written
+    # before fold_protocol_scores existed fall back to raw cosine, and the row says so
+    ranked_ok = all("fold_protocol_scores" in m for m in jobs)
+    ranked = np.concatenate([m["fold_protocol_scores"] for m in jobs]) if ranked_ok else scores
     return {
         "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()), "n_folds": len(jobs),
-        "val_at_far_1e-3": val_at_far(scores, same, 1e-3)["val"],
+        "val_at_far_1e-3": val_at_far(ranked, same, 1e-3)["val"],
+        "val_scores": "protocol" if ranked_ok else "raw cosine",
         "f1_at_threshold": fixed["f1"], "accuracy_at_threshold": fixed["accuracy"],
         "seconds": float(sum(m.get("seconds", 0.0) for m in jobs)),
         # how often validation preferred the untrained starting point over every trained epoch
@@ -118,7 +134,9 @@ def collect(roots: list[Path]) -> list[dict]:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
                 fold_groups[key].append({**metrics, "_threshold": cfg.get("threshold", 0.6)})
             else:
-                rows.append({**desc, **metrics, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath)})
+                # the config columns win over same-named metrics.json keys (an eval's "data" block)
+                rows.append({**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
+                             "val_scores": "protocol" if metrics.get("ranking_scores") == "protocol" else "raw cosine"})
     for (parent, desc), jobs in fold_groups.items():
         rows.append({**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent})
     return rows
@@ -130,8 +148,9 @@ def markdown(rows: list[dict]) -> str:
         acc = f"{_fmt_pct(r.get('accuracy_mean'))} ± {_fmt_pct(r.get('accuracy_std'))}"
         if r.get("n_folds") not in (None, 10):
             acc += f" ({r['n_folds']} folds)"
-        cells = [r["exp"], r["arch"], r["pretrained on"], r["loss"], r["margin"], r["optimizer"], r["scheduler"], acc,
-                 _fmt_pct(r.get("val_at_far_1e-3")), _fmt_pct(r.get("f1_at_threshold")),
+        cells = [r["exp"], r["data"], r["arch"], r["pretrained on"], r["loss"], r["margin"], r["optimizer"], r["scheduler"], acc,
+                 _fmt_pct(r.get("val_at_far_1e-3")) + (" (raw cos)" if r.get("val_scores") == "raw cosine" else ""),
+                 _fmt_pct(r.get("f1_at_threshold")),
                  _fmt_pct(r.get("accuracy_at_threshold")), _fmt_time(r.get("seconds")), r.get("kept", "—")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)

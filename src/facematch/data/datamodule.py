@@ -117,7 +117,7 @@ class FaceDataModule(L.LightningDataModule):
         val_rows = self._val_rows(index, val_idx)
         val_people = sampling.row_identities(val_rows)
         self.val_set = PairDataset(val_rows, self.source, self._transform(False), labels)
-        self.train_set = self._train_set(train_idx, index, labels, val_people | test_people)
+        self.train_set = self._train_set(train_idx, index, labels, val_people | test_people, full_index)
         if self.feature_store is not None:
             self._switch_to_features()
         self.stats.update(
@@ -157,12 +157,14 @@ class FaceDataModule(L.LightningDataModule):
             raise FacematchError("no validation identities: raise data.val_fraction or use more identities")
         return sampling.sample_pairs(val_idx, self.val_pairs, random.Random(self.seed + 1))
 
-    def _train_set(self, train_idx, index, labels, held_out: set[str]):
+    def _train_set(self, train_idx, index, labels, held_out: set[str], full_index):
         tf = self._transform(True)
         listed = self._train_file()
         if listed:
             rows = read_triplet_list(listed) if self.sampling == "triplets" else read_pair_list(listed)
-            rows = sampling.clean_rows(rows, index, str(listed), log)
+            # degenerate rows (self-pairs, missing images) against every image there is; then the rows
+            # of held-out people, and of people left out by min_images / max_identities, each counted
+            rows = sampling.clean_rows(rows, full_index, str(listed), log)
             kept = [r for r in rows if not (sampling.row_identities([r]) & held_out)]
             overlap = len(rows) - len(kept)
             if overlap:
@@ -170,10 +172,17 @@ class FaceDataModule(L.LightningDataModule):
                     "%s: dropped %d of %d rows that share a person with the validation/test set",
                     listed, overlap, len(rows),
                 )
-            rows = kept
+            inside = [r for r in kept if all(p in index for p in sampling.row_paths(r))]
+            outside = len(kept) - len(inside)
+            if outside:
+                log.warning("%s: dropped %d rows naming people left out by data.min_images / data.max_identities",
+                            listed, outside)
+            rows = inside
             if not rows:
-                raise FacematchError(f"{listed}: every row shares a person with the validation/test set")
+                raise FacematchError(f"{listed}: every row shares a person with the validation/test set "
+                                     "or names a person left out of training")
             self.stats["train_rows_dropped_overlap"] = overlap
+            self.stats["train_rows_dropped_outside"] = outside
             cls = TripletDataset if self.sampling == "triplets" else PairDataset
             return cls(rows, self.source, tf, labels)
         train_idx = train_idx.without(held_out)

@@ -197,7 +197,9 @@ def ten_fold_verification(
 
     Returns ``fold_accuracies`` (fractions, one per fold, fold order), ``accuracy_mean``,
     ``accuracy_std`` (*population* std, ddof=0, as ``np.std`` in the facenet / insightface LFW
-    scripts), ``fold_thresholds``, ``threshold_mean``, ``folds`` (fold ids), ``std_ddof`` (0).
+    scripts), ``fold_thresholds``, ``threshold_mean``, ``folds`` (fold ids), ``std_ddof`` (0), and
+    ``protocol_scores``: every pair's score as the protocol scored it in its own fold's turn (with the
+    other folds' mean subtracted when ``subtract_mean``), a float array in pair order.
     """
     a, b = _check_pairs(feats_a, feats_b)
     y = _as_same(same)
@@ -212,6 +214,7 @@ def ten_fold_verification(
 
     raw_scores = None if subtract_mean else pair_scores(a, b, distance)
     accs, thrs = [], []
+    protocol_scores = np.empty(y.size, dtype=np.float64)
     for k in fold_ids:
         test = f == k
         train = ~test
@@ -222,6 +225,7 @@ def ten_fold_verification(
             scores = raw_scores
         thr, _ = best_accuracy_threshold(scores[train], y[train], thresholds)
         acc = float(np.mean((scores[test] >= thr) == y[test]))
+        protocol_scores[test] = scores[test]
         accs.append(acc)
         thrs.append(thr)
     return {
@@ -232,6 +236,7 @@ def ten_fold_verification(
         "fold_thresholds": thrs,
         "threshold_mean": float(np.mean(thrs)),
         "folds": [v.item() if hasattr(v, "item") else v for v in fold_ids],
+        "protocol_scores": protocol_scores,
     }
 
 
@@ -368,25 +373,29 @@ def verification_report(
     threshold: float = 0.6,
     fars: Sequence[float] = (1e-3, 1e-2),
     thresholds=None,
-) -> dict:
+    return_scores: bool = False,
+) -> dict | tuple[dict, np.ndarray]:
     """Every verification number for one set of pair features, JSON-serialisable (caller adds
-    ``seconds``).
+    ``seconds``). ``return_scores``: also return the protocol scores, ``(report, scores)``.
 
     - 10-fold keys (``accuracy_mean``, ``accuracy_std``, ``fold_accuracies``, ``fold_thresholds``,
       ``threshold_mean``) follow :func:`ten_fold_verification` with ``distance`` / ``subtract_mean``.
-    - Global keys (``auc``, ``eer``, ``eer_threshold``, ``val_at_far_<far>`` (+ ``_threshold``),
-      ``accuracy_at_threshold``, ``f1_at_threshold``, ``precision_at_threshold``,
-      ``recall_at_threshold``, ``best_f1_threshold``, ``best_f1``) are computed once over all pairs
-      on **raw cosine similarity** (no mean subtraction, whatever ``distance`` is): mean subtraction
-      is defined per fold only, and the fixed ``threshold`` (0.6) of the original experiments is a
-      raw-cosine threshold. ``global_scores`` records this.
+    - Ranking keys (``auc``, ``eer``, ``eer_threshold``, ``val_at_far_<far>`` (+ ``_threshold``)) are
+      computed once over all pairs on the **protocol scores** (``ten_fold_verification``'s
+      ``protocol_scores``: each pair scored as in its fold's turn, so with ``subtract_mean`` the other
+      folds' mean is subtracted), so they describe the same scoring as the accuracy. ``ranking_scores``
+      records this (``"protocol"``).
+    - Fixed-threshold keys (``accuracy_at_threshold``, ``f1_at_threshold``, ``precision_at_threshold``,
+      ``recall_at_threshold``, ``best_f1_threshold``, ``best_f1``) are on **raw cosine similarity**:
+      the original experiments' 0.6 is a raw-cosine threshold (``global_scores``: ``"cosine"``).
     """
     a, b = _check_pairs(feats_a, feats_b)
     y = _as_same(same)
     tf = ten_fold_verification(a, b, y, folds, distance, subtract_mean, thresholds)
     s = cosine_scores(a, b)
+    ps = tf["protocol_scores"]
     fixed = metrics_at_threshold(s, y, threshold)
-    eer, eer_thr = equal_error_rate(s, y)
+    eer, eer_thr = equal_error_rate(ps, y)
     bf1_thr, bf1 = best_f1_threshold(s, y)
     report = {
         "accuracy_mean": tf["accuracy_mean"],
@@ -397,12 +406,13 @@ def verification_report(
         "distance": distance,
         "subtract_mean": bool(subtract_mean),
         "global_scores": "cosine",
-        "auc": roc_auc(s, y),
+        "ranking_scores": "protocol",
+        "auc": roc_auc(ps, y),
         "eer": eer,
         "eer_threshold": eer_thr,
     }
     for far in fars:
-        v = val_at_far(s, y, far)
+        v = val_at_far(ps, y, far)
         report[f"val_at_far_{far_key(far)}"] = v["val"]
         report[f"val_at_far_{far_key(far)}_threshold"] = v["threshold"]
     report.update(
@@ -419,4 +429,4 @@ def verification_report(
             "n_different": int((~y).sum()),
         }
     )
-    return report
+    return (report, ps) if return_scores else report

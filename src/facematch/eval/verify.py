@@ -140,9 +140,9 @@ def evaluate(cfg: DictConfig) -> dict:
     t1 = time.perf_counter()
     fars = tuple(float(f) for f in ev.fars)
     try:
-        report = protocol.verification_report(
+        report, ranked = protocol.verification_report(
             emb[ia], emb[ib], same, folds, distance=distance, subtract_mean=bool(ev.subtract_mean),
-            threshold=float(cfg.threshold), fars=fars,
+            threshold=float(cfg.threshold), fars=fars, return_scores=True,
         )
     except ValueError as err:  # e.g. a list file with one fold or one class
         raise FacematchError(f"cannot score {pairs_file}: {err}") from None
@@ -164,7 +164,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
     # -- outputs ----------------------------------------------------------------------------------------
     t2 = time.perf_counter()
-    figures = make_plots(out_dir, scores, same, emb, labels, cfg, fars) if ev.plots else {}
+    figures = make_plots(out_dir, scores, ranked, same, emb, labels, cfg, fars) if ev.plots else {}
     plots_s = time.perf_counter() - t2
 
     metrics: dict[str, Any] = dict(report)
@@ -201,13 +201,16 @@ def evaluate(cfg: DictConfig) -> dict:
 # plots, TensorBoard, table
 
 
-def make_plots(out_dir: Path, scores, same, emb, labels, cfg: DictConfig, fars) -> dict:
-    """``{name: Figure}`` for roc / f1_threshold / score_histogram / tsne, each also written as PNG."""
+def make_plots(out_dir: Path, scores, ranked, same, emb, labels, cfg: DictConfig, fars) -> dict:
+    """``{name: Figure}`` for roc / f1_threshold / score_histogram / tsne, each also written as PNG.
+
+    The ROC is drawn from ``ranked`` (the protocol scores, as AUC and VAL are computed); the F1 curve
+    and the histogram from the raw cosine ``scores``, on the scale of the fixed threshold."""
     from facematch.eval import plots
 
     thr = float(cfg.threshold)
     figs = {
-        "roc": plots.roc_plot(scores, same, out_dir / "roc.png", fars=fars, title=f"ROC ({cfg_name(cfg)})"),
+        "roc": plots.roc_plot(ranked, same, out_dir / "roc.png", fars=fars, title=f"ROC ({cfg_name(cfg)})"),
         "f1_threshold": plots.f1_plot(scores, same, out_dir / "f1_threshold.png", threshold=thr),
         "score_histogram": plots.score_histogram(scores, same, out_dir / "score_histogram.png", threshold=thr),
     }

@@ -32,14 +32,15 @@ from facematch.faces.detect import DetectorSettings, get_detector, select_face
 from facematch.faces.templates import Template, get_template
 
 #: Median MTCNN landmarks of LFW deep-funneled faces, as fractions of the image's central square
-#: (x / side, y / side): measured over the 7,700 pairs.txt images where a face was found.
+#: (x / side, y / side): measured over the 7,700 pairs.txt images where a face was found (then moved by
+#: the detector's ``landmark_offset``, -0.5 px of 250).
 FALLBACK_LANDMARKS = np.array(
     [
-        [0.41904, 0.45388],
-        [0.58836, 0.45000],
-        [0.50488, 0.55060],
-        [0.43308, 0.63608],
-        [0.58140, 0.63308],
+        [0.41704, 0.45188],
+        [0.58636, 0.44800],
+        [0.50288, 0.54860],
+        [0.43108, 0.63408],
+        [0.57940, 0.63108],
     ]
 )
 #: Median MTCNN box of the same faces (x1, y1, x2, y2) as fractions of the central square.
