@@ -25,7 +25,7 @@ import torch
 
 from facematch.data.images import load_image
 from facematch.data.protocols import read_pairs
-from facematch.data.transforms import normalize_batch
+from facematch.eval.embed import Embedder
 from facematch.errors import cli_errors
 from facematch.faces.align import align_landmarks, fallback_landmarks
 from facematch.faces.cache import AlignedCache
@@ -35,13 +35,9 @@ from facematch.paths import add_lfw_arguments, weights_dir
 
 
 def embed(model, spec, crops: list[np.ndarray], batch_size: int) -> np.ndarray:
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(crops), batch_size):
-            x = normalize_batch(np.stack(crops[i : i + batch_size]), spec)
-            f = model(x)
-            out.append(torch.nn.functional.normalize(f, dim=1).numpy())
-    return np.concatenate(out)
+    """L2-normalised embeddings of in-memory crops (no flip), through the evaluation embedder."""
+    emb = Embedder(model, spec, flip="none", batch_size=batch_size, progress=False).embed_arrays(np.stack(crops))
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
 
 def to_net(arcface_crop: np.ndarray, template: str) -> np.ndarray:

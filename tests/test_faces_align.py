@@ -261,6 +261,21 @@ def test_landmark_offset_moves_only_the_landmarks(face_a):
     np.testing.assert_allclose(ours.boxes, raw.boxes, atol=1e-4)  # boxes stay facenet-pytorch's (facenet_160)
 
 
+@pytest.mark.parametrize("bad", ["abc", 5.0, None])
+def test_bad_landmark_offset_is_one_clear_error(bad):
+    with pytest.raises(FacematchError, match="landmark_offset must be a number of pixels"):
+        DetectorSettings(landmark_offset=bad)
+
+
+def test_bad_detector_settings_fail_when_the_source_is_built(tmp_path):
+    from facematch.faces.source import FaceSource
+
+    with pytest.raises(FacematchError, match="landmark_offset"):
+        FaceSource(tmp_path, "arcface_112x112", mode="align", landmark_offset="abc")
+    with pytest.raises(FacematchError, match="unknown alignment option"):
+        FaceSource(tmp_path, "arcface_112x112", mode="align", landmark_ofset=-0.5)
+
+
 def test_corrected_landmarks_register_onto_the_reference_crops(tmp_path):
     # Our crops of 60 raw LFW photos against lfw-aligned-112, by image registration: without the offset
     # the reference sits about 0.4 px up-left of ours (a detector convention, the same for every

@@ -76,7 +76,7 @@ def _weights_for(arch: str, weights: str | None) -> str:
     if name is None:
         raise WeightsError(f"no default weights for {arch}; pass --weights PATH or --ckpt PATH")
     path = weights_dir() / name
-    if not path.is_file():
+    if not path.is_file():  # a default that is not there: say how to point at it
         raise WeightsError(
             f"weights file not found: {path}; pass --weights PATH or set FACEMATCH_WEIGHTS_DIR to the folder holding {name}"
         )
@@ -111,15 +111,6 @@ def detect_face(img, path: str, select: str | None, min_face_size: int = 20):
     return det.landmarks[k], det.boxes[k], len(det)
 
 
-def align_face(img, landmarks, box, template: str) -> np.ndarray:
-    """The face aligned onto ``template`` (5-point similarity transform, or a box crop for box templates)."""
-    from facematch.faces.align import align_landmarks, crop_box
-    from facematch.faces.templates import get_template
-
-    tpl = get_template(template)
-    return align_landmarks(img, landmarks, tpl) if tpl.points is not None else crop_box(img, box, tpl)
-
-
 def _check_model_file(args: argparse.Namespace) -> str | None:
     """The weights file to use (None with --ckpt); a missing file fails here, before any detection."""
     if args.ckpt:
@@ -146,9 +137,10 @@ def compare(args: argparse.Namespace) -> dict:
 
     from facematch.eval.embed import Embedder
     from facematch.eval.model import build_arch_model, load_checkpoint_model
+    from facematch.faces.align import crop_face
 
     model = load_checkpoint_model(args.ckpt) if args.ckpt else build_arch_model(args.arch, weights)
-    crops = np.stack([align_face(img, lm, box, model.spec.template) for img, (lm, box, _) in zip(images, faces)])
+    crops = np.stack([crop_face(img, box, lm, model.spec.template) for img, (lm, box, _) in zip(images, faces)])
     emb = Embedder(model.module, model.spec, flip=args.flip, progress=False).embed_arrays(crops)
     a, b = emb[0].astype(np.float64), emb[1].astype(np.float64)
     sim = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
@@ -161,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")
-    if not args.ckpt and args.arch not in ("mobilefacenet", "inception_resnet_v1", "resnet50"):
-        raise FacematchError(f"unknown backbone '{args.arch}'; choose mobilefacenet, inception_resnet_v1 or resnet50")
+    from facematch.models.backbones import BACKBONES
+
+    if not args.ckpt and args.arch not in BACKBONES:
+        raise FacematchError(f"unknown backbone '{args.arch}'; choose one of: {', '.join(BACKBONES)}")
     r = compare(args)
     if args.json:
         print(json.dumps({"similarity": round(r["similarity"], 6), "same": r["same"], "threshold": r["threshold"]}))

@@ -221,7 +221,7 @@ class FaceDataModule(L.LightningDataModule):
         sets = [s for s in (self.train_set, self.val_set, self.test_set) if s is not None]
         rels = set()
         for ds in sets:
-            rels |= _images_of(ds)
+            rels |= images_of(ds)
         self.feature_store.ensure(sorted(rels))
         for ds in sets:
             inner = getattr(ds, "inner", ds)
@@ -274,7 +274,7 @@ def one_thread_worker(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def _images_of(ds) -> set[str]:
+def images_of(ds) -> set[str]:
     """Every image a dataset can serve (for resampled rows: every image of its identity index)."""
     if isinstance(ds, ResampledRows):
         return {p for paths in ds.index.images.values() for p in paths}

@@ -36,16 +36,14 @@ class FeatureStore:
     def __init__(self, backbone, source, cache_dir: str | Path, views: int = 2, batch_size: int = 128,
                  num_workers: int = 2, progress: bool = True):
         from facematch.eval.embed import Embedder, make_cache_key
-        from facematch.eval.model import state_dict_sha256
-        from facematch.utils.io import sha256_file
+        from facematch.eval.model import weights_fingerprint
 
         if views not in (1, 2):
             raise FacematchError(
                 f"data.features.views={views} is not supported; use 1 (plain crops) or 2 (plain + mirror)"
             )
         self.views, self.dim = int(views), backbone.spec.embedding_dim
-        weights = getattr(backbone, "weights_path", None)
-        fingerprint = sha256_file(weights) if weights else state_dict_sha256(backbone.net.state_dict())
+        fingerprint, _ = weights_fingerprint(backbone)
         flip = "concat" if views == 2 else "none"
         key, meta = make_cache_key(fingerprint, source, backbone.spec, flip=flip)
         self.path = Path(cache_dir) / "embeddings" / key

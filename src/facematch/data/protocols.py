@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from facematch.errors import DataNotFoundError, MalformedFileError
 
 
@@ -146,6 +148,14 @@ def read_pairs(path: str | os.PathLike, n_folds: int = 10) -> list[Pair]:
     if sniff_format(path) == "lfw":
         return read_lfw_pairs(path)
     return read_pair_list(path, n_folds=n_folds)
+
+
+def pair_arrays(pairs: list[Pair], paths: list[str]):
+    """``(ia, ib, same, folds)`` for scoring ``pairs`` from embeddings in ``paths`` order: row indices of
+    each pair's two images, the labels (bool) and the folds, as numpy arrays in pair order."""
+    row = {p: i for i, p in enumerate(paths)}
+    return (np.array([row[p.a] for p in pairs], dtype=np.int64), np.array([row[p.b] for p in pairs], dtype=np.int64),
+            np.array([p.same for p in pairs], dtype=bool), np.array([p.fold for p in pairs]))
 
 
 def fold_identities(pairs: list[Pair], fold: int) -> set[str]:

@@ -19,11 +19,12 @@ source root and alignment settings, the flip mode, the dtype (fp32 / bf16) and t
 interrupt), so a killed run loses at most one part of work and the next run embeds only what is missing;
 many small parts are merged into one at the end of a run.
 
-Public API (also meant for the training code's frozen-backbone feature cache)::
+Users: ``facematch-eval`` (:mod:`facematch.eval.verify`), the frozen-backbone feature cache
+(:mod:`facematch.data.features`), per-fold scoring and ``facematch-compare`` use :class:`Embedder`;
+:func:`embed_paths` is the one-call form::
 
-    emb, paths = embed_paths(model, spec, source, rel_paths, batch_size=128, num_workers=2,
-                             flip="none", bf16=False, cache_dir=".cache/facematch/features",
-                             cache_key=make_cache_key(fingerprint, source, spec, flip="none", bf16=False))
+    emb, paths = embed_paths(model, spec, source, rel_paths, flip="none", cache_dir=".cache/facematch/embeddings",
+                             cache_key=make_cache_key(fingerprint, source, spec, flip="none"))
 
 ``emb[i]`` is the embedding of ``paths[i]`` (``rel_paths`` without duplicates, first-seen order).
 """

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from facematch.data.protocols import read_pairs
+from facematch.data.protocols import pair_arrays, read_pairs
 from facematch.eval.embed import Embedder, check_flip
 from facematch.eval.model import BackboneHead
 from facematch.eval.protocol import cosine_scores, verification_report
@@ -56,12 +56,9 @@ def fold_metrics(model, datamodule, pairs_file: str, fold: int, *, flip: str = "
     t0 = time.perf_counter()
     pairs = read_pairs(pairs_file)
     rels = sorted({p for pair in pairs for p in (pair.a, pair.b)})
-    where = {r: i for i, r in enumerate(rels)}
+    ia, ib, same, folds = pair_arrays(pairs, rels)
     emb = embed_for_eval(model, datamodule, rels, flip)
-    a = emb[[where[p.a] for p in pairs]]
-    b = emb[[where[p.b] for p in pairs]]
-    same = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    a, b = emb[ia], emb[ib]
     report, ranked = verification_report(a, b, same, folds, distance=distance, subtract_mean=subtract_mean,
                                          threshold=threshold, return_scores=True)
     k = folds == fold

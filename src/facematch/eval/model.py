@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from facematch.errors import FacematchError, WeightsError
-from facematch.models.backbones import Backbone, BackboneSpec, build_backbone
+from facematch.models.backbones import Backbone, BackboneSpec, build_backbone, torch_load_weights
 from facematch.models.heads import EmbeddingHead
 from facematch.utils.io import sha256_file
 
@@ -44,6 +44,15 @@ def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
         if t.numel():
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def weights_fingerprint(backbone: Backbone) -> tuple[str, str]:
+    """``(sha256, what was hashed)``: the backbone's weights file (what ``sha256sum`` prints), or its state
+    dict when it has no file (random or downloaded weights). The weights part of every embedding cache key."""
+    path = getattr(backbone, "weights_path", None)
+    if path:
+        return sha256_file(Path(path).expanduser()), "weights_file"
+    return state_dict_sha256(backbone.state_dict()), "state_dict"
 
 
 class BackboneHead(nn.Module):
@@ -77,10 +86,7 @@ class EvalModel:
 def build_arch_model(name: str, weights: str | None = None, pretrained: str | None = None, **_: Any) -> EvalModel:
     """A bare backbone (``arch`` config); extra keys such as ``freeze`` are ignored for inference."""
     backbone = build_backbone(name, weights=weights or None, pretrained=pretrained or None).eval()
-    if weights:
-        fingerprint, source = sha256_file(Path(weights).expanduser()), "weights_file"
-    else:
-        fingerprint, source = state_dict_sha256(backbone.state_dict()), "state_dict"
+    fingerprint, source = weights_fingerprint(backbone)
     desc = {
         "kind": "backbone",
         "arch": name,
@@ -102,11 +108,7 @@ def load_checkpoint_model(path: str | os.PathLike) -> EvalModel:
     p = Path(path).expanduser()
     if not p.is_file():
         raise WeightsError(f"checkpoint not found: {p} (ckpt_path=PATH to a .ckpt file written by facematch-train)")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise WeightsError(f"cannot load checkpoint {p}: {first}") from None
+    ckpt = torch_load_weights(p, "checkpoint", "pass ckpt_path=PATH to a .ckpt file written by facematch-train")
     meta = ckpt.get("facematch") if isinstance(ckpt, dict) else None
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or not isinstance(state, dict) or "backbone" not in meta:

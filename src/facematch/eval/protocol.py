@@ -166,11 +166,17 @@ def best_accuracy_threshold(scores, same, thresholds=None) -> tuple[float, float
     scripts' grid), otherwise over :func:`candidate_thresholds` (exact: every distinct split).
     Ties: see :func:`_pick_best`.
     """
+    return _best_threshold(scores, same, thresholds, _accuracy_per_threshold)
+
+
+def _best_threshold(scores, same, thresholds, per_threshold) -> tuple[float, float]:
+    """The threshold maximising ``per_threshold(s, y, thresholds)`` over ``thresholds`` (default: every
+    distinct split, :func:`candidate_thresholds`) and its value; ties: :func:`_pick_best`."""
     s, y = _scores_labels(scores, same)
-    cands = candidate_thresholds(s) if thresholds is None else np.asarray(thresholds, np.float64).ravel()
-    if cands.size == 0:
+    t = candidate_thresholds(s) if thresholds is None else np.asarray(thresholds, np.float64).ravel()
+    if t.size == 0:
         raise ValueError("empty threshold grid")
-    return _pick_best(cands, _accuracy_per_threshold(s, y, cands))
+    return _pick_best(t, per_threshold(s, y, t))
 
 
 def ten_fold_verification(
@@ -352,11 +358,7 @@ def f1_curve(scores, same, thresholds=None) -> tuple[np.ndarray, np.ndarray]:
 def best_f1_threshold(scores, same, thresholds=None) -> tuple[float, float]:
     """``(threshold, f1)`` maximising F1, over ``thresholds`` or, by default, every distinct split
     (:func:`candidate_thresholds`). Ties: the middle maximiser (:func:`_pick_best`)."""
-    s, y = _scores_labels(scores, same)
-    t = candidate_thresholds(s) if thresholds is None else np.asarray(thresholds, np.float64).ravel()
-    if t.size == 0:
-        raise ValueError("empty threshold grid")
-    return _pick_best(t, _f1_per_threshold(s, y, t))
+    return _best_threshold(scores, same, thresholds, _f1_per_threshold)
 
 
 # ---------------------------------------------------------------------------------------- report

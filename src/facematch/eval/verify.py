@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facematch.config import to_container, write_json
 from facematch.data.identities import missing_root_error
-from facematch.data.protocols import identity_of, read_pairs, sniff_format
+from facematch.data.protocols import identity_of, pair_arrays, read_pairs, sniff_format
 from facematch.errors import FacematchError
 from facematch.eval.embed import Embedder, check_flip, make_cache_key
 from facematch.eval.model import EvalModel, load_model
@@ -128,11 +128,7 @@ def evaluate(cfg: DictConfig) -> dict:
     )
     emb, paths = embedder.embed(rels)
     embed_stats = dict(embedder.stats)
-    row = {p: i for i, p in enumerate(paths)}
-    ia = np.array([row[p.a] for p in pairs])
-    ib = np.array([row[p.b] for p in pairs])
-    same = np.array([p.same for p in pairs], dtype=bool)
-    folds = np.array([p.fold for p in pairs])
+    ia, ib, same, folds = pair_arrays(pairs, paths)
 
     # -- verification -----------------------------------------------------------------------------------
     from facematch.eval import protocol

@@ -117,6 +117,15 @@ def crop_box(image, box: np.ndarray, template: Template | str, margin: int | Non
     return np.clip(arr.round(), 0, 255).astype(np.uint8)
 
 
+def crop_face(image, box, landmarks, template: Template | str, margin: int | None = None) -> np.ndarray:
+    """One detected face onto ``template``: the 5-point alignment for landmark templates, the box crop
+    (plus ``margin``) for box templates."""
+    tpl = get_template(template) if isinstance(template, str) else template
+    if tpl.points is not None:
+        return align_landmarks(image, landmarks, tpl)
+    return crop_box(image, box, tpl, margin=margin)
+
+
 def _central_square(width: int, height: int) -> tuple[float, float, float]:
     side = float(min(width, height))
     return (width - side) / 2.0, (height - side) / 2.0, side
@@ -193,11 +202,6 @@ class FaceAligner:
     def detector(self):
         return get_detector(self.detector_settings)
 
-    def _crop(self, img: Image.Image, box, landmarks) -> np.ndarray:
-        if self.template.points is not None:
-            return align_landmarks(img, landmarks, self.template)
-        return crop_box(img, box, self.template, margin=self.margin)
-
     def align_batch(self, images) -> list[AlignResult]:
         """Align several images (PIL or HxWx3 uint8); equal-sized images share one detector batch."""
         pils = [
@@ -217,7 +221,7 @@ class FaceAligner:
                 status, prob = "ok", float(det.probs[k])
             results.append(
                 AlignResult(
-                    image=self._crop(img, box, marks),
+                    image=crop_face(img, box, marks, self.template, self.margin),
                     status=status,
                     n_faces=len(det),
                     template=self.template.name,

@@ -69,6 +69,16 @@ class DetectorSettings:
             raise FacematchError(f"min_face_size must be at least 12 pixels, got {self.min_face_size}")
         if not 0.0 < self.factor < 1.0:
             raise FacematchError(f"pyramid factor must be in (0, 1), got {self.factor}")
+        try:
+            offset = float(self.landmark_offset)
+        except (TypeError, ValueError):
+            offset = float("nan")
+        if not -2.0 <= offset <= 2.0:
+            raise FacematchError(
+                f"landmark_offset must be a number of pixels in [-2, 2] (default {LANDMARK_OFFSET}), "
+                f"got {self.landmark_offset!r}"
+            )
+        object.__setattr__(self, "landmark_offset", offset)
 
     def to_dict(self) -> dict:
         d = asdict(self)

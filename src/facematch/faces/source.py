@@ -63,6 +63,10 @@ class FaceSource:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.align_kwargs = align_kwargs
         self._cache = None
+        if mode == "align":  # bad detector settings fail here, before any image is read
+            from facematch.faces.align import FaceAligner
+
+            FaceAligner(self.template.name, **align_kwargs)
 
     @property
     def key(self) -> str:

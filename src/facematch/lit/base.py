@@ -72,9 +72,9 @@ class SiameseModule(L.LightningModule):
             return
         store = getattr(dm, "feature_store", None)
         if store is not None:
-            from facematch.data.datamodule import _images_of
+            from facematch.data.datamodule import images_of
 
-            mean = store.stack(sorted(_images_of(dm.train_set)))[:, 0].float().mean(0)
+            mean = store.stack(sorted(images_of(dm.train_set)))[:, 0].float().mean(0)
         else:
             feats, n = [], 0
             was = self.backbone.training

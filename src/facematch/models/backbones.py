@@ -75,16 +75,22 @@ class Backbone(nn.Module):
 # weight loading
 
 
+def torch_load_weights(p: Path, what: str, fix: str):
+    """``torch.load(p, weights_only=True)`` on CPU; any failure (pickle errors, truncated files, pickles
+    that are not weights) becomes one :class:`WeightsError` line: "cannot load <what> <file>: <cause>; <fix>"."""
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"cannot load {what} {p}: {first}; {fix}") from None
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a state dict (or a checkpoint holding one under a known key) with ``weights_only=True``."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p} (check arch.weights=PATH)")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated files, non-weight pickles
-        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise WeightsError(f"cannot load weights from {p}: {first}; pass a PyTorch state-dict file") from None
+    obj = torch_load_weights(p, "weights from", "pass a PyTorch state-dict file")
     for key in ("net_state_dict", "state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
