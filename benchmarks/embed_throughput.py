@@ -1,20 +1,20 @@
-"""Embedding throughput on this machine: images/s per backbone, fp32 vs bf16, against a plain facenet-pytorch loop.
+"""Embedding throughput per backbone: runtimes and precisions against a plain loop, and end to end vs model only.
 
-    .venv/bin/python benchmarks/embed_throughput.py                 # writes benchmarks/results/embed_throughput.json
-    .venv/bin/python benchmarks/embed_throughput.py --seconds 10 --batch-size 128 --out /tmp/bench.json
+    .venv/bin/python benchmarks/embed_throughput.py                     # writes benchmarks/results/embed_throughput.json
+    .venv/bin/python benchmarks/embed_throughput.py --backbones mobilefacenet --batch-size 256 --out /tmp/b.json
 
-What is measured: the model path of :class:`facematch.eval.embed.Embedder` (``forward_uint8``): a
-pre-decoded uint8 NHWC batch -> normalisation -> ``channels_last`` -> optional bf16 autocast -> backbone ->
-float32 features, under ``torch.inference_mode``; no file decoding, no alignment, no flip test (flip
-doubles the work per image), random weights (speed does not depend on their values), with
-``channels_last`` (the Embedder's default) and, for comparison, the default contiguous layout. Every
-configuration runs one warm-up batch; then ``--rounds`` interleaved rounds each run every configuration
-for ``--seconds`` (at least ``--min-batches`` batches); the median round is reported (all rounds too).
+Measured in one process, in interleaved rounds (the median round is reported, all rounds kept):
 
-Baseline, measured in the same rounds: a plain Python loop calling facenet-pytorch's ``InceptionResnetV1().eval()`` on pre-normalised float
-batches of 32 at 160x160 under ``torch.no_grad()``, fp32, default memory format. ``ratio_vs_baseline`` is
-images/s divided by the baseline's images/s. The JSON records the machine (CPU model,
-torch threads, load average before and after) because on a shared CPU the absolute numbers move with load.
+- ``baseline``: a plain fp32 PyTorch loop, ``backbone(x)`` under ``torch.no_grad`` on a pre-normalised NCHW
+  float batch, default memory format: what anyone would write. Every ratio is against it.
+- ``model/<runtime>``: :mod:`facematch.models.inference` (``eager``, ``fused``, ``jit``) in fp32 on the same
+  batch; ``model/eager-bf16``: bf16 autocast (on a CPU without native bf16 it is emulated: expect it slow).
+- ``end_to_end``: :meth:`facematch.eval.embed.Embedder.embed` over real ``lfw-aligned-112`` files (decode,
+  crop to the backbone's template, DataLoader worker, normalise, model), no cache, no flip, with the
+  runtime ``auto`` chose, and ``model_only`` the same runtime on pre-decoded crops at the same batch size:
+  ``end_to_end_vs_model`` is the pipeline's share of the model's speed.
+
+Random weights (speed does not depend on their values). The JSON records the CPU model and flags.
 """
 
 from __future__ import annotations
@@ -22,141 +22,128 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+import facematch  # noqa: E402,F401  (allocator settings first)
+import torch  # noqa: E402
+
+from facematch.data.transforms import normalize_batch  # noqa: E402
 from facematch.eval.embed import Embedder  # noqa: E402
+from facematch.faces.source import FaceSource  # noqa: E402
+from facematch.models import inference  # noqa: E402
 from facematch.models.backbones import build_backbone  # noqa: E402
+from facematch.paths import data_dir  # noqa: E402
+from facematch.utils.hardware import machine_info  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 BACKBONES = ("mobilefacenet", "inception_resnet_v1", "resnet50")
 
 
-class Config:
-    """One measured configuration: a ``step()`` that embeds one batch, and its batch size."""
-
-    def __init__(self, name: str, step, batch: int):
-        self.name, self.step, self.batch = name, step, batch
-        self.runs: list[float] = []
-
-    def measure(self, seconds: float, min_batches: int) -> None:
-        n, t0 = 0, time.perf_counter()
-        while True:
-            self.step()
-            n += 1
-            elapsed = time.perf_counter() - t0
-            if n >= min_batches and elapsed >= seconds:
-                break
-        self.runs.append(n * self.batch / elapsed)
-
-    def summary(self) -> dict:
-        return {"images_per_s": round(float(np.median(self.runs)), 2), "best": round(max(self.runs), 2),
-                "rounds": [round(r, 2) for r in self.runs], "batch_size": self.batch}
+def rate(step, batch: int, seconds: float, min_batches: int) -> float:
+    n, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if n >= min_batches and elapsed >= seconds:
+            return n * batch / elapsed
 
 
-def baseline_config() -> Config:
-    from facenet_pytorch import InceptionResnetV1
-
-    model = InceptionResnetV1().eval()  # pretrained=None: random weights, no download
-    x = (torch.randint(0, 256, (32, 3, 160, 160)).float() - 127.5) / 128.0
-
-    def step():
-        with torch.no_grad():
-            model(x)
-
-    return Config("baseline", step, 32)
+def real_files(root: Path, n: int) -> list[str]:
+    rels = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*.jpg"))
+    if len(rels) < n:
+        raise SystemExit(f"need {n} images under {root}, found {len(rels)} (set FACEMATCH_DATA_DIR)")
+    return rels[:: max(1, len(rels) // n)][:n]
 
 
-def embedder_config(name: str, bf16: bool, batch: int, channels_last: bool) -> Config:
+def bench_backbone(name: str, args, root: Path) -> dict:
     backbone = build_backbone(name).eval()
-    h, w = backbone.spec.input_size
-    crops = np.random.default_rng(0).integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
-    emb = Embedder(backbone, backbone.spec, flip="none", bf16=bf16, channels_last=channels_last, progress=False)
-    tag = f"{name}/{'bf16' if bf16 else 'fp32'}/{'channels_last' if channels_last else 'contiguous'}"
-    return Config(tag, lambda: emb.forward_uint8(crops), batch)
+    spec, b = backbone.spec, args.batch_size
+    source = FaceSource(root, spec.template, mode="prealigned", src_template="arcface_112x112")
+    rels = real_files(root, args.e2e_batches * b)
+    crops = np.stack([source(r) for r in rels[:b]])
+    x = normalize_batch(crops, spec)
+    steps = {"baseline": lambda: backbone(x)}
+    for rt in ("eager", "fused", "jit"):
+        m = inference.build(backbone, rt, torch.device("cpu"), example=x)
+        steps[f"model/{rt}"] = (lambda m: lambda: m(x))(m)
+    bf16 = inference.build(backbone, "eager", torch.device("cpu"), bf16=True)
+    steps["model/eager-bf16"] = lambda: bf16(x)
+    # the runtime auto picks for a job of this size, used end to end and model-only
+    auto = Embedder(backbone, spec, flip="none", precision="fp32", runtime="auto", batch_size=b, progress=False)
+    auto._expected = len(rels)
+    chosen = auto._inference_model(x).runtime
+    e2e = Embedder(backbone, spec, source, flip="none", precision="fp32", runtime=chosen, batch_size=b,
+                   num_workers=args.workers, progress=False)
+    steps["model_only"] = lambda: e2e.forward_uint8(crops)
 
+    def end_to_end():
+        e2e.embed(rels)
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    results: dict[str, list[float]] = {k: [] for k in [*steps, "end_to_end"]}
+    with torch.no_grad():
+        for step in steps.values():  # warm-up
+            step()
+        end_to_end()
+        for r in range(args.rounds):
+            print(f"{name}: round {r + 1}/{args.rounds}", file=sys.stderr)
+            for k, step in steps.items():
+                slow = k.endswith("bf16") and not machine_info()["cpu"]["native_bf16"]
+                results[k].append(rate(step, b, args.seconds / (4 if slow else 1), 1 if slow else args.min_batches))
+            t0 = time.perf_counter()
+            end_to_end()
+            results["end_to_end"].append(len(rels) / (time.perf_counter() - t0))
+    med = {k: round(float(np.median(v)), 2) for k, v in results.items()}
+    return {
+        "images_per_s": med,
+        "ratio_vs_baseline": {k: round(v / med["baseline"], 3) for k, v in med.items()},
+        "end_to_end_vs_model": round(med["end_to_end"] / med["model_only"], 3),
+        "auto_runtime": chosen,
+        "probe_images_per_s": auto._net.info.get("probe_images_per_s"),
+        "end_to_end_workers": e2e.stats.get("workers"),
+        "end_to_end_images": len(rels),
+        "rounds": {k: [round(x, 2) for x in v] for k, v in results.items()},
+    }
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
-    ap.add_argument("--batch-size", type=int, default=32, help="Embedder batch size (default 32, as the baseline)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is reported")
-    ap.add_argument("--seconds", type=float, default=1.5, help="measured time per configuration and round")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0, help="measured time per configuration and round")
     ap.add_argument("--min-batches", type=int, default=2)
-    ap.add_argument("--layouts", nargs="+", default=["channels_last", "contiguous"],
-                    choices=["channels_last", "contiguous"], help="memory formats of the Embedder path")
+    ap.add_argument("--e2e-batches", type=int, default=8, help="end-to-end job size, in batches")
+    ap.add_argument("--workers", default="auto", help="Embedder num_workers for the end-to-end job")
+    ap.add_argument("--root", default=str(data_dir() / "lfw-aligned-112"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "embed_throughput.json"))
     args = ap.parse_args(argv)
-
-    t_start = time.perf_counter()
-    load_before = os.getloadavg()
-    configs = [baseline_config()]
-    for name in args.backbones:
-        for layout in args.layouts:
-            for bf16 in (False, True):
-                configs.append(embedder_config(name, bf16, args.batch_size, layout == "channels_last"))
-    for c in configs:  # warm-up: allocations, oneDNN primitive creation
-        c.step()
-    for r in range(args.rounds):  # interleaved, so that every configuration sees the same load drift
-        print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
-        for c in configs:
-            c.measure(args.seconds, args.min_batches)
-
-    base = configs[0].summary()
-    base["description"] = ("facenet_pytorch.InceptionResnetV1().eval(), plain Python loop, batch 32, fp32, "
-                           "torch.no_grad, pre-normalised float input 160x160, default memory format")
-    embedder: dict = {}
-    for c in configs[1:]:
-        name, dtype, layout = c.name.split("/")
-        s = c.summary()
-        s["ratio_vs_baseline"] = round(s["images_per_s"] / base["images_per_s"], 3)
-        embedder.setdefault(name, {}).setdefault(layout, {})[dtype] = s
-    for by_layout in embedder.values():
-        for d in by_layout.values():
-            d["bf16_speedup"] = round(d["bf16"]["images_per_s"] / d["fp32"]["images_per_s"], 3)
+    t0, load = time.perf_counter(), os.getloadavg()
+    out = {name: bench_backbone(name, args, Path(args.root)) for name in args.backbones}
     payload = {
-        "what": "images/s of facematch.eval.embed.Embedder.forward_uint8 (uint8 NHWC -> normalise -> "
-                "[channels_last] -> [bf16 autocast] -> backbone -> float32), pre-decoded synthetic crops, "
-                "no flip test, random weights; median of interleaved rounds",
-        "baseline": base,
-        "embedder": embedder,
-        "machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version(),
-                    "loadavg_before": [round(v, 2) for v in load_before],
+        "what": __doc__.split("\n\n")[2].strip(),
+        "backbones": out,
+        "machine": {**machine_info(), "loadavg_before": [round(v, 2) for v in load],
                     "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
-        "settings": {"batch_size": args.batch_size, "rounds": args.rounds, "seconds": args.seconds,
-                     "min_batches": args.min_batches},
-        "wall_s": round(time.perf_counter() - t_start, 1),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "wall_s": round(time.perf_counter() - t0, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
-    print(f"{'backbone':<21}{'layout':<15}{'fp32 img/s':>11}{'bf16 img/s':>11}{'bf16 x':>8}{'fp32/base':>10}"
-          f"{'bf16/base':>10}", file=sys.stderr)
-    for name, by_layout in embedder.items():
-        for layout, d in by_layout.items():
-            print(f"{name:<21}{layout:<15}{d['fp32']['images_per_s']:>11.1f}{d['bf16']['images_per_s']:>11.1f}"
-                  f"{d['bf16_speedup']:>8.2f}{d['fp32']['ratio_vs_baseline']:>10.2f}"
-                  f"{d['bf16']['ratio_vs_baseline']:>10.2f}", file=sys.stderr)
-    print(f"baseline (facenet-pytorch loop, batch 32): {base['images_per_s']:.1f} img/s; wrote {args.out}",
-          file=sys.stderr)
+    cpu = payload["machine"]["cpu"]
+    print(f"{cpu['model']} ({', '.join(cpu['flags'])}); batch {args.batch_size}; images/s (x baseline)", file=sys.stderr)
+    for name, d in out.items():
+        cells = "  ".join(f"{k} {v:.1f} (x{d['ratio_vs_baseline'][k]:.2f})" for k, v in d["images_per_s"].items())
+        print(f"{name}: {cells}; end to end / model only = {d['end_to_end_vs_model']:.3f} "
+              f"(runtime {d['auto_runtime']})", file=sys.stderr)
+    print(f"wrote {args.out}", file=sys.stderr)
     return payload
 
 

@@ -65,14 +65,42 @@ def test_flip_modes_and_mirror_consistency(mfn, source):
     assert _cos(plain[0], plain[1]) > _cos(plain[0], plain[2]) + 0.3
 
 
-def test_bf16_close_to_fp32_and_channels_last(mfn, source):
-    crops = np.stack([source(r) for r in RELS])
-    fp32 = Embedder(mfn.module, mfn.spec, flip="none").embed_arrays(crops)
-    bf16 = Embedder(mfn.module, mfn.spec, flip="none", bf16=True).embed_arrays(crops)
+def test_bf16_close_to_fp32_and_the_callers_model_untouched(mfn, source):
+    crops = np.stack([source(r) for r in RELS[:3]])
+    net = mfn.module
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fp32 = Embedder(net, mfn.spec, flip="none", precision="fp32").embed_arrays(crops)
+    bf16 = Embedder(net, mfn.spec, flip="none", precision="bf16").embed_arrays(crops)
     assert bf16.dtype == np.float32
     assert min(_cos(a, b) for a, b in zip(fp32, bf16)) > 0.99
-    conv = mfn.module.net.conv1.conv.weight
-    assert conv.is_contiguous(memory_format=torch.channels_last)
+    # the embedder ran an inference copy: the caller's model keeps its mode, layout and weights
+    assert net.training
+    assert not net.net.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    net.eval()
+
+
+@pytest.mark.parametrize("runtime", ["fused", "jit"])
+def test_rewritten_runtimes_match_eager_fp32(mfn, source, runtime):
+    crops = np.stack([source(r) for r in RELS])
+    eager = Embedder(mfn.module, mfn.spec, flip="concat", runtime="eager", precision="fp32").embed_arrays(crops)
+    e = Embedder(mfn.module, mfn.spec, flip="concat", runtime=runtime, precision="fp32")
+    other = e.embed_arrays(crops)
+    assert e.stats["runtime"] == runtime
+    assert min(_cos(a, b) for a, b in zip(eager, other)) > 1 - 1e-4
+
+
+def test_auto_runtime_is_chosen_among_those_that_match(mfn, source):
+    from facematch.models import inference
+
+    crops = np.stack([source(r) for r in RELS])
+    x = torch.from_numpy(np.repeat(crops, 60, axis=0))  # 300 crops: large enough for auto to compare
+    e = Embedder(mfn.module, mfn.spec, flip="none", runtime="auto", precision="fp32", batch_size=300)
+    e.embed_arrays(x.numpy())
+    tried = e._net.info["probe_images_per_s"]
+    assert set(tried) == {"eager", "fused"} and e.stats["runtime"] in tried
+    assert inference.JIT_MIN_IMAGES > 300  # the traced candidate is built only for large jobs
 
 
 def test_cache_second_call_reuses_embeddings(mfn, source, tmp_path, monkeypatch):

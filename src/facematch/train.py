@@ -97,7 +97,8 @@ def train(cfg: DictConfig) -> dict:
 
         selected = select_on_validation(cfg, trainer, model, initial, initial_state if initial else None)
         fold_result = fold_metrics(model, datamodule, cfg.data.pairs, int(cfg.data.test_fold), flip=ev.flip,
-                                   subtract_mean=ev.subtract_mean, distance=ev.distance, threshold=cfg.threshold)
+                                   subtract_mean=ev.subtract_mean, distance=ev.distance, threshold=cfg.threshold,
+                                   device=ev.get("device", "auto"), precision=ev.get("precision", "auto"))
         fold_result["selected"] = selected
         log.info("fold %d accuracy (10-fold protocol, threshold from the other folds): %.4f (model: %s)",
                  fold_result["fold"], fold_result["fold_accuracy"], selected)

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", choices=("none", "sum", "concat"), default="concat",
                    help="flip test, as facematch-eval's eval.flip (default: concat)")
     p.add_argument("--min-face-size", type=int, default=20, help="smallest face searched, pixels (default: 20)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs (default: auto, the GPU when there is one)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 only where the hardware has it natively (default: auto)")
     return p
 
 
@@ -141,7 +145,8 @@ def compare(args: argparse.Namespace) -> dict:
 
     model = load_checkpoint_model(args.ckpt) if args.ckpt else build_arch_model(args.arch, weights)
     crops = np.stack([crop_face(img, box, lm, model.spec.template) for img, (lm, box, _) in zip(images, faces)])
-    emb = Embedder(model.module, model.spec, flip=args.flip, progress=False).embed_arrays(crops)
+    emb = Embedder(model.module, model.spec, flip=args.flip, device=args.device, precision=args.precision,
+                   progress=False).embed_arrays(crops)
     a, b = emb[0].astype(np.float64), emb[1].astype(np.float64)
     sim = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
     return {"similarity": sim, "same": bool(sim >= args.threshold), "threshold": float(args.threshold),

@@ -29,6 +29,7 @@ from facematch.data.transforms import build_transform
 from facematch.errors import FacematchError
 from facematch.faces.source import FaceSource
 from facematch.models.backbones import BackboneSpec
+from facematch.utils.hardware import one_thread_worker
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +209,11 @@ class FaceDataModule(L.LightningDataModule):
             return False
         from facematch.data.features import FeatureStore
 
+        fc = self.features_cfg
         self.feature_store = FeatureStore(
-            backbone, self.source, self.cache_dir, views=int(self.features_cfg.get("views", 2)),
-            batch_size=int(self.features_cfg.get("batch_size", 128)), num_workers=self.num_workers,
+            backbone, self.source, self.cache_dir, views=int(fc.get("views", 2)),
+            batch_size=int(fc.get("batch_size", 128)), num_workers=fc.get("num_workers", "auto"),
+            device=fc.get("device", "auto"), precision=fc.get("precision", "auto"), runtime=fc.get("runtime", "auto"),
         )
         self.num_workers = 0  # features are in memory: worker processes would only add start-up time
         return True
@@ -263,15 +266,6 @@ class FaceDataModule(L.LightningDataModule):
         if self.test_set is None:
             raise FacematchError("no test set: set data.test_fold=K (with data.pairs) to test on an LFW fold")
         return self._loader(self.test_set)
-
-
-def one_thread_worker(worker_id: int) -> None:
-    """DataLoader workers decode and transform one image at a time: one torch thread each, or N workers x
-    N threads oversubscribe the cores. (PyTorch still seeds each worker's ``random``, numpy and torch RNGs
-    from the loader's base seed, which ``seed_everything`` fixes.)"""
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def images_of(ds) -> set[str]:

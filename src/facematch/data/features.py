@@ -34,8 +34,9 @@ class FeatureStore:
     """Cached ``(V, D)`` backbone features per relative image path."""
 
     def __init__(self, backbone, source, cache_dir: str | Path, views: int = 2, batch_size: int = 128,
-                 num_workers: int = 2, progress: bool = True):
-        from facematch.eval.embed import Embedder, make_cache_key
+                 num_workers: int | str = "auto", progress: bool = True, device: str = "auto",
+                 precision: str = "auto", runtime: str = "auto"):
+        from facematch.eval.embed import Embedder, make_cache_key, resolve
         from facematch.eval.model import weights_fingerprint
 
         if views not in (1, 2):
@@ -45,11 +46,13 @@ class FeatureStore:
         self.views, self.dim = int(views), backbone.spec.embedding_dim
         fingerprint, _ = weights_fingerprint(backbone)
         flip = "concat" if views == 2 else "none"
-        key, meta = make_cache_key(fingerprint, source, backbone.spec, flip=flip)
+        device, precision = resolve(device, precision)
+        key, meta = make_cache_key(fingerprint, source, backbone.spec, flip=flip, bf16=precision == "bf16")
         self.path = Path(cache_dir) / "embeddings" / key
         self.embedder = Embedder(backbone, backbone.spec, source, batch_size=batch_size, num_workers=num_workers,
-                                 flip=flip, cache_dir=Path(cache_dir) / "embeddings", cache_key=key,
-                                 cache_meta=meta, progress=progress)
+                                 flip=flip, precision=precision, device=device, runtime=runtime,
+                                 cache_dir=Path(cache_dir) / "embeddings", cache_key=key, cache_meta=meta,
+                                 progress=progress)
         self.table: dict[str, np.ndarray] = {}
 
     def ensure(self, rels: Sequence[str]) -> None:

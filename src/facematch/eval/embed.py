@@ -49,6 +49,8 @@ from torch.utils.data import DataLoader, Dataset
 from facematch.data.transforms import normalize_batch
 from facematch.errors import FacematchError
 from facematch.models.backbones import BackboneSpec
+from facematch.models.inference import InferenceModel, build, check_runtime, choose
+from facematch.utils.hardware import one_thread_worker, plan_workers, resolve_device, resolve_precision
 from facematch.utils.io import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,12 @@ def check_flip(flip: str) -> str:
 
 def dtype_name(bf16: bool) -> str:
     return "bf16" if bf16 else "fp32"
+
+
+def resolve(device: str | None = "auto", precision: str | None = "auto") -> tuple[str, str]:
+    """``(device, precision)`` as an embedder will run them: what ``auto`` means on this machine."""
+    dev = resolve_device(device)
+    return dev, resolve_precision(precision, dev)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -211,9 +219,10 @@ def _collate(items):
 class Embedder:
     """Embeds uint8 crops (:meth:`embed_arrays`) or image paths through ``source`` (:meth:`embed`).
 
-    ``model`` maps a normalised NCHW batch to (N, D) features; it is put in eval mode for each call (its
-    previous mode is restored afterwards) and, with ``channels_last``, converted to that memory format in
-    place. ``source`` is a callable ``rel_path -> uint8 HxWx3 crop`` of ``spec.input_size`` (a
+    ``model`` maps a normalised NCHW batch to (N, D) features. It is never changed: the embedder runs an
+    inference copy on ``device`` (``auto``: the GPU when there is one) in ``precision`` (``auto``: bf16 only
+    where the hardware has it natively) with ``runtime`` (:mod:`facematch.models.inference`). ``source`` is
+    a callable ``rel_path -> uint8 HxWx3 crop`` of ``spec.input_size`` (a
     :class:`~facematch.faces.source.FaceSource`). ``cache_dir`` + ``cache_key`` turn the on-disk cache on.
     """
 
@@ -224,11 +233,11 @@ class Embedder:
         source: Any = None,
         *,
         batch_size: int = 128,
-        num_workers: int = 2,
+        num_workers: int | str = "auto",
         flip: str = "concat",
-        bf16: bool = False,
-        channels_last: bool = True,
-        device: str | torch.device = "cpu",
+        precision: str = "auto",
+        device: str = "auto",
+        runtime: str = "auto",
         cache_dir: str | os.PathLike | None = None,
         cache_key: str | None = None,
         cache_meta: dict | None = None,
@@ -238,24 +247,34 @@ class Embedder:
         if batch_size < 1:
             raise FacematchError(f"batch_size must be at least 1, got {batch_size}")
         self.model, self.spec, self.source = model, spec, source
-        self.batch_size, self.num_workers = int(batch_size), max(0, int(num_workers))
+        self.batch_size = int(batch_size)
+        self.num_workers = num_workers
         self.flip = check_flip(flip)
-        self.bf16 = bool(bf16)
-        self.channels_last = bool(channels_last)
-        self.device = torch.device(device)
+        self.device_name, self.precision = resolve(device, precision)
+        self.device = torch.device(self.device_name)
+        self.bf16 = self.precision == "bf16"
+        self.runtime = check_runtime(str(runtime))
         self.progress = progress
         self.save_every = max(1, int(save_every))
         self.cache = EmbeddingCache(cache_dir, cache_key, cache_meta) if cache_dir and cache_key else None
         self.stats: dict[str, Any] = {}
-        self.model.to(self.device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self._net: InferenceModel | None = None
+        self._expected = 0  # images the current job will embed (auto runtime: is tracing worth it?)
 
     # -- the model path ---------------------------------------------------------------------------------
+    def _inference_model(self, x: torch.Tensor) -> InferenceModel:
+        if self._net is None:
+            if self.runtime == "auto":
+                self._net = choose(self.model, x, self.device, n_images=self._expected, bf16=self.bf16)
+            else:
+                self._net = build(self.model, self.runtime, self.device, bf16=self.bf16, example=x)
+            self.stats["runtime"] = self._net.runtime
+        return self._net
+
     @torch.inference_mode()
     def forward_uint8(self, crops: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, H, W, 3) uint8 crops -> (N, D) float32 features (D doubles with ``flip="concat"``)."""
-        x = normalize_batch(crops, self.spec).to(self.device)
+        x = normalize_batch(crops, self.spec)
         if tuple(x.shape[2:]) != tuple(self.spec.input_size):
             raise FacematchError(
                 f"crops are {tuple(x.shape[2:])} but {self.spec.name} takes {tuple(self.spec.input_size)} (H, W); "
@@ -264,43 +283,32 @@ class Embedder:
         n = x.shape[0]
         if self.flip != "none":
             x = torch.cat([x, x.flip(3)])
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(x)
-        out = out.float()
+        out = self._inference_model(x)(x)
         if self.flip == "sum":
             out = out[:n] + out[n:]
         elif self.flip == "concat":
             out = torch.cat([out[:n], out[n:]], dim=1)
         return out.cpu().numpy()
 
-    def _eval(self):
-        was = self.model.training
-        self.model.eval()
-        return was
-
     def embed_arrays(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Embed in-memory crops (no cache), ``batch_size`` at a time."""
         arr = np.asarray(crops, dtype=np.uint8) if not isinstance(crops, np.ndarray) else crops
-        was = self._eval()
-        try:
-            return np.concatenate(
-                [self.forward_uint8(arr[i : i + self.batch_size]) for i in range(0, len(arr), self.batch_size)]
-            )
-        finally:
-            self.model.train(was)
+        self._expected = max(self._expected, len(arr))
+        return np.concatenate(
+            [self.forward_uint8(arr[i : i + self.batch_size]) for i in range(0, len(arr), self.batch_size)]
+        )
 
     # -- paths, through the cache -------------------------------------------------------------------------
     def _loader(self, rel_paths: Sequence[str]) -> DataLoader:
-        workers = min(self.num_workers, max(1, len(rel_paths) // self.batch_size)) if self.num_workers else 0
-        kw: dict[str, Any] = {}
-        if workers:
-            kw["prefetch_factor"] = 4
-            if getattr(self.source, "mode", None) == "align":
-                kw["multiprocessing_context"] = "spawn"
+        """Crops decoded inline or in worker processes of one torch thread each (see
+        :func:`~facematch.utils.hardware.plan_workers`), the model running in this process."""
+        workers, threads = plan_workers(self.num_workers, self.device.type, -(-len(rel_paths) // self.batch_size))
+        kw: dict[str, Any] = {"prefetch_factor": 2, "worker_init_fn": one_thread_worker} if workers else {}
+        self.stats.update(workers=workers, model_threads=threads)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
         return DataLoader(_Crops(self.source, rel_paths), batch_size=self.batch_size, shuffle=False,
-                          num_workers=workers, collate_fn=_collate, **kw)
+                          num_workers=workers, collate_fn=_collate, pin_memory=self.device.type == "cuda", **kw)
 
     def embed(self, rel_paths: Iterable[str]) -> tuple[np.ndarray, list[str]]:
         """``(emb, paths)`` for the distinct ``rel_paths`` (first-seen order); cached ones are not recomputed."""
@@ -338,7 +346,10 @@ class Embedder:
             pending_paths.clear()
             pending.clear()
 
-        was = self._eval()
+        prepare = getattr(self.source, "prepare", None)
+        if prepare is not None:  # raw photos: detect and align every missing crop first, on all cores
+            self.stats["prepare"] = prepare(todo, progress=self.progress)
+        self._expected = max(self._expected, len(todo))
         try:
             for idx, crops, err in self._loader(todo):
                 if err is not None:
@@ -355,38 +366,22 @@ class Embedder:
                     flush()
         finally:
             flush()  # keep whatever was computed, also on an error or Ctrl-C
-            self.model.train(was)
             if bar is not None:
                 bar.close()
         if self.cache is not None and len(self.cache.parts()) > MERGE_ABOVE:
             self.cache.merge()
 
 
-def embed_paths(
-    model: nn.Module,
-    spec: BackboneSpec,
-    source: Any,
-    rel_paths: Iterable[str],
-    *,
-    batch_size: int = 128,
-    num_workers: int = 2,
-    flip: str = "none",
-    bf16: bool = False,
-    cache_dir: str | os.PathLike | None = None,
-    cache_key: str | tuple[str, dict] | None = None,
-    channels_last: bool = True,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> tuple[np.ndarray, list[str]]:
+def embed_paths(model: nn.Module, spec: BackboneSpec, source: Any, rel_paths: Iterable[str], *,
+                cache_dir: str | os.PathLike | None = None, cache_key: str | tuple[str, dict] | None = None,
+                **kwargs: Any) -> tuple[np.ndarray, list[str]]:
     """Embed the distinct ``rel_paths`` read through ``source``; ``(emb, paths)`` with ``emb[i]`` for ``paths[i]``.
 
     ``cache_key`` is a key from :func:`make_cache_key` (the ``(key, components)`` tuple is accepted too);
-    with ``cache_dir`` unset or no key, nothing is cached.
+    with ``cache_dir`` unset or no key, nothing is cached. Other keyword arguments go to :class:`Embedder`.
     """
     meta = None
     if isinstance(cache_key, tuple):
         cache_key, meta = cache_key
-    emb = Embedder(model, spec, source, batch_size=batch_size, num_workers=num_workers, flip=flip, bf16=bf16,
-                   channels_last=channels_last, device=device, cache_dir=cache_dir, cache_key=cache_key,
-                   cache_meta=meta, progress=progress)
+    emb = Embedder(model, spec, source, cache_dir=cache_dir, cache_key=cache_key, cache_meta=meta, **kwargs)
     return emb.embed(rel_paths)

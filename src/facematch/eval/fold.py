@@ -31,7 +31,8 @@ def _combine_views(views: torch.Tensor, flip: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_for_eval(model, datamodule, rels: list[str], flip: str, batch_size: int = 256) -> np.ndarray:
+def embed_for_eval(model, datamodule, rels: list[str], flip: str, batch_size: int = 256, device: str = "auto",
+                   precision: str = "auto") -> np.ndarray:
     """Embeddings (backbone -> trained head, before its L2 normalisation: see ``EmbeddingHead.project``) of
     ``rels`` with the flip test. With cached backbone features
     (frozen fast path, plain + mirror views) only the head runs; otherwise the images go through the
@@ -45,19 +46,20 @@ def embed_for_eval(model, datamodule, rels: list[str], flip: str, batch_size: in
                          for i in range(0, len(rels), batch_size)])
         return _combine_views(out, flip).numpy()
     embedder = Embedder(BackboneHead(model.backbone, model.head), model.backbone.spec, datamodule.source,
-                        flip=flip, batch_size=batch_size, num_workers=2)
+                        flip=flip, batch_size=batch_size, device=device, precision=precision)
     emb, _ = embedder.embed(rels)
     return emb
 
 
 def fold_metrics(model, datamodule, pairs_file: str, fold: int, *, flip: str = "concat",
-                 subtract_mean: bool = True, distance: str = "cosine", threshold: float = 0.6) -> dict:
+                 subtract_mean: bool = True, distance: str = "cosine", threshold: float = 0.6, device: str = "auto",
+                 precision: str = "auto") -> dict:
     """Fold ``fold``'s accuracy under the 10-fold protocol, its raw-cosine and protocol scores, and the full report."""
     t0 = time.perf_counter()
     pairs = read_pairs(pairs_file)
     rels = sorted({p for pair in pairs for p in (pair.a, pair.b)})
     ia, ib, same, folds = pair_arrays(pairs, rels)
-    emb = embed_for_eval(model, datamodule, rels, flip)
+    emb = embed_for_eval(model, datamodule, rels, flip, device=device, precision=precision)
     a, b = emb[ia], emb[ib]
     report, ranked = verification_report(a, b, same, folds, distance=distance, subtract_mean=subtract_mean,
                                          threshold=threshold, return_scores=True)

@@ -34,7 +34,8 @@ from facematch.config import to_container, write_json
 from facematch.data.identities import missing_root_error
 from facematch.data.protocols import identity_of, pair_arrays, read_pairs, sniff_format
 from facematch.errors import FacematchError
-from facematch.eval.embed import Embedder, check_flip, make_cache_key
+from facematch.eval.embed import Embedder, check_flip, make_cache_key, resolve
+from facematch.utils.hardware import machine_info
 from facematch.eval.model import EvalModel, load_model
 from facematch.faces.source import FaceSource
 
@@ -120,11 +121,12 @@ def evaluate(cfg: DictConfig) -> dict:
     log.info("%d pairs, %d distinct images, preprocessing %s", len(pairs), len(rels), source.key)
 
     # -- embeddings -------------------------------------------------------------------------------------
-    key, comp = make_cache_key(model.fingerprint, source, spec, flip=flip, bf16=bool(ev.bf16))
+    device, precision = resolve(ev.device, ev.precision)
+    key, comp = make_cache_key(model.fingerprint, source, spec, flip=flip, bf16=precision == "bf16")
     embedder = Embedder(
-        model.module, spec, source, batch_size=int(ev.batch_size), num_workers=int(ev.num_workers), flip=flip,
-        bf16=bool(ev.bf16), cache_dir=ev.cache_dir if ev.cache else None, cache_key=key, cache_meta=comp,
-        progress=bool(ev.progress),
+        model.module, spec, source, batch_size=int(ev.batch_size), num_workers=ev.num_workers, flip=flip,
+        precision=precision, device=device, runtime=str(ev.runtime), cache_dir=ev.cache_dir if ev.cache else None,
+        cache_key=key, cache_meta=comp, progress=bool(ev.progress),
     )
     emb, paths = embedder.embed(rels)
     embed_stats = dict(embedder.stats)
@@ -173,7 +175,10 @@ def evaluate(cfg: DictConfig) -> dict:
         "model": model.description,
         "arch": spec.name,
         "flip": flip,
-        "bf16": bool(ev.bf16),
+        "precision": precision,
+        "device": device,
+        "runtime": embed_stats.get("runtime"),
+        "machine": machine_info(),
         "preprocess": source.key,
         "data": {"root": str(root), "pairs": pairs_file, "format": sniff_format(pairs_file),
                  "n_folds": int(len(np.unique(folds)))},
@@ -278,7 +283,7 @@ def summary_table(m: dict, out_dir: Path) -> str:
     cache = "cache hit" if m.get("embedding_cache_hit") else f"{ec.get('computed', 0)} computed, {ec.get('cache_hits', 0)} cached"
     lines = [
         f"facematch-eval: {model.get('arch')} ({model.get('kind')}), {m['preprocess']}, flip {m['flip']}, "
-        f"{'bf16' if m['bf16'] else 'fp32'}",
+        f"{m['precision']} on {m['device']}",
         f"  pairs / images       {m['n_pairs']} / {m['n_images']}  ({m['data']['n_folds']} folds)",
         f"  10-fold accuracy     {pct(m['accuracy_mean'])} ± {100 * m['accuracy_std']:.2f}  "
         f"({m['distance']}{', mean subtracted' if m['subtract_mean'] else ''})",

@@ -89,13 +89,28 @@ class FaceSource:
             out = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
         return np.ascontiguousarray(out)
 
+    @property
+    def aligned_cache_root(self) -> Path:
+        return (self.cache_dir or self.root.parent / ".aligned") / self.template.name
+
     def _aligned(self, rel: str) -> np.ndarray:
         if self._cache is None:
             from facematch.faces.cache import AlignedCache
 
-            cache_root = (self.cache_dir or self.root.parent / ".aligned") / self.template.name
-            self._cache = AlignedCache(cache_root, self.template.name, self.root, **self.align_kwargs)
+            self._cache = AlignedCache(self.aligned_cache_root, self.template.name, self.root, **self.align_kwargs)
         return self._cache.get(rel)
+
+    def prepare(self, rels, *, workers: int | None = None, progress: bool = True) -> dict | None:
+        """Mode ``align``: detect and align every image of ``rels`` not cached yet, in parallel on all cores
+        (:func:`facematch.faces.cache.prepare`), so that reading a crop afterwards is only a decode.
+        Other modes have nothing to prepare (None)."""
+        if self.mode != "align":
+            return None
+        from facematch.faces.cache import prepare
+
+        manifest = prepare(self.root, self.aligned_cache_root, self.template.name, rels, workers=workers,
+                           progress=progress, **self.align_kwargs)
+        return {k: manifest.get(k) for k in ("counts", "elapsed_s", "images_per_s", "workers")}
 
     def __getstate__(self):  # DataLoader workers build their own detector
         state = dict(self.__dict__)
