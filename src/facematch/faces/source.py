@@ -6,9 +6,11 @@ Modes:
 - ``prealigned``: files already aligned to ``template`` (e.g. lfw-aligned-112 is arcface_112x112); an
   exact crop converts between templates that differ only by a crop, otherwise the crop is resized.
 - ``align``: MTCNN detection + 5-point similarity alignment onto the backbone's template, through the
-  on-disk aligned cache (``facematch.faces.cache``), created on first use.
+  on-disk aligned cache (``facematch.faces.cache``), created on first use in its own folder under
+  ``cache_dir`` per template, detector settings and source folder (``<template>-<digest>``).
 
-``key`` names the preprocessing, so caches of crops or embeddings never mix two preprocessings.
+``key`` names the preprocessing, so caches of crops or embeddings never mix two preprocessings; ``root``
+is the source folder the caches tie their entries to.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ class FaceSource:
         if self._cache is None:
             from facematch.faces.cache import AlignedCache
 
-            cache_root = (self.cache_dir or self.root.parent / ".aligned") / self.template.name
-            self._cache = AlignedCache(cache_root, self.template.name, self.root, **self.align_kwargs)
+            self._cache = AlignedCache.under(self.cache_dir or self.root.parent / ".aligned", self.template.name,
+                                             self.root, **self.align_kwargs)
         return self._cache.get(rel)
 
     def __getstate__(self):  # DataLoader workers build their own detector
