@@ -1,4 +1,4 @@
-"""``facematch-data``: download (against a local HTTP server), prepare --pairs, verify, errors, help."""
+"""``facematch-data``: download (against a local HTTP server), prepare --pairs, verify, check-cache, errors, help."""
 
 from __future__ import annotations
 
@@ -245,6 +245,68 @@ def test_prepare_cli_restricted_to_a_pairs_file(tmp_path, capsys):
         "Al_Pacino/Al_Pacino_0002.jpg.png"]
 
 
+def test_check_cache_reports_stale_foreign_and_old_format(tmp_path, capsys):
+    import numpy as np
+
+    from facematch.eval.embed import CACHE_FORMAT, EmbeddingCache
+    from facematch.faces.cache import AlignedCache
+    from facematch.utils.io import file_stamp
+
+    src = tmp_path / "src"
+    rels = ["Al_Pacino/Al_Pacino_0001.jpg", "Al_Pacino/Al_Pacino_0002.jpg", "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"]
+    for rel in rels:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes((LFW / rel).read_bytes())
+    cache = tmp_path / "cache"  # a cache root holding aligned crops and embeddings, as .cache/facematch does
+    crops = AlignedCache.under(cache / "aligned", "sphereface_112x96", src)
+    for rel in rels:
+        crops.get(rel)
+    emb = EmbeddingCache(cache / "embeddings", "mobilefacenet-k", {"format": CACHE_FORMAT, "root": str(src.resolve())})
+    emb.add(rels, np.zeros((3, 4)), [file_stamp(src / rel) for rel in rels])
+    assert main(["check-cache", str(cache)]) == 0
+    assert "2 cache folder(s), 6 entries: 0 stale (re-made on next use), 0 foreign" in capsys.readouterr().out
+
+    # one photo changed in place, one deleted
+    changed = src / rels[0]
+    mtime = changed.stat().st_mtime_ns
+    changed.write_bytes((LFW / "Al_Pacino/Al_Pacino_0003.jpg").read_bytes())
+    os.utime(changed, ns=(mtime + 2_000_000_000, mtime + 2_000_000_000))
+    (src / rels[1]).unlink()
+    report = tmp_path / "report.tsv"
+    assert main(["check-cache", str(cache), "--report", str(report)]) == 1
+    assert "6 entries: 2 stale (re-made on next use), 2 foreign" in capsys.readouterr().out
+    rows = sorted((r[0], Path(r[1]).parent.name, r[2]) for r in
+                  (line.split("\t") for line in report.read_text().splitlines()[1:]))
+    assert rows == [("foreign", "aligned", rels[1]), ("foreign", "embeddings", rels[1]),
+                    ("stale", "aligned", rels[0]), ("stale", "embeddings", rels[0])]
+    # a cache checked against another source folder: every entry is foreign
+    assert main(["check-cache", str(crops.root), "--src", str(LFW)]) == 1
+    out = capsys.readouterr().out
+    assert "3 entries, 0 stale, 3 foreign" in out and f"made from {src.resolve()}, not {LFW}" in out
+
+    # old-format folders are reported, one line each, and fail the check
+    old = cache / "aligned_nearest_center" / "sphereface_112x96"
+    old.mkdir(parents=True)
+    (old / "manifest.json").write_text(json.dumps({"format": "facematch-aligned-crops/1", "template": "sphereface_112x96"}))
+    old_emb = cache / "embeddings" / "mobilefacenet-old"
+    old_emb.mkdir()
+    (old_emb / "meta.json").write_text(json.dumps({"format": "facematch-embeddings/1"}))
+    np.savez(old_emb / "part-0.npz", paths=np.asarray(rels), emb=np.zeros((3, 4), np.float32))
+    assert main(["check-cache", str(cache)]) == 1
+    out = capsys.readouterr().out
+    old_lines = [line for line in out.splitlines() if line.startswith("old-format")]
+    assert len(old_lines) == 2 and "2 old-format folder(s)" in out
+    assert any("format 'facematch-aligned-crops/1'" in line and "delete that folder" in line for line in old_lines)
+    assert any("format 'facematch-embeddings/1'" in line and "3 embeddings without source stamps" in line
+               for line in old_lines)
+
+    # user errors: one line
+    for bad, needle in ((tmp_path / "nowhere", "error: cache folder not found"), (src, "holds no facematch cache")):
+        with pytest.raises(SystemExit) as exc:
+            main(["check-cache", str(bad)])
+        assert exc.value.code == 2 and needle in error_line(capsys.readouterr().err)
+
+
 def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["prepare", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--no-progress"])
@@ -261,7 +323,7 @@ def test_help_lists_the_subcommands(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     out = capsys.readouterr().out
-    assert exc.value.code == 0 and all(c in out for c in ("download", "prepare", "verify"))
+    assert exc.value.code == 0 and all(c in out for c in ("download", "prepare", "verify", "check-cache"))
     with pytest.raises(SystemExit):
         main(["prepare", "--help"])
     out = capsys.readouterr().out

@@ -167,9 +167,10 @@ def test_damaged_cache_part_is_ignored(tmp_path):
     c.add(["a", "b"], np.ones((2, 3)))
     (c.dir / "part-99999999999999999999-bad.npz").write_bytes(b"not a zip")
     assert sorted(c.load()) == ["a", "b"]
-    c.add(["c"], np.zeros((1, 3)))
+    c.add(["c"], np.zeros((1, 3)), stamps=[(5, 7)])
     c.merge()
     assert len(c.parts()) == 1 and sorted(c.load()) == ["a", "b", "c"]
+    assert c.entries()[0]["c"][1] == (5, 7)  # merging keeps each entry's source stamp
 
 
 def test_model_fingerprints_and_checkpoint_loading(mfn, mfn_weights, tmp_path):

@@ -98,7 +98,9 @@ def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights,
     n_distinct = len({p for pair in read_pairs(tmp_path / "p.txt") for p in (pair.a, pair.b)})
     assert m["preprocess"] == "align-sphereface_112x96" and m["n_images"] == n_distinct
     assert m["embedding_cache"]["key"].startswith("mobilefacenet-e839247cdbdf-align-sphereface_112x96-flip_concat-fp32")
-    crops = sorted((tmp_path / "aligned" / "sphereface_112x96").rglob("*.png"))
+    folders = list((tmp_path / "aligned").iterdir())  # one per template, detector settings and source folder
+    assert len(folders) == 1 and folders[0].name.startswith("sphereface_112x96-")
+    crops = sorted(folders[0].rglob("*.png"))
     assert len(crops) == n_distinct
     from PIL import Image
 

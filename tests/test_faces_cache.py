@@ -87,6 +87,8 @@ def test_prepare_handles_every_bad_input(messy_src, tmp_path):
     assert disk["counts"] == c and disk["template"] == "arcface_112x112" and disk["complete"] is True
     assert disk["detector"]["thresholds"] == [0.6, 0.7, 0.7] and disk["detector"]["select"] == "largest"
     assert disk["versions"]["facenet-pytorch"]
+    assert disk["format"] == "facematch-aligned-crops/2" and disk["src_root"] == str(messy_src.resolve())
+    assert disk["key"].startswith("arcface_112x112-") and c["stale_remade"] == 0
     # failures list: one line per failed file, with its reason; no crop for them
     rows = [line.split("\t") for line in (out / "failures.tsv").read_text().splitlines()[1:]]
     assert {r[0]: r[1] for r in rows} == EXPECTED_FAILURES
@@ -95,6 +97,9 @@ def test_prepare_handles_every_bad_input(messy_src, tmp_path):
         assert not crop_path(out, rel).exists()
     # every crop carries its record
     assert read_record(crop_path(out, "Bad/noface.jpg"))["status"] == "fallback"
+    st = (messy_src / "Bad/noface.jpg").stat()  # and the stamp of the file it was made from
+    assert read_record(crop_path(out, "Bad/noface.jpg"))["src_size"] == st.st_size
+    assert read_record(crop_path(out, "Bad/noface.jpg"))["src_mtime_ns"] == st.st_mtime_ns
     rec = read_record(crop_path(out, "Modes/cmyk.jpg"))
     assert rec["status"] == "ok" and rec["source_mode"] == "CMYK" and len(rec["landmarks"]) == 5
     crop = np.asarray(Image.open(crop_path(out, "Modes/alpha.png")))
@@ -147,6 +152,8 @@ def test_cache_refuses_other_settings_and_unsafe_paths(tmp_path):
         AlignedCache(tmp_path / "c", "facenet_160", LFW).check()
     with pytest.raises(FacematchError, match="select=largest"):
         AlignedCache(tmp_path / "c", "arcface_112x112", LFW, select="nearest_center").check()
+    with pytest.raises(FacematchError, match="holds crops of .*, not "):
+        AlignedCache(tmp_path / "c", "arcface_112x112", tmp_path).check()
     with pytest.raises(FacematchError, match="without '..'"):
         AlignedCache(tmp_path / "c", "arcface_112x112", LFW).get("../etc/passwd")
 

@@ -1,8 +1,10 @@
-"""``facematch-data``: get a dataset (download), align it into a cache (prepare), check it (verify).
+"""``facematch-data``: get a dataset (download), align it into a cache (prepare), check it (verify), check
+caches against their source files (check-cache).
 
     facematch-data download lfw --dest DIR [--base-url URL] [--archive lfw.tgz] [--sha256 HEX]
     facematch-data prepare SRC OUT --template arcface_112x112 [--pairs FILE] [--workers N]
     facematch-data verify ROOT --pairs FILE [--report FILE]
+    facematch-data check-cache DIR [--src ROOT] [--report FILE]
 
 ``download`` fetches with urllib into ``<file>.part`` and resumes an interrupted transfer with an HTTP
 ``Range`` request (starting over when the server ignores it); the finished file is renamed into place
@@ -10,6 +12,12 @@ only after its sha256 is checked: the pairs files against their published sums, 
 ``--sha256`` when given (its computed sum is always printed). Archives are extracted only when every
 member stays inside DEST: absolute names, ``..``, links pointing outside DEST and device files are
 refused, and extraction also uses tarfile's ``data`` filter.
+
+``check-cache`` takes an aligned-crop cache folder, an embeddings folder, or a cache root holding both
+(``.cache/facematch``), changes nothing, and reports every entry whose source file changed since it was
+made (``stale``: re-made on next use), whose source file is gone or, with ``--src``, that was made from
+another folder (``foreign``), and every cache folder in an older format (``old-format``: never read,
+delete it); exit status 1 if there is any.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
+
+from collections import Counter
 
 from facematch.errors import DataNotFoundError, FacematchError, cli_errors
 from facematch.utils.io import atomic_write_text, sha256_file
@@ -244,6 +254,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"{c['multiple_faces']} with several faces, {c['failed']} failed) in {m['elapsed_s']} s "
         f"with {m['workers']} worker(s){rate}"
     )
+    if c["stale_remade"]:
+        print(f"{c['stale_remade']} crops were made again: their source file changed since they were made")
     if c["failed"]:
         print(f"failures by reason {c['failed_by_reason']}: see {Path(args.out) / m['failures_file']}")
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
@@ -278,19 +290,84 @@ def cmd_verify(args: argparse.Namespace) -> int:
             unreadable.append((rel, str(err)))
     print(f"{len(rels)} images used by {args.pairs}: {len(rels) - len(missing) - len(unreadable)} ok, "
           f"{len(missing)} missing, {len(unreadable)} unreadable (under {root})")
-    shown = args.show
-    for rel in missing[:shown]:
-        print(f"missing\t{rel}")
-    for rel, msg in unreadable[:shown]:
-        print(f"unreadable\t{rel}\t{msg}")
-    hidden = max(0, len(missing) - shown) + max(0, len(unreadable) - shown)
+    rows = [("missing", r, "") for r in missing] + [("unreadable", r, m) for r, m in unreadable]
+    show_problems(rows, ("missing", "unreadable"), args.show, args.report, ("problem", "path", "message"))
+    return 1 if rows else 0
+
+
+def show_problems(rows: list[tuple[str, ...]], kinds: tuple[str, ...], show: int, report: str | None,
+                  columns: tuple[str, ...]) -> None:
+    """Print up to ``show`` rows of each kind (tab-separated, kind first), say how many were left out, and
+    write every row to the TSV file ``report`` when given."""
+    for kind in kinds:
+        for row in [r for r in rows if r[0] == kind][:show]:
+            print("\t".join(row).rstrip("\t"))
+    hidden = sum(max(0, n - show) for n in Counter(r[0] for r in rows).values())
     if hidden:
-        print(f"... and {hidden} more" + ("" if args.report else "; pass --report FILE for the full list"))
-    if args.report:
-        lines = [f"missing\t{r}\t\n" for r in missing] + [f"unreadable\t{r}\t{m}\n" for r, m in unreadable]
-        atomic_write_text(args.report, "problem\tpath\tmessage\n" + "".join(lines))
-        print(f"report: {args.report}")
-    return 1 if missing or unreadable else 0
+        print(f"... and {hidden} more" + ("" if report else "; pass --report FILE for the full list"))
+    if report:
+        atomic_write_text(report, "\t".join(columns) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+        print(f"report: {report}")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report", default=None, help="write every problem to this TSV file")
+    parser.add_argument("--show", type=int, default=20, help="problems of each kind to print (default 20)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# check-cache
+
+
+def find_caches(folder: Path) -> list[tuple[str, Path]]:
+    """``("aligned", dir)`` for each aligned-crop cache (a folder with a manifest) under ``folder`` (itself
+    included), ``("embeddings", dir)`` for each embedding cache (``meta.json`` or ``part-*.npz``)."""
+    from facematch.faces.cache import MANIFEST
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        if MANIFEST in filenames:
+            found.append(("aligned", Path(dirpath)))
+        elif "meta.json" in filenames or any(f.startswith("part-") and f.endswith(".npz") for f in filenames):
+            found.append(("embeddings", Path(dirpath)))
+        else:
+            continue
+        dirnames[:] = []  # a cache's own subfolders hold its entries
+    return found
+
+
+def cmd_check_cache(args: argparse.Namespace) -> int:
+    from facematch.faces.cache import check_folder
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise DataNotFoundError(f"cache folder not found: {folder}")
+    caches = find_caches(folder)
+    if not caches:
+        raise FacematchError(
+            f"{folder} holds no facematch cache (no aligned-crop manifest.json, no embedding meta.json or "
+            "part-*.npz); pass an aligned-crop cache folder, an embeddings folder or a cache root such as .cache/facematch"
+        )
+    results = []
+    for kind, d in caches:
+        if kind == "aligned":
+            results.append(check_folder(d, args.src))
+        else:
+            from facematch.eval.embed import EmbeddingCache
+
+            results.append(EmbeddingCache(d.parent, d.name).check(args.src))
+    rows = [(kind, r["folder"], rel, why) for r in results for kind, rel, why in r["problems"]]
+    counts = Counter(kind for kind, *_ in rows)
+    for r in results:
+        c = Counter(kind for kind, _, _ in r["problems"])
+        state = "OLD FORMAT" if c["old-format"] else f"{c['stale']} stale, {c['foreign']} foreign"
+        print(f"{r['folder']}: {r['what']}: {r['entries']} entries, {state}")
+    show_problems(rows, ("old-format", "foreign", "stale"), args.show, args.report, ("problem", "cache", "path", "message"))
+    print(f"{len(results)} cache folder(s), {sum(r['entries'] for r in results)} entries: {counts['stale']} stale "
+          f"(re-made on next use), {counts['foreign']} foreign (source gone or another source folder), "
+          f"{counts['old-format']} old-format folder(s) (never read; delete them)")
+    return 1 if rows else 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -308,9 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  facematch-data download lfw --dest data/lfw\n"
         "  facematch-data prepare data/lfw/lfw-deepfunneled data/lfw-aligned --template arcface_112x112 "
         "--pairs data/lfw/pairs.txt\n"
-        "  facematch-data verify data/lfw/lfw-deepfunneled --pairs data/lfw/pairs.txt",
+        "  facematch-data verify data/lfw/lfw-deepfunneled --pairs data/lfw/pairs.txt\n"
+        "  facematch-data check-cache .cache/facematch",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,verify}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,verify,check-cache}")
 
     d = sub.add_parser("download", help="fetch LFW and its pairs files (resumable, sha256-checked)",
                        description="Fetch the LFW archive and pairs files, check sha256, extract safely.")
@@ -349,10 +427,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "exit status 1 if any is missing or unreadable.")
     v.add_argument("root", help="dataset folder the pairs file's paths are relative to")
     v.add_argument("--pairs", required=True, help="LFW pairs.txt / View 1 file, or a 'pathA pathB label' list")
-    v.add_argument("--report", default=None, help="write every problem to this TSV file")
-    v.add_argument("--show", type=int, default=20, help="problems of each kind to print (default 20)")
+    add_report_arguments(v)
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_verify)
+
+    k = sub.add_parser("check-cache", help="report stale, foreign and old-format entries of caches",
+                       description="Check every aligned crop and embedding under DIR against the source file it "
+                       "was made from (nothing is changed); exit status 1 if any entry is stale or foreign, or "
+                       "any cache folder is in an older format.")
+    k.add_argument("dir", help="an aligned-crop cache folder, an embeddings folder, or a cache root holding both")
+    k.add_argument("--src", default=None,
+                   help="the dataset folder the caches should be of: entries made from another folder are foreign")
+    add_report_arguments(k)
+    k.set_defaults(func=cmd_check_cache)
     return p
 
 

@@ -11,8 +11,9 @@ only augmentation; rotation, translation, scale and colour jitter are off in the
 draws one view at random per use; validation and test use the plain view.
 
 The features go through the evaluation embedder and its on-disk cache (:mod:`facematch.eval.embed`),
-keyed by the weights' sha256 and the preprocessing, with ``flip=concat`` for two views: the same cache
-entry that ``facematch-eval`` uses for the bare pretrained backbone, so each is computed once.
+keyed by the weights' sha256, the preprocessing and the source folder, with ``flip=concat`` for two
+views: the same cache entry that ``facematch-eval`` uses for the bare pretrained backbone, so each is
+computed once; an image whose source file changed is computed again.
 """
 
 from __future__ import annotations

@@ -1,23 +1,27 @@
 """Batched, cached inference: image paths -> embeddings, each image embedded once per model and preprocessing.
 
-Inference path (:meth:`Embedder.forward_uint8`): uint8 NHWC crops -> the backbone's normalisation
-(:func:`facematch.data.transforms.normalize_batch`) -> ``channels_last`` -> optional bf16 autocast ->
-model -> float32. Flip test: the batch and its horizontal mirror go through the model together, and the
-two outputs are summed (``flip="sum"``) or concatenated (``flip="concat"``, twice the dimension). Outputs
-are the model's as they are (raw backbone features, or a head's projection); callers normalise.
+Inference path (:meth:`Embedder.forward_uint8`): uint8 NHWC crops -> the backbone's normalisation ->
+an inference copy of the model (:mod:`facematch.models.inference`: device, precision, runtime) -> float32.
+Flip test: the batch and its horizontal mirror go through the model together, and the two outputs are
+summed (``flip="sum"``) or concatenated (``flip="concat"``, twice the dimension). Outputs are the model's
+as they are (raw backbone features, or a head's projection); callers normalise.
 
-Decoding (and, for ``FaceSource(mode="align")``, detection + alignment) runs in DataLoader workers.
-Workers are forked, except for mode ``align``, whose workers are spawned: they run MTCNN, and a forked
-copy of a process whose torch thread pools are live can deadlock.
+Raw photos (``FaceSource(mode="align")``) are detected and aligned into the crop cache first, on all
+cores (``source.prepare``); crops are then decoded inline or in workers as
+:func:`facematch.utils.hardware.plan_workers` decides, never oversubscribing the model's cores.
 
 Embedding cache (``cache_dir/<key>/``): the key names everything an embedding depends on: the weights
 fingerprint (sha256 of the weights file, or of the checkpoint's state dict), ``FaceSource.key`` plus the
 source root and alignment settings, the flip mode, the dtype (fp32 / bf16) and the input spec
 (:func:`make_cache_key`). A key's folder holds ``meta.json`` (those components, readable) and
-``part-*.npz`` files, each ``{"paths": str array, "emb": float32 (n, D)}``, loaded with
-``allow_pickle=False``. Parts are written atomically every ``save_every`` new embeddings (and on an
-interrupt), so a killed run loses at most one part of work and the next run embeds only what is missing;
-many small parts are merged into one at the end of a run.
+``part-*.npz`` files, each ``{"paths": str array, "emb": float32 (n, D), "src_size", "src_mtime_ns":
+int64 (n,)}`` (the size and modification time of each image's source file when it was embedded; -1 for
+sources without files), loaded with ``allow_pickle=False``. An entry is used only while its source file
+(``source.root / path``) still has that size and time; otherwise, or when its part has no stamps (an
+older format), it is embedded again (counted in ``Embedder.stats``: ``stale``, ``old_format``). Parts are
+written atomically every ``save_every`` new embeddings (and on an interrupt), so a killed run loses at
+most one part of work and the next run embeds only what is missing; many small parts are merged into one
+at the end of a run.
 
 Users: ``facematch-eval`` (:mod:`facematch.eval.verify`), the frozen-backbone feature cache
 (:mod:`facematch.data.features`), per-fold scoring and ``facematch-compare`` use :class:`Embedder`;
@@ -31,7 +35,6 @@ Users: ``facematch-eval`` (:mod:`facematch.eval.verify`), the frozen-backbone fe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -51,12 +54,20 @@ from facematch.errors import FacematchError
 from facematch.models.backbones import BackboneSpec
 from facematch.models.inference import InferenceModel, build, check_runtime, choose
 from facematch.utils.hardware import one_thread_worker, plan_workers, resolve_device, resolve_precision
-from facematch.utils.io import atomic_write, atomic_write_text
+from facematch.utils.io import (
+    NO_STAMP,
+    atomic_write,
+    atomic_write_text,
+    digest,
+    resolved,
+    stamp_before_reading,
+    stamp_problem,
+)
 
 log = logging.getLogger(__name__)
 
 FLIP_MODES = ("none", "sum", "concat")
-CACHE_FORMAT = "facematch-embeddings/1"
+CACHE_FORMAT = "facematch-embeddings/2"
 MERGE_ABOVE = 8  # parts; more than this are merged into one at the end of a run
 
 
@@ -85,7 +96,7 @@ def source_description(source: Any) -> dict:
     root = getattr(source, "root", None)
     return {
         "source": getattr(source, "key", type(source).__name__),
-        "root": str(Path(root).expanduser().resolve()) if root is not None else None,
+        "root": resolved(root) if root is not None else None,
         "align": {k: v for k, v in sorted((getattr(source, "align_kwargs", None) or {}).items())},
     }
 
@@ -111,14 +122,15 @@ def make_cache_key(
         "std": list(spec.std),
         **({"extra": extra} if extra else {}),
     }
-    digest = hashlib.sha256(json.dumps(comp, sort_keys=True, default=str).encode()).hexdigest()[:12]
     src = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(comp["source"]))
-    key = f"{spec.name}-{fingerprint[:12]}-{src}-flip_{flip}-{comp['dtype']}-{digest}"
+    key = f"{spec.name}-{fingerprint[:12]}-{src}-flip_{flip}-{comp['dtype']}-{digest(comp)}"
     return key, comp
 
 
 class EmbeddingCache:
-    """``root/key/``: ``meta.json`` + atomically written ``part-*.npz`` files of (paths, float32 matrix)."""
+    """``root/key/``: ``meta.json`` + atomically written ``part-*.npz`` files of (paths, float32 matrix,
+    source-file stamps). ``stats`` counts what the last :meth:`load` dropped: ``stale`` entries (source
+    file changed or gone) and ``old_format`` ones (parts without stamps)."""
 
     def __init__(self, root: str | os.PathLike, key: str, meta: dict | None = None):
         if not key or "/" in key or key.startswith("."):
@@ -126,24 +138,45 @@ class EmbeddingCache:
         self.dir = Path(root).expanduser() / key
         self.key = key
         self.meta = meta or {}
+        self.stats: dict[str, int] = {"stale": 0, "old_format": 0}
 
     def parts(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.npz")) if self.dir.is_dir() else []
 
-    def load(self) -> dict[str, np.ndarray]:
-        """Every cached ``{rel_path: vector}``; unreadable parts are skipped (and later rewritten)."""
-        out: dict[str, np.ndarray] = {}
+    def entries(self) -> tuple[dict[str, tuple[np.ndarray, tuple[int, int]]], int]:
+        """``({rel_path: (vector, (src_size, src_mtime_ns))}, n)``: every stamped entry (the newest part
+        wins) and the number ``n`` of entries in parts without stamps (older format, never used).
+        Unreadable parts are skipped (and later rewritten)."""
+        out: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
+        unstamped = 0
         for part in self.parts():
             try:
                 with np.load(part, allow_pickle=False) as z:
                     paths, emb = z["paths"], z["emb"]
+                    if "src_size" not in z.files or "src_mtime_ns" not in z.files:
+                        unstamped += len(paths)
+                        continue
+                    size, mtime = z["src_size"], z["src_mtime_ns"]
             except Exception as err:  # a damaged part costs a re-embed, never a crash
                 log.warning("ignoring unreadable embedding cache part %s (%s)", part, err)
                 continue
-            if emb.ndim != 2 or emb.shape[0] != paths.shape[0]:
+            if emb.ndim != 2 or not emb.shape[0] == paths.shape[0] == size.shape[0] == mtime.shape[0]:
                 log.warning("ignoring malformed embedding cache part %s", part)
                 continue
-            out.update(zip(paths.tolist(), emb))
+            out.update(zip(paths.tolist(), zip(emb, zip(size.tolist(), mtime.tolist()))))
+        return out, unstamped
+
+    def load(self, src_root: str | os.PathLike | None = None, paths: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Cached ``{rel_path: vector}`` (only ``paths`` when given). With ``src_root``, an entry is kept only
+        while ``src_root/rel_path`` has the size and modification time it had when embedded."""
+        entries, unstamped = self.entries()
+        if paths is not None:
+            entries = {p: entries[p] for p in paths if p in entries}
+        out = {}
+        for rel, (vec, stamp) in entries.items():
+            if src_root is None or stamp_problem(Path(src_root) / rel, stamp) is None:
+                out[rel] = vec
+        self.stats = {"stale": len(entries) - len(out), "old_format": unstamped}
         return out
 
     def _write_meta(self) -> None:
@@ -151,35 +184,71 @@ class EmbeddingCache:
         if not meta.is_file():
             atomic_write_text(meta, json.dumps({"key": self.key, **self.meta}, indent=2, sort_keys=True, default=str) + "\n")
 
-    def add(self, paths: Sequence[str], emb: np.ndarray) -> Path | None:
-        """Write one new part atomically; returns its path (None when there is nothing to write)."""
+    def add(self, paths: Sequence[str], emb: np.ndarray, stamps: Sequence[tuple[int, int]] | None = None) -> Path | None:
+        """Write one new part atomically; returns its path (None when there is nothing to write).
+
+        ``stamps``: ``(st_size, st_mtime_ns)`` of each path's source file, taken before it was read
+        (default: none, ``-1``)."""
         if not len(paths):
             return None
         emb = np.ascontiguousarray(emb, dtype=np.float32)
         if emb.shape[0] != len(paths):
             raise ValueError(f"{len(paths)} paths but {emb.shape[0]} embeddings")
+        st = np.asarray(list(stamps) if stamps is not None else [NO_STAMP] * len(paths), dtype=np.int64).reshape(-1, 2)
+        if st.shape[0] != len(paths):
+            raise ValueError(f"{len(paths)} paths but {st.shape[0]} source stamps")
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_meta()
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
         arr_paths = np.asarray(list(paths), dtype=np.str_)
-        return atomic_write(self.dir / name, lambda fh: np.savez(fh, paths=arr_paths, emb=emb))
+        return atomic_write(self.dir / name, lambda fh: np.savez(fh, paths=arr_paths, emb=emb, src_size=st[:, 0],
+                                                                 src_mtime_ns=st[:, 1]))
 
     def merge(self) -> None:
-        """Replace all parts by one (written first, so a reader never sees fewer vectors)."""
+        """Replace all parts by one (written first, so a reader never sees fewer vectors); parts of an
+        older format are dropped."""
         parts = self.parts()
         if len(parts) <= 1:
             return
-        data = self.load()
+        data, _ = self.entries()
         if not data:
             return
         paths = list(data)
-        new = self.add(paths, np.stack([data[p] for p in paths]))
+        new = self.add(paths, np.stack([data[p][0] for p in paths]), [data[p][1] for p in paths])
         for p in parts:
             if p != new:
                 try:
                     p.unlink()
                 except FileNotFoundError:
                     pass
+
+    def check(self, src_root: str | os.PathLike | None = None) -> dict:
+        """Every entry against its source file, without changing anything: ``{"folder", "what", "entries",
+        "problems": [(kind, rel_path, why), ...]}`` with kinds ``old-format``, ``foreign`` (source file
+        missing, or made from another folder than ``src_root`` when given) and ``stale`` (source changed)."""
+        try:
+            meta = json.loads((self.dir / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        made_from = meta.get("root")
+        out: dict = {"folder": str(self.dir), "what": f"embeddings of {made_from or 'sources without a folder'}",
+                     "entries": 0, "problems": []}
+        entries, unstamped = self.entries()
+        fmt = meta.get("format", CACHE_FORMAT)
+        if fmt != CACHE_FORMAT or unstamped:
+            out["problems"].append(("old-format", "", (
+                f"{self.dir} is an embedding cache in format {fmt!r}, not {CACHE_FORMAT} ({unstamped} embeddings "
+                "without source stamps, so a changed or swapped source would go unnoticed); it is never read: "
+                "delete that folder")))
+        foreign = f"made from {made_from}, not {resolved(src_root)}" if (
+            src_root is not None and made_from != resolved(src_root)) else None
+        out["entries"] = len(entries) + unstamped
+        for rel, (_, stamp) in sorted(entries.items()):
+            problem = ("foreign", foreign) if foreign else (
+                stamp_problem(Path(made_from) / rel, stamp) if made_from else None)
+            if problem:
+                out["problems"].append((problem[0], rel, problem[1]))
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -316,12 +385,14 @@ class Embedder:
             raise ValueError("Embedder.embed needs a source (rel_path -> crop)")
         t0 = time.perf_counter()
         paths = list(dict.fromkeys(rel_paths))
-        done = self.cache.load() if self.cache is not None else {}
+        root = getattr(self.source, "root", None)  # entries are tied to root/path (none for in-memory sources)
+        done = self.cache.load(root, paths) if self.cache is not None else {}
         todo = [p for p in paths if p not in done]
         self.stats = {"n_images": len(paths), "cache_hits": len(paths) - len(todo), "computed": 0,
-                      "cache_dir": str(self.cache.dir) if self.cache else None}
+                      "cache_dir": str(self.cache.dir) if self.cache else None,
+                      **(self.cache.stats if self.cache is not None else {})}
         if todo:
-            self._compute(todo, done)
+            self._compute(todo, done, root)
         self.stats["cache_hit"] = bool(paths) and not todo
         self.stats["seconds"] = time.perf_counter() - t0
         if todo and self.stats["computed"]:
@@ -330,7 +401,8 @@ class Embedder:
             return np.zeros((0, 0), np.float32), []
         return np.stack([done[p] for p in paths]).astype(np.float32, copy=False), paths
 
-    def _compute(self, todo: list[str], done: dict[str, np.ndarray]) -> None:
+    def _compute(self, todo: list[str], done: dict[str, np.ndarray], root: str | os.PathLike | None = None) -> None:
+        stamps = {p: stamp_before_reading(Path(root) / p) for p in todo} if self.cache is not None and root is not None else {}
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -342,7 +414,7 @@ class Embedder:
 
         def flush():
             if self.cache is not None and pending_paths:
-                self.cache.add(pending_paths, np.concatenate(pending))
+                self.cache.add(pending_paths, np.concatenate(pending), [stamps.get(p, NO_STAMP) for p in pending_paths])
             pending_paths.clear()
             pending.clear()
 

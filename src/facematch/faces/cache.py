@@ -1,30 +1,41 @@
-"""The aligned-crop cache: one aligned face per source image, on disk, resumable and atomic.
+"""The aligned-crop cache: one aligned face per source image, on disk, resumable, atomic, tied to its source.
 
-Cache format (``OUT`` is the cache root):
+Cache format (``OUT`` is the cache folder):
 
+- ``OUT`` is named by the user (``facematch-data prepare SRC OUT``) or by its key
+  (:meth:`AlignedCache.under`, what ``FaceSource(mode="align")`` uses): ``<cache_dir>/<template>-<digest>``,
+  the digest covering the cache format, template, detector settings and resolved source folder, so two
+  source folders or two detector settings never share a folder.
 - ``OUT/<identity>/<file>.png`` for source ``SRC/<identity>/<file>`` (the full source name is kept, so
   ``a.jpg`` and ``a.png`` never collide): the crop, lossless PNG. PNG rather than JPEG because what is
   read back is exactly what the aligner produced: no second lossy step on top of the source JPEG, so a
   warm cache and on-the-fly alignment feed the network the same pixels. The cost is disk: about 19 KB per
-  112x112 crop, ~3.7x a quality-95 JPEG (5 KB); 160 MB for LFW's 7,701 pairs.txt images. Each PNG carries
-  its own record in a ``facematch`` text chunk (status ``ok``/``fallback``, number of faces, detection
-  probability, box, landmarks, source colour mode), so no separate index can disagree with the files.
+  112x112 crop, ~3.7x a quality-95 JPEG (5 KB). Each PNG carries its own record in a ``facematch`` text
+  chunk (status ``ok``/``fallback``, number of faces, detection probability, box, landmarks, source
+  colour mode, and ``src_size`` / ``src_mtime_ns``: the size and modification time of the source file it
+  was made from), so no separate index can disagree with the files.
+- A crop is served only while its source file still has the recorded size and modification time;
+  otherwise it is made again (``AlignedCache.stats["stale_remade"]``, ``prepare``'s ``stale_remade``
+  count). A crop whose source file is gone is never served.
 - Every file is written to a temporary name in the same folder and renamed into place
   (:func:`facematch.utils.io.atomic_write`): a killed run never leaves a partial crop under a real name,
   and the next run removes stale temporaries.
-- ``OUT/manifest.json``: template, detector settings, library versions, source root, and counts of the
-  last :func:`prepare` run's images (aligned, centre-crop fallbacks, images with several faces, images
-  converted from another colour mode, failures by reason, made now vs. found already done), its elapsed
-  time and images per second, and ``runs``: the timings of the last 20 runs. Written with
-  ``complete: false`` when a cache is first used, rewritten at the end of each ``prepare``. A cache
-  refuses to be reused with another template or other detector settings.
+- ``OUT/manifest.json``: the key's components (format, template, detector settings, resolved source
+  folder ``src_root``) and ``key``, library versions, and counts of the last :func:`prepare` run's images
+  (aligned, centre-crop fallbacks, images with several faces, images converted from another colour mode,
+  failures by reason, made now vs. found already done), its elapsed time and images per second, and
+  ``runs``: the timings of the last 20 runs. Written with ``complete: false`` when a cache is first used,
+  rewritten at the end of each ``prepare``. A cache refuses to be used with another template, other
+  detector settings or another source folder, and an older cache format is refused, never read.
 - ``OUT/failures.tsv``: ``path<TAB>reason<TAB>message`` for every source that could not be read; reasons
   are ``missing``, ``empty``, ``not_image``, ``oversized``, ``corrupt`` (``write`` when the crop could
   not be stored, ``error`` for anything else).
   Failed images get no crop and are retried by the next run.
 
-Resuming: an image is finished when its PNG exists; ``prepare`` skips finished images (``force=True``
-redoes them). :class:`AlignedCache` ``.get(rel)`` reads a crop, aligning and storing it first when missing.
+Resuming: an image is finished when its PNG exists and its stamp matches the source file; ``prepare``
+skips finished images (``force=True`` redoes them). :class:`AlignedCache` ``.get(rel)`` reads a crop,
+aligning and storing it first when it is missing or stale. ``facematch-data check-cache`` reports stale,
+foreign and old-format entries (:func:`check_folder`).
 """
 
 from __future__ import annotations
@@ -45,9 +56,17 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from facematch.data.images import MAX_PIXELS, load_image
 from facematch.errors import DataNotFoundError, FacematchError, UnreadableImageError
 from facematch.faces.align import AlignResult, FaceAligner, source_mode
-from facematch.utils.io import atomic_write, atomic_write_text
+from facematch.utils.io import (
+    atomic_write,
+    atomic_write_text,
+    digest,
+    file_stamp,
+    resolved,
+    stamp_before_reading,
+    stamp_problem,
+)
 
-CACHE_FORMAT = "facematch-aligned-crops/1"
+CACHE_FORMAT = "facematch-aligned-crops/2"
 MANIFEST = "manifest.json"
 FAILURES = "failures.tsv"
 CROP_SUFFIX = ".png"
@@ -75,27 +94,35 @@ def crop_path(out_root: str | os.PathLike, rel: str) -> Path:
     return Path(out_root) / (check_rel(rel) + CROP_SUFFIX)
 
 
-def write_crop(path: str | os.PathLike, result: AlignResult) -> Path:
-    """Atomically write ``result`` as a PNG carrying its record in a ``facematch`` text chunk."""
+def write_crop(path: str | os.PathLike, result: AlignResult, stamp: tuple[int, int]) -> Path:
+    """Atomically write ``result`` as a PNG carrying its record, and the ``(st_size, st_mtime_ns)``
+    ``stamp`` of the source file it was made from, in a ``facematch`` text chunk."""
+    record = {**result.record(), "src_size": int(stamp[0]), "src_mtime_ns": int(stamp[1])}
     info = PngImagePlugin.PngInfo()
-    info.add_text(RECORD_KEY, json.dumps(result.record(), separators=(",", ":")))
+    info.add_text(RECORD_KEY, json.dumps(record, separators=(",", ":")))
     img = Image.fromarray(np.ascontiguousarray(result.image, dtype=np.uint8), mode="RGB")
     return atomic_write(path, lambda fh: img.save(fh, format="PNG", pnginfo=info, compress_level=6))
 
 
-def read_crop(path: str | os.PathLike) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+def _record(info: dict) -> dict | None:
+    text = info.get(RECORD_KEY)
+    return json.loads(text) if text else None
 
 
 def read_record(path: str | os.PathLike) -> dict | None:
     """The record stored in a crop's PNG, or ``None`` if the file is unreadable or carries none."""
     try:
         with Image.open(path) as im:
-            text = im.info.get(RECORD_KEY)
-        return json.loads(text) if text else None
+            return _record(im.info)
     except (OSError, ValueError, SyntaxError):
         return None
+
+
+def record_stamp(record: dict | None) -> tuple[int, int] | None:
+    """The source-file stamp a crop's record carries (``None`` for a record without one)."""
+    if not record or not isinstance(record.get("src_size"), int) or not isinstance(record.get("src_mtime_ns"), int):
+        return None
+    return record["src_size"], record["src_mtime_ns"]
 
 
 def classify_failure(path: str | os.PathLike, err: Exception) -> str:
@@ -176,6 +203,15 @@ def versions() -> dict:
     }
 
 
+def old_format_error(folder: str | os.PathLike, found) -> FacematchError:
+    """The one-line refusal of a cache folder in another (older) format."""
+    return FacematchError(
+        f"{folder} is an aligned-crop cache in format {found!r}, not {CACHE_FORMAT} (its crops do not record "
+        "the source file they were made from, so a changed or swapped source would go unnoticed); "
+        "delete that folder (crops are re-made on first use) or use another cache folder"
+    )
+
+
 def read_manifest(out_root: str | os.PathLike) -> dict | None:
     p = Path(out_root) / MANIFEST
     if not p.is_file():
@@ -203,13 +239,15 @@ def _differences(made: dict, asked: dict, prefix: str = "") -> list[str]:
 
 
 class AlignedCache:
-    """Aligned crops of ``src_root``'s images under ``root``, made on first use.
+    """Aligned crops of ``src_root``'s images under ``root``, made on first use, re-made when a source changes.
 
     ``AlignedCache(root, "arcface_112x112", src_root, select="largest")``; keyword arguments are those of
     :class:`~facematch.faces.align.FaceAligner`. ``get(rel)`` returns the ``HxWx3`` uint8 crop of
-    ``src_root/rel``; a missing crop is aligned, written atomically and returned (an unreadable source
-    raises :class:`~facematch.errors.UnreadableImageError`). Picklable: DataLoader workers each build
-    their own detector on first miss.
+    ``src_root/rel``; a missing or stale crop is aligned, written atomically and returned (an unreadable
+    source raises :class:`~facematch.errors.UnreadableImageError`, a missing one
+    :class:`~facematch.errors.DataNotFoundError`). ``stats`` counts crops ``served`` from disk, ``made``
+    and, of those, ``stale_remade`` (the source file changed). :meth:`under` puts the cache in its keyed
+    folder. Picklable: DataLoader workers each build their own detector on first miss.
     """
 
     def __init__(
@@ -226,37 +264,57 @@ class AlignedCache:
         probe = FaceAligner(template, **self.aligner_kwargs)  # validates names; builds no model
         self.template = probe.template.name
         self.settings = probe.settings
+        #: What every crop depends on, and the digest of it that names a keyed cache folder.
+        self.components = {"format": CACHE_FORMAT, **self.settings,
+                           "src_root": resolved(src_root) if src_root is not None else None}
+        self.key = f"{self.template}-{digest(self.components)}"
+        self.stats: Counter = Counter()
         self._checked = False
+
+    @classmethod
+    def under(cls, cache_dir: str | os.PathLike, template: str, src_root: str | os.PathLike,
+              **aligner_kwargs) -> "AlignedCache":
+        """The cache of ``src_root``'s crops with these settings, in its own folder ``cache_dir/<key>``."""
+        cache = cls(cache_dir, template, src_root, **aligner_kwargs)
+        cache.root = Path(cache_dir) / cache.key
+        return cache
 
     # -- consistency --------------------------------------------------------------------------------
     def check(self) -> None:
-        """Refuse a cache made with another template or detector settings; stamp a new one."""
+        """Refuse an old-format cache, or one made with another template, detector settings or source
+        folder; stamp a new one."""
         if self._checked:
             return
         manifest = read_manifest(self.root)
         if manifest is not None:
             if manifest.get("format") != CACHE_FORMAT:
-                raise FacematchError(
-                    f"{self.root} is not a {CACHE_FORMAT} cache (its manifest says format "
-                    f"{manifest.get('format')!r}); use another cache folder or delete this one"
-                )
+                raise old_format_error(self.root, manifest.get("format"))
             diff = _differences({k: manifest.get(k) for k in self.settings}, self.settings)
             if diff:
                 raise FacematchError(
                     f"aligned cache {self.root} was made with {', '.join(diff)}; "
                     "use those settings, another cache folder, or delete this one"
                 )
+            made_from = manifest.get("src_root")
+            if self.src_root is None and made_from:
+                self.src_root = Path(made_from)
+            elif made_from != self.components["src_root"]:
+                raise FacematchError(
+                    f"aligned cache {self.root} holds crops of {made_from}, not {self.components['src_root']}; "
+                    "a cache serves one source folder: use another cache folder for this one"
+                )
+        elif self.src_root is None:
+            raise FacematchError(f"{self.root} is not an aligned-crop cache (no {MANIFEST}) and no source folder was given")
         else:
             self.write_manifest({"complete": False})
         self._checked = True
 
     def manifest_base(self) -> dict:
         return {
-            "format": CACHE_FORMAT,
-            **self.settings,
+            **self.components,
+            "key": self.key,
             "crop_format": "png",
             "crop_name": "<identity>/<file>.png",
-            "src_root": str(self.src_root.resolve()) if self.src_root else None,
             "versions": versions(),
         }
 
@@ -274,6 +332,11 @@ class AlignedCache:
     def path(self, rel: str) -> Path:
         return crop_path(self.root, rel)
 
+    def source_path(self, rel: str) -> Path:
+        if self.src_root is None:
+            raise FacematchError(f"{rel}: the aligned cache {self.root} has no source folder to check or align it from")
+        return self.src_root / check_rel(rel)
+
     def has(self, rel: str) -> bool:
         return self.path(rel).is_file()
 
@@ -281,22 +344,34 @@ class AlignedCache:
         return read_record(self.path(rel))
 
     def get(self, rel: str) -> np.ndarray:
-        """The crop of ``rel`` (``HxWx3`` uint8), aligned and stored first if it is not cached yet."""
-        p = self.path(rel)
-        if p.is_file():
-            try:
-                return read_crop(p)
-            except (OSError, ValueError, SyntaxError):
-                pass  # damaged on disk (not by us: writes are atomic); make it again
+        """The crop of ``rel`` (``HxWx3`` uint8); aligned and stored first if it is not cached yet or its
+        source file changed since (one ``stat`` of the source per call)."""
+        self.check()
+        try:
+            stamp = file_stamp(self.source_path(rel))
+        except OSError:
+            return self.make(rel).image  # reading the source names the problem (missing, a folder...)
+        try:
+            with Image.open(self.path(rel)) as im:
+                if record_stamp(_record(im.info)) == stamp:
+                    crop = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                    self.stats["served"] += 1
+                    return crop
+            self.stats["stale_remade"] += 1
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, SyntaxError):
+            pass  # damaged on disk (not by us: writes are atomic); make it again
         return self.make(rel).image
 
     def make(self, rel: str) -> AlignResult:
-        """Align ``src_root/rel`` now and store it (overwriting any cached crop)."""
-        if self.src_root is None:
-            raise FacematchError(f"{rel} is not in the aligned cache {self.root} and no source root was given")
+        """Align ``src_root/rel`` now and store it with its source file's stamp (overwriting any cached crop)."""
         self.check()
-        result = self.aligner.align_path(self.src_root / check_rel(rel))
-        write_crop(self.path(rel), result)
+        src = self.source_path(rel)
+        stamp = stamp_before_reading(src)
+        result = self.aligner.align_path(src)  # raises the user error for a missing or unreadable file
+        write_crop(self.path(rel), result, stamp)
+        self.stats["made"] += 1
         return result
 
     def __getstate__(self):
@@ -330,29 +405,30 @@ def _process_chunk(rels: list[str]) -> list[dict]:
     aligner: FaceAligner = _worker["aligner"]
     src, out = _worker["src"], _worker["out"]
     records: list[dict] = []
-    loaded: list[tuple[str, Image.Image, str | None]] = []
+    loaded: list[tuple[str, tuple[int, int], Image.Image, str | None]] = []
     for rel in rels:
         path = src / rel
         try:
-            loaded.append((rel, load_image(path), source_mode(path)))
+            stamp = file_stamp(path)  # before reading: a file changed meanwhile is re-made next time
+            loaded.append((rel, stamp, load_image(path), source_mode(path)))
         except Exception as err:  # bad inputs are recorded, and the run goes on
             records.append(_fail(rel, path, err))
     try:
-        results = aligner.align_batch([img for _, img, _ in loaded])
+        results = aligner.align_batch([img for _, _, img, _ in loaded])
     except Exception:  # one odd image must not sink the batch: retry one by one
         results = []
-        for rel, img, _ in loaded:
+        for rel, _, img, _ in loaded:
             try:
                 results.append(aligner.align(img))
             except Exception as err:
                 results.append(err)
-    for (rel, _, mode), res in zip(loaded, results):
+    for (rel, stamp, _, mode), res in zip(loaded, results):
         if isinstance(res, Exception):
             records.append(_fail(rel, src / rel, res))
             continue
         res.source_mode = mode
         try:
-            write_crop(crop_path(out, rel), res)
+            write_crop(crop_path(out, rel), res, stamp)
         except OSError as err:
             records.append({"rel": rel, "status": "failed", "reason": "write", "message": str(err)})
             continue
@@ -374,13 +450,14 @@ def prepare(
     workers: int | None = None,
     progress: bool = True,
     force: bool = False,
-    chunk_size: int = 8,
+    chunk_size: int = 16,
     **aligner_kwargs,
 ) -> dict:
     """Align every image of ``src_root`` (or only ``rel_paths``) into the cache ``out_root``.
 
-    Runs on ``workers`` processes (default: all cores), each with its own detector and one torch
-    thread; ``workers=1`` runs in this process. Finished crops are skipped unless ``force``. Returns the
+    Runs on ``workers`` processes (default: all cores; a pool only for at least four chunks per worker),
+    each with its own detector and one torch thread; ``workers=1`` runs in this process. Finished crops
+    (whose record matches their source file's size and modification time) are skipped unless ``force``; stale ones are made again. Returns the
     manifest written to ``out_root/manifest.json`` (see the module docstring); failures go to
     ``out_root/failures.tsv``.
     """
@@ -402,17 +479,20 @@ def prepare(
     cache.check()
     remove_stale_tmp(out_root)
 
-    todo, records = [], []
+    todo, records, stale = [], [], 0
     for rel in rels:
         if not force and cache.has(rel):
             rec = cache.record(rel)
-            if rec is not None:
+            problem = stamp_problem(src_root / rel, record_stamp(rec)) if rec is not None else ("damaged", "")
+            if problem is None:
                 records.append({"rel": rel, **rec, "made": False})
                 continue
+            stale += problem[0] == "stale"
         todo.append(rel)
 
     workers = max(1, int(workers or os.cpu_count() or 1))
-    workers = min(workers, max(1, -(-len(todo) // chunk_size)))
+    # a worker process costs seconds to start (torch, MTCNN): only for several chunks each
+    workers = min(workers, max(1, len(todo) // (4 * chunk_size)))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -443,7 +523,7 @@ def prepare(
         if bar is not None:
             bar.close()
     elapsed = time.perf_counter() - t0
-    manifest = summarize(records, n_requested=len(rels), elapsed_s=elapsed, workers=workers)
+    manifest = summarize(records, n_requested=len(rels), elapsed_s=elapsed, workers=workers, stale_remade=stale)
     previous = (read_manifest(out_root) or {}).get("runs", [])
     run = {k: manifest[k] for k in ("updated", "workers", "elapsed_s", "images_per_s")}
     manifest["runs"] = [*previous, {**run, "requested": len(rels), "made": manifest["counts"]["made_this_run"]}][-20:]
@@ -456,8 +536,9 @@ def prepare(
     return {**cache.manifest_base(), **manifest}
 
 
-def summarize(records: list[dict], *, n_requested: int, elapsed_s: float, workers: int) -> dict:
-    """Manifest counts for one ``prepare`` run's records."""
+def summarize(records: list[dict], *, n_requested: int, elapsed_s: float, workers: int, stale_remade: int = 0) -> dict:
+    """Manifest counts for one ``prepare`` run's records (``stale_remade``: crops redone because their
+    source file changed)."""
     status = Counter(r["status"] for r in records)
     made = sum(1 for r in records if r.get("made"))
     done = [r for r in records if r["status"] != "failed"]
@@ -474,6 +555,7 @@ def summarize(records: list[dict], *, n_requested: int, elapsed_s: float, worker
             "multiple_faces": sum(1 for r in done if (r.get("n_faces") or 0) > 1),
             "made_this_run": made,
             "already_done": len(done) - made,
+            "stale_remade": stale_remade,
             "converted_from_mode": dict(sorted(modes.items())),
             "failed_by_reason": dict(sorted(Counter(r["reason"] for r in records if r["status"] == "failed").items())),
         },
@@ -483,3 +565,38 @@ def summarize(records: list[dict], *, n_requested: int, elapsed_s: float, worker
         "elapsed_s": round(elapsed_s, 2),
         "images_per_s": round(made / elapsed_s, 2) if elapsed_s > 0 and made else None,
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# check: every crop against its source file
+
+
+def check_folder(folder: str | os.PathLike, src_root: str | os.PathLike | None = None) -> dict:
+    """Check the aligned-crop cache ``folder`` (one holding a manifest) without changing it.
+
+    Returns ``{"folder", "what", "entries", "problems": [(kind, rel, why), ...]}``; kinds: ``old-format``
+    (the whole folder), ``foreign`` (source file missing, or the cache was made from another folder than
+    ``src_root`` when given), ``stale`` (source file changed since the crop was made).
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder) or {}
+    out: dict = {"folder": str(folder), "what": "aligned crops", "entries": 0, "problems": []}
+    if manifest.get("format") != CACHE_FORMAT:
+        out["problems"].append(("old-format", "", str(old_format_error(folder, manifest.get("format")))))
+        return out
+    made_from = manifest.get("src_root")
+    out["what"] = f"aligned crops ({manifest.get('template')}) of {made_from}"
+    foreign = None
+    if not made_from:
+        foreign = "the manifest names no source folder"
+    elif src_root is not None and made_from != resolved(src_root):
+        foreign = f"made from {made_from}, not {resolved(src_root)}"
+    for crop in sorted(folder.rglob("*" + CROP_SUFFIX)):
+        if crop.name.startswith("."):
+            continue
+        rel = crop.relative_to(folder).as_posix()[: -len(CROP_SUFFIX)]
+        out["entries"] += 1
+        problem = ("foreign", foreign) if foreign else stamp_problem(Path(made_from) / rel, record_stamp(read_record(crop)))
+        if problem:
+            out["problems"].append((problem[0], rel, problem[1]))
+    return out

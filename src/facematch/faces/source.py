@@ -6,9 +6,11 @@ Modes:
 - ``prealigned``: files already aligned to ``template`` (e.g. lfw-aligned-112 is arcface_112x112); an
   exact crop converts between templates that differ only by a crop, otherwise the crop is resized.
 - ``align``: MTCNN detection + 5-point similarity alignment onto the backbone's template, through the
-  on-disk aligned cache (``facematch.faces.cache``), created on first use.
+  on-disk aligned cache (``facematch.faces.cache``), created on first use in its own folder under
+  ``cache_dir`` per template, detector settings and source folder (``<template>-<digest>``).
 
-``key`` names the preprocessing, so caches of crops or embeddings never mix two preprocessings.
+``key`` names the preprocessing, so caches of crops or embeddings never mix two preprocessings; ``root``
+is the source folder the caches tie their entries to.
 """
 
 from __future__ import annotations
@@ -89,16 +91,21 @@ class FaceSource:
             out = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
         return np.ascontiguousarray(out)
 
-    @property
-    def aligned_cache_root(self) -> Path:
-        return (self.cache_dir or self.root.parent / ".aligned") / self.template.name
-
-    def _aligned(self, rel: str) -> np.ndarray:
+    def _crop_cache(self):
         if self._cache is None:
             from facematch.faces.cache import AlignedCache
 
-            self._cache = AlignedCache(self.aligned_cache_root, self.template.name, self.root, **self.align_kwargs)
-        return self._cache.get(rel)
+            self._cache = AlignedCache.under(self.cache_dir or self.root.parent / ".aligned", self.template.name,
+                                             self.root, **self.align_kwargs)
+        return self._cache
+
+    @property
+    def aligned_cache_root(self) -> Path:
+        """Mode ``align``: the crop cache folder, keyed by the template, detector settings and source root."""
+        return self._crop_cache().root
+
+    def _aligned(self, rel: str) -> np.ndarray:
+        return self._crop_cache().get(rel)
 
     def prepare(self, rels, *, workers: int | None = None, progress: bool = True) -> dict | None:
         """Mode ``align``: detect and align every image of ``rels`` not cached yet, in parallel on all cores

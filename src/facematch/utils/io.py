@@ -1,9 +1,11 @@
-"""Atomic file writes and content hashing: nothing half-written is ever left where a reader looks."""
+"""Atomic file writes, content hashing and source-file stamps: nothing half-written is ever left where a
+reader looks, and a cache entry can tell whether the file it was made from has changed."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -50,3 +52,49 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def digest(obj: Any, n: int = 12) -> str:
+    """First ``n`` hex digits of the sha256 of ``obj`` as canonical JSON: a cache key's digest part."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def resolved(path: str | os.PathLike) -> str:
+    """``path`` with ``~`` expanded and links resolved: the spelling a cache records for a source folder."""
+    return str(Path(path).expanduser().resolve())
+
+
+#: The stamp of a file that could not be stat'ed (or of an entry made without a source file).
+NO_STAMP = (-1, -1)
+
+
+def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
+    """``(st_size, st_mtime_ns)`` of ``path``: what a cache entry records of the file it was made from.
+
+    Raises ``FileNotFoundError`` when ``path`` does not exist.
+    """
+    st = os.stat(path)
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
+def stamp_before_reading(path: str | os.PathLike) -> tuple[int, int]:
+    """:func:`file_stamp`, taken before ``path`` is read (a file changed meanwhile is re-made next time);
+    :data:`NO_STAMP` when it cannot be stat'ed (reading it then raises the user error)."""
+    try:
+        return file_stamp(path)
+    except OSError:
+        return NO_STAMP
+
+
+def stamp_problem(path: str | os.PathLike, recorded: tuple[int, int] | None) -> tuple[str, str] | None:
+    """Why a cache entry made from ``path`` with stamp ``recorded`` must not be served, or ``None``:
+    ``("foreign", why)`` when the file is gone, ``("stale", why)`` when it changed or nothing was recorded."""
+    try:
+        now = file_stamp(path)
+    except OSError:
+        return "foreign", f"source file {path} is missing"
+    if recorded is None or tuple(recorded) == NO_STAMP:
+        return "stale", "no source stamp recorded (made by an older version)"
+    if tuple(recorded) != now:
+        return "stale", f"source file changed (size, mtime_ns {tuple(recorded)} -> {now})"
+    return None
