@@ -16,6 +16,14 @@ os.environ["FACEMATCH_DATA_DIR"] = str(DATA)
 os.environ["FACEMATCH_WEIGHTS_DIR"] = str(WEIGHTS)
 MFN_WEIGHTS = WEIGHTS / "mobilefacenet_casia_068.ckpt"
 
+# Under pytest-xdist (`-n N`) the workers share the cores: one torch thread each (and in the subprocesses
+# they start), or N workers x all-core thread pools spin against each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 # Small, fast training settings on a real LFW subset (40 people with 2+ images) for fast_dev_run tests.
 FAST = [
     "data.max_identities=40",

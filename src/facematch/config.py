@@ -15,6 +15,21 @@ from facematch.utils.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 
+def train_precision(name: str = "auto") -> str:
+    """Lightning ``precision`` for ``trainer.precision: ${train_precision:auto}``: ``auto`` is bf16-mixed on a
+    CUDA GPU that supports bf16 and 32-true elsewhere (a CPU without native bf16 would emulate it, far
+    slower); other values pass through."""
+    if str(name) != "auto":
+        return str(name)
+    import torch
+
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+
+
+if not OmegaConf.has_resolver("train_precision"):
+    OmegaConf.register_new_resolver("train_precision", train_precision)
+
+
 def config_dir() -> str:
     """The repository's ``conf/`` in a source checkout, else the copy shipped inside the package."""
     here = Path(__file__).resolve()

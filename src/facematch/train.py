@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facematch.config import config_dir, instantiate_collection, instantiate_optional, to_container, write_json
 from facematch.errors import FacematchError, run_or_exit
+from facematch.utils.hardware import machine_info
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def train(cfg: DictConfig) -> dict:
             "best_model_path": ckpt.best_model_path if ckpt else None,
             "last_model_path": ckpt.last_model_path if ckpt else None,
             "data": datamodule.stats,
+            "machine": machine_info(),
         })
         if fold_result is not None:  # what facematch-report combines across the folds of a multirun
             write_json(out_dir / "metrics.json", {**fold_result, "seconds": time.perf_counter() - start,
