@@ -143,6 +143,33 @@ def test_batched_detection_equals_one_by_one(face_a, face_b):
         np.testing.assert_allclose(got.landmarks, one.landmarks, atol=1e-2)
 
 
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2)])
+@pytest.mark.parametrize("ceil_mode", [True, False])
+def test_strided_max_pool_equals_max_pool2d(kernel, stride, ceil_mode):
+    import torch
+    import torch.nn.functional as F
+
+    from facematch.faces.detect import strided_max_pool
+
+    pool = strided_max_pool(kernel, stride, ceil_mode)
+    gen = torch.Generator().manual_seed(0)
+    for h, w in [(3, 3), (4, 5), (11, 12), (23, 24), (48, 47), (149, 149)]:
+        x = torch.randn(2, 3, h, w, generator=gen)
+        assert torch.equal(pool(x).contiguous(), F.max_pool2d(x, kernel, stride, ceil_mode=ceil_mode)), (h, w)
+
+
+def test_detector_matches_facenet_pytorch_mtcnn(face_a, face_b):
+    """The swapped pools change no value: our detector reports what facenet-pytorch's own MTCNN does."""
+    from facenet_pytorch import MTCNN
+
+    ref = MTCNN(keep_all=True)
+    for img in (face_a, face_b):
+        boxes, probs, points = ref.detect(img, landmarks=True)
+        ours = get_detector(DetectorSettings()).detect_one(img)
+        np.testing.assert_allclose(ours.boxes, boxes, atol=1e-4)
+        np.testing.assert_allclose(ours.landmarks - LANDMARK_OFFSET, points, atol=1e-4)
+
+
 def test_selection_rules_on_synthetic_detections():
     det = Detection(
         # a face, a small central face, a tiny one, and a big face cut by the left border (40 px visible)
