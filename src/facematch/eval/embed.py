@@ -374,8 +374,7 @@ class Embedder:
         workers, threads = plan_workers(self.num_workers, self.device.type, -(-len(rel_paths) // self.batch_size))
         kw: dict[str, Any] = {"prefetch_factor": 2, "worker_init_fn": one_thread_worker} if workers else {}
         self.stats.update(workers=workers, model_threads=threads)
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # restored by _compute when the job ends
         return DataLoader(_Crops(self.source, rel_paths), batch_size=self.batch_size, shuffle=False,
                           num_workers=workers, collate_fn=_collate, pin_memory=self.device.type == "cuda", **kw)
 
@@ -422,6 +421,7 @@ class Embedder:
         if prepare is not None:  # raw photos: detect and align every missing crop first, on all cores
             self.stats["prepare"] = prepare(todo, progress=self.progress)
         self._expected = max(self._expected, len(todo))
+        threads = torch.get_num_threads()
         try:
             for idx, crops, err in self._loader(todo):
                 if err is not None:
@@ -437,6 +437,9 @@ class Embedder:
                 if len(pending_paths) >= self.save_every:
                     flush()
         finally:
+            torch.set_num_threads(threads)
+            if self._net is not None:
+                self.stats["runtime"] = self._net.runtime
             flush()  # keep whatever was computed, also on an error or Ctrl-C
             if bar is not None:
                 bar.close()

@@ -65,6 +65,9 @@ def tune() -> dict:
     results = {}
     for env, (param, value) in SETTINGS.items():
         os.environ.setdefault(env, str(value))  # a user's own value wins, here and in children
-        results[env] = bool(mallopt(param, int(os.environ[env])))
-    _state.update(applied=all(results.values()), settings={k: int(os.environ[k]) for k in SETTINGS}, mallopt=results)
+        try:
+            results[env] = bool(mallopt(param, int(os.environ[env])))
+        except ValueError:  # not a number: glibc ignores it too; leave that setting alone
+            results[env] = False
+    _state.update(applied=all(results.values()), settings={k: os.environ[k] for k in SETTINGS}, mallopt=results)
     return _state
