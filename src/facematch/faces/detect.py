@@ -172,6 +172,23 @@ def _fast_pools(net) -> None:
             setattr(net, name, strided_max_pool(m.kernel_size, m.stride, m.ceil_mode))
 
 
+def _frozen_stages(mtcnn) -> tuple | None:
+    """P-, R- and O-Net traced and frozen for a CPU (oneDNN convolutions and max-pooling): the same outputs
+    bit for bit as the eager nets, at any input size (tested). None when TorchScript is unavailable."""
+    import warnings
+
+    import torch
+
+    examples = ((mtcnn.pnet, (1, 3, 64, 64)), (mtcnn.rnet, (2, 3, 24, 24)), (mtcnn.onet, (2, 3, 48, 48)))
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+            return tuple(torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net.eval(), torch.zeros(shape))))
+                         for net, shape in examples)
+    except Exception:  # pragma: no cover - a torch build without TorchScript: the eager nets serve
+        return None
+
+
 def _as_pil(image) -> Image.Image:
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
@@ -199,8 +216,11 @@ class FaceDetector:
             keep_all=True,
             device=s.device,
         ).eval()
+        self.stages = _frozen_stages(self.mtcnn) if s.device == "cpu" else None
         for stage in (self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet):
-            _fast_pools(stage)
+            _fast_pools(stage)  # the eager nets: the fallback, and facenet-pytorch's own MTCNN.detect
+        if self.stages is None:
+            self.stages = (self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet)
 
     def detect(self, images: Sequence) -> list[Detection]:
         """Detect faces in each image (PIL or HxWx3 uint8). Images of equal size run as one MTCNN batch."""
@@ -215,18 +235,18 @@ class FaceDetector:
                 for i in idx:
                     out[i] = Detection(image_size=size)
                 continue
-            boxes, probs, points = self.mtcnn.detect([pils[i] for i in idx], landmarks=True)
-            for k, i in enumerate(idx):
-                if boxes[k] is None:
-                    out[i] = Detection(image_size=size)
-                else:
-                    out[i] = Detection(
-                        boxes=np.asarray(boxes[k], np.float32).reshape(-1, 4),
-                        landmarks=np.asarray(points[k], np.float32).reshape(-1, 5, 2)
-                        + np.float32(self.settings.landmark_offset),
-                        probs=np.asarray(probs[k], np.float32).reshape(-1),
-                        image_size=size,
-                    )
+            from facematch.faces.mtcnn import detect_batch  # imports facenet-pytorch: deferred
+
+            m = self.mtcnn
+            found = detect_batch(np.stack([np.asarray(pils[i], np.uint8) for i in idx]), *self.stages,
+                                 m.min_face_size, m.thresholds, m.factor, self.settings.device)
+            for i, (boxes, points) in zip(idx, found):
+                out[i] = Detection(
+                    boxes=np.asarray(boxes[:, :4], np.float32).reshape(-1, 4),
+                    landmarks=np.asarray(points, np.float32).reshape(-1, 5, 2) + np.float32(self.settings.landmark_offset),
+                    probs=np.asarray(boxes[:, 4], np.float32).reshape(-1),
+                    image_size=size,
+                )
         return out  # type: ignore[return-value]
 
     def detect_one(self, image) -> Detection:
