@@ -9,7 +9,7 @@ Measured in one process, in interleaved rounds (the median round is reported, al
   float batch, default memory format: what anyone would write. Every ratio is against it.
 - ``model/<runtime>``: :mod:`facematch.models.inference` (``eager``, ``fused``, ``jit``) in fp32 on the same
   batch; ``model/eager-bf16``: bf16 autocast (on a CPU without native bf16 it is emulated: expect it slow).
-- ``end_to_end``: :meth:`facematch.eval.embed.Embedder.embed` over real ``lfw-aligned-112`` files (decode,
+- ``end_to_end``: :meth:`facematch.embedding.embedder.Embedder.embed` over real ``lfw-aligned-112`` files (decode,
   crop to the backbone's template, DataLoader worker, normalise, model), no cache, no flip, with the
   runtime ``auto`` chose, and ``model_only`` the same runtime on pre-decoded crops at the same batch size:
   ``end_to_end_vs_model`` is the pipeline's share of the model's speed.
@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO / "src"))
 import facematch  # noqa: E402,F401  (allocator settings first)
 import torch  # noqa: E402
 
-from facematch.data.transforms import normalize_batch  # noqa: E402
-from facematch.eval.embed import Embedder  # noqa: E402
+from facematch.embedding.embedder import normalize_batch  # noqa: E402
+from facematch.embedding.embedder import Embedder  # noqa: E402
 from facematch.faces.source import FaceSource  # noqa: E402
 from facematch.models import inference  # noqa: E402
 from facematch.models.backbones import build_backbone  # noqa: E402
@@ -82,7 +82,7 @@ def bench_backbone(name: str, args, root: Path) -> dict:
     chosen = auto._inference_model(x).runtime
     e2e = Embedder(backbone, spec, source, flip="none", precision="fp32", runtime=chosen, batch_size=b,
                    num_workers=args.workers, progress=False)
-    steps["model_only"] = lambda: e2e.forward_uint8(crops)
+    steps["model_only"] = lambda: e2e.forward_views(crops)
 
     def end_to_end():
         e2e.embed(rels)

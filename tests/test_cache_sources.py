@@ -15,7 +15,8 @@ from PIL import Image
 
 from facematch.data.protocols import read_pairs
 from facematch.errors import DataNotFoundError, FacematchError
-from facematch.eval.embed import EmbeddingCache, Embedder, make_cache_key
+from facematch.embedding.cache import EmbeddingCache
+from facematch.embedding.embedder import Embedder
 from facematch.eval.model import build_arch_model
 from facematch.faces.align import FaceAligner
 from facematch.faces.cache import AlignedCache, crop_path, prepare, read_record, record_stamp
@@ -143,9 +144,7 @@ def mfn(mfn_weights):
 
 
 def embedder(mfn, source, cache_dir) -> Embedder:
-    key, meta = make_cache_key(mfn.fingerprint, source, mfn.spec, flip="none")
-    return Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="none", cache_dir=cache_dir, cache_key=key,
-                    cache_meta=meta, progress=False)
+    return Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="none", cache_dir=cache_dir, progress=False)
 
 
 def test_embeddings_are_tied_to_their_source_files(mfn, roots, tmp_path):
@@ -211,14 +210,14 @@ def test_frozen_features_follow_a_changed_source(mfn, roots, tmp_path):
 
 
 def test_eval_two_roots_one_cache_folder_then_a_changed_photo(cfg_factory, mfn_weights, roots, pairs, tmp_path):
-    from facematch.eval.verify import evaluate
+    from facematch.eval.job import evaluate
 
     colour, gray, rels = roots
 
     def run(root: Path, name: str, cache: Path) -> tuple[dict, dict]:
         cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw", f"data.root={root}",
-                          f"data.pairs={pairs}", f"paths.cache_dir={cache}", "eval.num_workers=0",
-                          "eval.progress=false", "eval.plots=false", "eval.tensorboard=false",
+                          f"data.pairs={pairs}", f"paths.cache_dir={cache}", "embed.num_workers=0",
+                          "embed.progress=false", "eval.plots=false", "eval.tensorboard=false",
                           "eval.identification=false", "eval.tsne_identities=0", config_name="eval", out=name)
         m = evaluate(cfg)
         emb = EmbeddingCache(cache / "embeddings", m["embedding_cache"]["key"]).load()

@@ -248,7 +248,7 @@ def test_prepare_cli_restricted_to_a_pairs_file(tmp_path, capsys):
 def test_check_cache_reports_stale_foreign_and_old_format(tmp_path, capsys):
     import numpy as np
 
-    from facematch.eval.embed import CACHE_FORMAT, EmbeddingCache
+    from facematch.embedding.cache import CACHE_FORMAT, EmbeddingCache
     from facematch.faces.cache import AlignedCache
     from facematch.utils.io import file_stamp
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from facematch.errors import FacematchError, UnreadableImageError, WeightsError
-from facematch.eval.embed import EmbeddingCache, Embedder, embed_paths, make_cache_key
-from facematch.eval.model import build_arch_model, load_checkpoint_model, load_model, state_dict_sha256
+from facematch.embedding.cache import EmbeddingCache, make_cache_key, state_dict_sha256
+from facematch.embedding.embedder import Embedder
+from facematch.eval.model import build_arch_model, load_checkpoint_model, load_model
 from facematch.faces.source import FaceSource
 from facematch.models.backbones import build_backbone
 from facematch.models.heads import EmbeddingHead
@@ -45,6 +46,10 @@ class CountingSource:
         if rel in self.fail:
             raise UnreadableImageError(f"{rel} is not an image file PIL can read (test)")
         return self.inner(rel)
+
+
+def embed_paths(model, spec, source, rels, **kw):
+    return Embedder(model, spec, source, **kw).embed(rels)
 
 
 def _cos(a, b):
@@ -104,34 +109,55 @@ def test_auto_runtime_is_chosen_among_those_that_match(mfn, source):
 
 
 def test_cache_second_call_reuses_embeddings(mfn, source, tmp_path, monkeypatch):
-    key, meta = make_cache_key(mfn.fingerprint, source, mfn.spec, flip="concat")
-    emb, paths = embed_paths(mfn.module, mfn.spec, source, RELS + RELS[:2], num_workers=0, flip="concat",
-                             cache_dir=tmp_path, cache_key=(key, meta), progress=False)
+    e1 = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", cache_dir=tmp_path, progress=False)
+    emb, paths = e1.embed(RELS + RELS[:2])
+    key = e1.cache.key
     assert paths == RELS and emb.shape == (5, 256)  # duplicates removed, first-seen order
     assert (tmp_path / key / "meta.json").is_file() and EmbeddingCache(tmp_path, key).parts()
+    assert key == make_cache_key(state_dict_sha256(mfn.module.state_dict()), source, mfn.spec, views=2)[0]
 
     def boom(*a, **k):
         raise AssertionError("the model must not run on a warm cache")
 
     monkeypatch.setattr(mfn.module, "forward", boom)
-    e = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", cache_dir=tmp_path, cache_key=key)
+    e = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", cache_dir=tmp_path)
     again, paths2 = e.embed(list(reversed(RELS)))
     assert paths2 == list(reversed(RELS))
     np.testing.assert_array_equal(again, emb[::-1])
     assert e.stats["cache_hit"] and e.stats["cache_hits"] == 5 and e.stats["computed"] == 0
+    # the sum of the two views comes from the same entries: one cache serves every flip mode but none
+    summed = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="sum", cache_dir=tmp_path).embed(RELS)[0]
+    np.testing.assert_allclose(summed, emb[:, :128] + emb[:, 128:], rtol=1e-6)
+
+
+def test_tail_runs_per_view_on_cached_trunk_outputs(mfn, source, tmp_path):
+    """A head on a frozen backbone: the backbone's per-view outputs are cached once and the head runs on
+    them, giving what the whole model gives on the crops."""
+    head = EmbeddingHead(128, dim=32, init="random").eval()
+    whole = torch.nn.Sequential(mfn.module, torch.nn.Identity())
+    crops = np.stack([source(r) for r in RELS])
+    with torch.no_grad():
+        ref = Embedder(whole, mfn.spec, flip="concat", precision="fp32", runtime="eager").forward_views(crops)
+        ref = head.project(torch.from_numpy(ref).view(-1, 128)).view(5, -1).numpy()
+    e = Embedder(mfn.module, mfn.spec, source, tail=head.project, num_workers=0, flip="concat", precision="fp32",
+                 runtime="eager", cache_dir=tmp_path, progress=False)
+    out, _ = e.embed(RELS)
+    assert out.shape == (5, 64)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    plain = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", cache_dir=tmp_path)
+    plain.embed(RELS)
+    assert plain.stats["cache_hits"] == 5  # the head's run filled the backbone's entries
 
 
 def test_killed_run_resumes_from_saved_parts(mfn, source, tmp_path):
-    key, _ = make_cache_key(mfn.fingerprint, source, mfn.spec, flip="none")
     bad = CountingSource(source, fail={RELS[4]})
     e = Embedder(mfn.module, mfn.spec, bad, batch_size=2, num_workers=0, flip="none", cache_dir=tmp_path,
-                 cache_key=key, save_every=2, progress=False)
+                 save_every=2, progress=False)
     with pytest.raises(UnreadableImageError):
         e.embed(RELS)
-    assert len(EmbeddingCache(tmp_path, key).load()) == 4  # the batches before the failure were kept
+    assert len(EmbeddingCache(tmp_path, e.cache.key).load()) == 4  # the batches before the failure were kept
     good = CountingSource(source)
-    e2 = Embedder(mfn.module, mfn.spec, good, num_workers=0, flip="none", cache_dir=tmp_path, cache_key=key,
-                  progress=False)
+    e2 = Embedder(mfn.module, mfn.spec, good, num_workers=0, flip="none", cache_dir=tmp_path, progress=False)
     emb, _ = e2.embed(RELS)
     assert good.calls == 1 and e2.stats["computed"] == 1 and emb.shape == (5, 128)
 
@@ -146,20 +172,22 @@ def test_worker_processes_and_user_errors_cross_them(mfn, source, tmp_path):
 
 
 def test_cache_keys_separate_everything_an_embedding_depends_on(mfn, source, data_dir):
-    k = make_cache_key(mfn.fingerprint, source, mfn.spec, flip="concat")[0]
+    k = make_cache_key(mfn.fingerprint, source, mfn.spec, views=2)[0]
     other_src = FaceSource(data_dir / "lfw" / "lfw-deepfunneled", "sphereface_112x96", mode="center")
     keys = {
         k,
-        make_cache_key(mfn.fingerprint, source, mfn.spec, flip="sum")[0],
-        make_cache_key(mfn.fingerprint, source, mfn.spec, flip="concat", bf16=True)[0],
-        make_cache_key("0" * 64, source, mfn.spec, flip="concat")[0],
-        make_cache_key(mfn.fingerprint, other_src, mfn.spec, flip="concat")[0],
+        make_cache_key(mfn.fingerprint, source, mfn.spec, views=1)[0],
+        make_cache_key(mfn.fingerprint, source, mfn.spec, views=2, bf16=True)[0],
+        make_cache_key("0" * 64, source, mfn.spec, views=2)[0],
+        make_cache_key(mfn.fingerprint, other_src, mfn.spec, views=2)[0],
     }
     assert len(keys) == 5
-    assert k == make_cache_key(mfn.fingerprint, source, mfn.spec, flip="concat")[0]  # deterministic
-    assert k.startswith("mobilefacenet-e839247cdbdf-prealigned-arcface_112x112-sphereface_112x96-flip_concat-fp32-")
+    assert k == make_cache_key(mfn.fingerprint, source, mfn.spec, views=2)[0]  # deterministic
+    assert k.startswith("mobilefacenet-e839247cdbdf-prealigned-arcface_112x112-sphereface_112x96-views2-fp32-")
+    with pytest.raises(ValueError, match="views must be 1 or 2"):
+        make_cache_key(mfn.fingerprint, source, mfn.spec, views=3)
     with pytest.raises(FacematchError, match="flip='twice' is unknown"):
-        make_cache_key(mfn.fingerprint, source, mfn.spec, flip="twice")
+        Embedder(mfn.module, mfn.spec, source, flip="twice")
 
 
 def test_damaged_cache_part_is_ignored(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from facematch.errors import FacematchError
-from facematch.eval.verify import evaluate
+from facematch.eval.job import evaluate
 from tests.conftest import run_cli
 
 REQUIRED = ("accuracy_mean", "accuracy_std", "fold_accuracies", "val_at_far_1e-3", "val_at_far_1e-2", "auc", "eer",
@@ -34,8 +34,8 @@ def tiny_pairs(data_dir: Path, out: Path, per_class: int = 4) -> Path:
 def aligned_args(data_dir, mfn_weights, tmp_path):
     pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
     return ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned",
-            f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}", "eval.num_workers=0",
-            f"eval.cache_dir={tmp_path / 'emb'}", "eval.progress=false", "eval.tsne_identities=4"]
+            f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}", "embed.num_workers=0",
+            f"embed.cache_dir={tmp_path / 'emb'}", "embed.progress=false", "eval.tsne_identities=4"]
 
 
 def test_eval_writes_metrics_plots_tensorboard_then_hits_cache(cfg_factory, aligned_args, capsys, monkeypatch):
@@ -75,13 +75,13 @@ def test_pair_list_format_sum_flip_and_sq_l2(cfg_factory, data_dir, mfn_weights,
     lst = tmp_path / "list.txt"
     lst.write_text("".join(f"{p.a} {p.b} {int(p.same)}\n" for p in pairs))
     cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned",
-                      f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={lst}", "eval.n_folds=2",
-                      "eval.flip=sum", "eval.distance=sq_l2", "eval.subtract_mean=false", "eval.cache=false",
-                      "eval.num_workers=0", "eval.progress=false", "eval.plots=false", "eval.tensorboard=false",
+                      f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={lst}", "protocol.n_folds=2",
+                      "protocol.flip=sum", "protocol.distance=sq_l2", "protocol.subtract_mean=false", "embed.cache=false",
+                      "embed.num_workers=0", "embed.progress=false", "eval.plots=false", "eval.tensorboard=false",
                       "eval.identification=false", config_name="eval")
     m = evaluate(cfg)
     assert m["data"]["format"] == "list" and m["n_pairs"] == 16 and len(m["fold_accuracies"]) == 2
-    assert m["distance"] == "neg_sq_l2" and m["flip"] == "sum" and m["embedding_cache"]["key"] is None
+    assert m["distance"] == "sq_l2" and m["flip"] == "sum" and m["embedding_cache"]["key"] is None
 
 
 def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights, tmp_path):
@@ -89,15 +89,15 @@ def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights,
     cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw",
                       f"data.root={data_dir / 'lfw' / 'lfw-deepfunneled'}",
                       f"data.pairs={tiny_pairs(data_dir, tmp_path / 'p.txt', per_class=1)}",
-                      f"eval.align.cache_dir={tmp_path / 'aligned'}", f"eval.cache_dir={tmp_path / 'emb'}",
-                      "eval.num_workers=0", "eval.progress=false", "eval.tsne_identities=0", "eval.tensorboard=false",
+                      f"eval.align.cache_dir={tmp_path / 'aligned'}", f"embed.cache_dir={tmp_path / 'emb'}",
+                      "embed.num_workers=0", "embed.progress=false", "eval.tsne_identities=0", "eval.tensorboard=false",
                       config_name="eval")
     m = evaluate(cfg)
     from facematch.data.protocols import read_pairs
 
     n_distinct = len({p for pair in read_pairs(tmp_path / "p.txt") for p in (pair.a, pair.b)})
     assert m["preprocess"] == "align-sphereface_112x96" and m["n_images"] == n_distinct
-    assert m["embedding_cache"]["key"].startswith("mobilefacenet-e839247cdbdf-align-sphereface_112x96-flip_concat-fp32")
+    assert m["embedding_cache"]["key"].startswith("mobilefacenet-e839247cdbdf-align-sphereface_112x96-views2-fp32")
     folders = list((tmp_path / "aligned").iterdir())  # one per template, detector settings and source folder
     assert len(folders) == 1 and folders[0].name.startswith("sphereface_112x96-")
     crops = sorted(folders[0].rglob("*.png"))
@@ -129,8 +129,9 @@ def test_checkpoint_is_scored_with_its_head(cfg_factory, aligned_args, mfn_weigh
 @pytest.mark.parametrize("override,needle", [
     ("data.pairs=/nonexistent/pairs.txt", "pairs file not found: /nonexistent/pairs.txt"),
     ("data.root=/nonexistent/lfw", "dataset root not found: /nonexistent/lfw"),
-    ("eval.flip=twice", "flip='twice' is unknown"),
-    ("eval.distance=manhattan", "eval.distance='manhattan' is unknown"),
+    ("protocol.flip=twice", "protocol.flip='twice' (choose none | sum | concat)"),
+    ("protocol.distance=manhattan", "protocol.distance='manhattan' (choose cosine | sq_l2)"),
+    ("protocol.fars=[0.001,2]", "protocol.fars=[0.001, 2.0] (rates in (0, 1))"),
     ("arch.weights=/nonexistent/w.ckpt", "weights file not found"),
 ])
 def test_bad_input_is_a_one_line_user_error(cfg_factory, aligned_args, override, needle):

@@ -74,7 +74,7 @@ def test_fast_path_head_sees_the_same_features_as_the_backbone(cfg_factory, mfn_
     rel = dm.val_set.rows[0].a
     feats = dm.feature_store(rel)  # (2, 128): plain and mirror
     crop = dm.source(rel)
-    from facematch.data.transforms import normalize_batch
+    from facematch.embedding.embedder import normalize_batch
 
     with torch.no_grad():
         x = normalize_batch(np.stack([crop, crop[:, ::-1].copy()]), model.backbone.spec)

@@ -36,7 +36,7 @@ def test_mobilefacenet_weights_load_strictly(mfn_weights):
 
 
 def _embed(backbone, arrays):
-    from facematch.data.transforms import normalize_batch
+    from facematch.embedding.embedder import normalize_batch
 
     with torch.no_grad():
         return F.normalize(backbone(normalize_batch(np.stack(arrays), backbone.spec)), dim=1)

@@ -43,6 +43,21 @@ def has_target(node: Any) -> bool:
     return isinstance(node, DictConfig) and "_target_" in node
 
 
+def instantiate_node(node: Any, **kwargs):
+    """``instantiate(node, **kwargs)``, with a project error raised inside a ``_target_`` surfacing as
+    itself (Hydra wraps it in an InstantiationException, which would print a traceback)."""
+    from hydra.errors import InstantiationException
+
+    from facematch.errors import FacematchError
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, FacematchError):
+            raise err.__cause__ from None
+        raise
+
+
 def instantiate_optional(node: Any):
     """``instantiate(node)`` for a node with a ``_target_``; None for null / empty (e.g. scheduler=none)."""
     return instantiate(node) if has_target(node) else None

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from facematch.config import config_dir, instantiate_collection, instantiate_optional, to_container, write_json
+from facematch.config import config_dir, instantiate_node, instantiate_collection, instantiate_optional, to_container, write_json
 from facematch.errors import FacematchError, run_or_exit
 from facematch.utils.hardware import machine_info
 
@@ -30,7 +30,7 @@ def build(cfg: DictConfig):
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate_optional(cfg.get("scheduler")),
         head=OmegaConf.to_container(cfg.head, resolve=True),
-        threshold=cfg.threshold,
+        threshold=cfg.protocol.threshold,
         monitor=cfg.monitor,
     )
     model.run_config = to_container(cfg)
@@ -65,6 +65,7 @@ def train(cfg: DictConfig) -> dict:
     torch.set_float32_matmul_precision("high")
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FacematchError(f"checkpoint not found: {cfg.ckpt_path} (ckpt_path=PATH to a .ckpt file, e.g. .../checkpoints/last.ckpt)")
+    protocol = instantiate_node(cfg.protocol)  # a bad protocol setting fails now, not after training
     model, datamodule = build(cfg)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_collection(cfg.get("callbacks")), logger=instantiate_collection(cfg.get("logger")) or False
@@ -91,15 +92,12 @@ def train(cfg: DictConfig) -> dict:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     fold_result = None
-    ev = cfg.get("evaluate") or {}
     # (skipped in fast_dev_run: a smoke test should not embed every image of pairs.txt)
-    if ev.get("enabled") and cfg.data.get("test_fold") is not None and trainer.is_global_zero and not trainer.fast_dev_run:
-        from facematch.eval.fold import fold_metrics
+    if cfg.get("evaluate") and cfg.data.get("test_fold") is not None and trainer.is_global_zero and not trainer.fast_dev_run:
+        from facematch.eval.fold import score_fold
 
         selected = select_on_validation(cfg, trainer, model, initial, initial_state if initial else None)
-        fold_result = fold_metrics(model, datamodule, cfg.data.pairs, int(cfg.data.test_fold), flip=ev.flip,
-                                   subtract_mean=ev.subtract_mean, distance=ev.distance, threshold=cfg.threshold,
-                                   device=ev.get("device", "auto"), precision=ev.get("precision", "auto"))
+        fold_result = score_fold(model.backbone, model.head, cfg, protocol)
         fold_result["selected"] = selected
         log.info("fold %d accuracy (10-fold protocol, threshold from the other folds): %.4f (model: %s)",
                  fold_result["fold"], fold_result["fold_accuracy"], selected)

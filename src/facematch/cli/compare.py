@@ -139,7 +139,7 @@ def compare(args: argparse.Namespace) -> dict:
     weights = _check_model_file(args)
     faces = [detect_face(img, p, args.select, args.min_face_size) for img, p in zip(images, paths)]
 
-    from facematch.eval.embed import Embedder
+    from facematch.embedding.embedder import Embedder
     from facematch.eval.model import build_arch_model, load_checkpoint_model
     from facematch.faces.align import crop_face
 

@@ -354,7 +354,7 @@ def cmd_check_cache(args: argparse.Namespace) -> int:
         if kind == "aligned":
             results.append(check_folder(d, args.src))
         else:
-            from facematch.eval.embed import EmbeddingCache
+            from facematch.embedding.cache import EmbeddingCache
 
             results.append(EmbeddingCache(d.parent, d.name).check(args.src))
     rows = [(kind, r["folder"], rel, why) for r in results for kind, rel, why in r["problems"]]

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from facematch.errors import FacematchError, cli_errors
-from facematch.eval.protocol import metrics_at_threshold, val_at_far
+from facematch.eval.metrics import score_metrics
 
 COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
            "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "wall time", "model kept"]
@@ -48,8 +48,11 @@ def _data(cfg: dict) -> str:
     data = cfg.get("data") or {}
     name = Path(str(data.get("root") or "?")).name
     mode = (data.get("preprocess") or {}).get("mode")
-    if mode == "center" and cfg.get("task_name") == "eval" and (cfg.get("eval") or {}).get("align_raw", True):
-        mode = "align"  # facematch-eval detects and aligns raw photos (eval.align_raw)
+    # raw photos are detected and aligned before scoring (embed.align_raw); runs written before the
+    # embed group existed: facematch-eval aligned (eval.align_raw), per-fold scoring used centre crops
+    old_default = (cfg.get("eval") or {}).get("align_raw", True) if cfg.get("task_name") == "eval" else False
+    if mode == "center" and (cfg.get("embed") or {}).get("align_raw", old_default):
+        mode = "align"
     return name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")
 
 
@@ -103,16 +106,16 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
     acc = np.array([m["fold_accuracy"] for m in jobs])
     scores = np.concatenate([m["fold_scores"] for m in jobs])
     same = np.concatenate([m["fold_same"] for m in jobs]).astype(bool)
-    fixed = metrics_at_threshold(scores, same, threshold)
     # VAL on the scores the protocol used (mean subtracted), as facematch-eval reports it; jobs written
     # before fold_protocol_scores existed fall back to raw cosine, and the row says so
     ranked_ok = all("fold_protocol_scores" in m for m in jobs)
     ranked = np.concatenate([m["fold_protocol_scores"] for m in jobs]) if ranked_ok else scores
+    pooled = score_metrics(scores, ranked, same, threshold=threshold, fars=(1e-3,))
     return {
         "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()), "n_folds": len(jobs),
-        "val_at_far_1e-3": val_at_far(ranked, same, 1e-3)["val"],
+        "val_at_far_1e-3": pooled["val_at_far_1e-3"],
         "val_scores": "protocol" if ranked_ok else "raw cosine",
-        "f1_at_threshold": fixed["f1"], "accuracy_at_threshold": fixed["accuracy"],
+        "f1_at_threshold": pooled["f1_at_threshold"], "accuracy_at_threshold": pooled["accuracy_at_threshold"],
         "seconds": float(sum(m.get("seconds", 0.0) for m in jobs)),
         # how often validation preferred the untrained starting point over every trained epoch
         "kept": f"start on {sum(m.get('selected') == 'initial' for m in jobs)}/{len(jobs)} folds",
@@ -132,7 +135,7 @@ def collect(roots: list[Path]) -> list[dict]:
             desc = describe(cfg)
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
-                fold_groups[key].append({**metrics, "_threshold": cfg.get("threshold", 0.6)})
+                fold_groups[key].append({**metrics, "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6))})
             else:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
                 rows.append({**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),

@@ -10,10 +10,9 @@ plain crop only (augmentation off), ``2`` = the plain crop and its mirror image 
 only augmentation; rotation, translation, scale and colour jitter are off in the fast path). Training
 draws one view at random per use; validation and test use the plain view.
 
-The features go through the evaluation embedder and its on-disk cache (:mod:`facematch.eval.embed`),
-keyed by the weights' sha256, the preprocessing and the source folder, with ``flip=concat`` for two
-views: the same cache entry that ``facematch-eval`` uses for the bare pretrained backbone, so each is
-computed once; an image whose source file changed is computed again.
+The features go through the embedder and its on-disk cache (:mod:`facematch.embedding`), keyed by the
+backbone's weights, the preprocessing, the source folder and the number of views: the same entries that
+``facematch-eval`` and per-fold scoring use for this backbone, so each is computed once.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from facematch.embedding.embedder import Embedder
 from facematch.errors import FacematchError
 
 log = logging.getLogger(__name__)
@@ -37,23 +37,15 @@ class FeatureStore:
     def __init__(self, backbone, source, cache_dir: str | Path, views: int = 2, batch_size: int = 128,
                  num_workers: int | str = "auto", progress: bool = True, device: str = "auto",
                  precision: str = "auto", runtime: str = "auto"):
-        from facematch.eval.embed import Embedder, make_cache_key, resolve
-        from facematch.eval.model import weights_fingerprint
-
         if views not in (1, 2):
             raise FacematchError(
                 f"data.features.views={views} is not supported; use 1 (plain crops) or 2 (plain + mirror)"
             )
         self.views, self.dim = int(views), backbone.spec.embedding_dim
-        fingerprint, _ = weights_fingerprint(backbone)
-        flip = "concat" if views == 2 else "none"
-        device, precision = resolve(device, precision)
-        key, meta = make_cache_key(fingerprint, source, backbone.spec, flip=flip, bf16=precision == "bf16")
-        self.path = Path(cache_dir) / "embeddings" / key
         self.embedder = Embedder(backbone, backbone.spec, source, batch_size=batch_size, num_workers=num_workers,
-                                 flip=flip, precision=precision, device=device, runtime=runtime,
-                                 cache_dir=Path(cache_dir) / "embeddings", cache_key=key, cache_meta=meta,
-                                 progress=progress)
+                                 flip="concat" if views == 2 else "none", precision=precision, device=device,
+                                 runtime=runtime, cache_dir=Path(cache_dir) / "embeddings", progress=progress)
+        self.path = self.embedder.cache.dir
         self.table: dict[str, np.ndarray] = {}
 
     def ensure(self, rels: Sequence[str]) -> None:
@@ -61,10 +53,9 @@ class FeatureStore:
         todo = sorted(set(rels) - set(self.table))
         if not todo:
             return
-        emb, paths = self.embedder.embed(todo)
+        feats, paths = self.embedder.embed_views(todo)
         log.info("backbone features: %d images (%d from the cache) in %.1f s", len(paths),
                  self.embedder.stats.get("cache_hits", 0), self.embedder.stats.get("seconds", 0.0))
-        feats = emb.reshape(len(paths), self.views, self.dim)
         self.table.update(zip(paths, feats))
 
     def stack(self, rels: Sequence[str]) -> torch.Tensor:

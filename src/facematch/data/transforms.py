@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torchvision.transforms import v2
 
@@ -31,11 +30,3 @@ def build_transform(spec: BackboneSpec, augment: Mapping[str, Any] | None = None
             ops.append(v2.ColorJitter(brightness=cj, contrast=cj, saturation=cj))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(spec.mean), std=list(spec.std))]
     return v2.Compose(ops)
-
-
-def normalize_batch(images: np.ndarray | torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
-    """A uint8 NHWC batch -> normalised float NCHW tensor (no augmentation)."""
-    x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return (x - mean) / std

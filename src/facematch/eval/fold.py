@@ -1,76 +1,36 @@
-"""Per-fold evaluation of a model trained with ``data.test_fold=k`` (the protocol that holds up).
+"""Per-fold scoring after training with ``data.test_fold=k``: the model, on fold k, through the one job.
 
-Job k of a per-fold multirun trained on people outside LFW View 2 fold k. It embeds every image of
-``pairs.txt`` with its trained model and runs the standard 10-fold protocol on them, but keeps only
-fold k's result: the threshold (and the mean feature) come from the other nine folds, the accuracy
-from fold k, whose people the model never saw. ``facematch-report`` combines the ten jobs: mean ± std
-of the ten fold accuracies, and the fixed-threshold / VAL@FAR figures on the pooled fold-k scores,
-each pair scored by a model that never trained on its people.
+Job k of a per-fold multirun trained on people outside LFW View 2 fold k. Every image of ``pairs.txt`` is
+embedded with its trained model, from the crops ``facematch-eval`` scores for the same data config
+(:func:`facematch.eval.job.eval_source`), and the 10-fold protocol runs on them; only fold k's result is
+kept: its threshold and mean feature come from the other nine folds, its accuracy from fold k, whose people
+the model never saw. ``facematch-report`` combines the ten jobs.
 """
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
-import torch
+from omegaconf import DictConfig
 
-from facematch.data.protocols import pair_arrays, read_pairs
-from facematch.eval.embed import Embedder, check_flip
-from facematch.eval.model import BackboneHead
-from facematch.eval.protocol import cosine_scores, verification_report
-
-
-def _combine_views(views: torch.Tensor, flip: str) -> torch.Tensor:
-    """(N, 2, D) embeddings of the plain and mirrored crop -> (N, D') as the eval flip test does."""
-    if flip == "concat":
-        return views.flatten(1)
-    if flip == "sum":
-        return views.sum(1)
-    return views[:, 0]
+from facematch.data.protocols import read_pairs
+from facematch.eval.job import engine_settings, eval_source
+from facematch.eval.model import BackboneHead, EvalModel
+from facematch.eval.verification import Protocol, verify
 
 
-@torch.no_grad()
-def embed_for_eval(model, datamodule, rels: list[str], flip: str, batch_size: int = 256, device: str = "auto",
-                   precision: str = "auto") -> np.ndarray:
-    """Embeddings (backbone -> trained head, before its L2 normalisation: see ``EmbeddingHead.project``) of
-    ``rels`` with the flip test. With cached backbone features
-    (frozen fast path, plain + mirror views) only the head runs; otherwise the images go through the
-    evaluation embedder."""
-    check_flip(flip)
-    model.eval()
-    store = datamodule.feature_store
-    if store is not None and (store.views == 2 or flip == "none"):
-        feats = store.stack(rels).float()  # (N, V, D)
-        out = torch.cat([model.head.project(feats[i: i + batch_size].flatten(0, 1)).view(-1, feats.shape[1], model.head.dim)
-                         for i in range(0, len(rels), batch_size)])
-        return _combine_views(out, flip).numpy()
-    embedder = Embedder(BackboneHead(model.backbone, model.head), model.backbone.spec, datamodule.source,
-                        flip=flip, batch_size=batch_size, device=device, precision=precision)
-    emb, _ = embedder.embed(rels)
-    return emb
-
-
-def fold_metrics(model, datamodule, pairs_file: str, fold: int, *, flip: str = "concat",
-                 subtract_mean: bool = True, distance: str = "cosine", threshold: float = 0.6, device: str = "auto",
-                 precision: str = "auto") -> dict:
-    """Fold ``fold``'s accuracy under the 10-fold protocol, its raw-cosine and protocol scores, and the full report."""
+def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> dict:
+    """Fold ``cfg.data.test_fold``'s result for a trained backbone + head, and the full report."""
     t0 = time.perf_counter()
-    pairs = read_pairs(pairs_file)
-    rels = sorted({p for pair in pairs for p in (pair.a, pair.b)})
-    ia, ib, same, folds = pair_arrays(pairs, rels)
-    emb = embed_for_eval(model, datamodule, rels, flip, device=device, precision=precision)
-    a, b = emb[ia], emb[ib]
-    report, ranked = verification_report(a, b, same, folds, distance=distance, subtract_mean=subtract_mean,
-                                         threshold=threshold, return_scores=True)
-    k = folds == fold
+    fold = int(cfg.data.test_fold)
+    model = EvalModel(BackboneHead(backbone, head).eval(), backbone.spec, "", {"kind": "training run"})
+    pairs = read_pairs(str(cfg.data.pairs), n_folds=int(protocol.n_folds))
+    res = verify(model, pairs, eval_source(cfg, backbone.spec.template), protocol,
+                 engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
     return {
-        "fold": int(fold),
-        "fold_accuracy": report["fold_accuracies"][sorted(set(folds.tolist())).index(fold)],
-        "fold_scores": cosine_scores(a[k], b[k]).tolist(),  # raw cosine: for the fixed 0.6 threshold
-        "fold_protocol_scores": ranked[k].tolist(),  # as the protocol scored fold k: for VAL@FAR
-        "fold_same": same[k].astype(int).tolist(),
-        "flip": flip, "subtract_mean": subtract_mean, "distance": distance, "threshold": threshold,
-        "all_folds_report": report,  # other folds' numbers are on trained-on people: reference only
+        **res.fold(fold),
+        "protocol": protocol.as_dict(),
+        "embedding_cache_key": res.embed_stats.get("cache_key"),
+        "all_folds_report": res.report,  # other folds' numbers are on trained-on people: reference only
         "eval_seconds": time.perf_counter() - t0,
     }

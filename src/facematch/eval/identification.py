@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
-from facematch.eval.protocol import l2_normalize
+from facematch.eval.metrics import l2_normalize
 
 
 def gallery_probe_split(labels, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

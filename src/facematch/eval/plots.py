@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from facematch.eval import protocol
+from facematch.eval import metrics
 from facematch.utils.io import atomic_write
 
 
@@ -36,15 +36,15 @@ def roc_plot(
 
     FAR = 0 cannot sit on a log axis: the curve is drawn from half of the smallest non-zero FAR
     (``0.5 / n_different``)."""
-    roc = protocol.roc_curve(scores, same)
+    roc = metrics.roc_curve(scores, same)
     s, y = np.asarray(scores, np.float64).ravel(), np.asarray(same).ravel().astype(bool)
     floor = 0.5 / max(int((~y).sum()), 1)
-    auc = protocol.roc_auc(s, y)
-    eer, _ = protocol.equal_error_rate(s, y)
+    auc = metrics.roc_auc(s, y)
+    eer, _ = metrics.equal_error_rate(s, y)
     fig, ax = _new_figure()
     ax.plot(np.maximum(roc["fpr"], floor), roc["tpr"], lw=1.5, label=f"AUC {auc:.4f}, EER {eer:.4f}")
     for far in fars:
-        v = protocol.val_at_far(s, y, far)
+        v = metrics.val_at_far(s, y, far)
         ax.plot([max(v["far"], floor)], [v["val"]], "o", ms=6, label=f"VAL@FAR≤{far:g}: {v['val']:.4f}")
         ax.axvline(far, color="grey", lw=0.6, ls=":")
     ax.set_xscale("log")
@@ -68,9 +68,9 @@ def f1_plot(
 ) -> Figure:
     """F1 of ``score >= t`` against ``t``, with the fixed ``threshold`` and the best-F1 threshold
     marked."""
-    t, f1s = protocol.f1_curve(scores, same, thresholds)
-    best_t, best_f1 = protocol.best_f1_threshold(scores, same)
-    fixed = protocol.metrics_at_threshold(scores, same, threshold)
+    t, f1s = metrics.f1_curve(scores, same, thresholds)
+    best_t, best_f1 = metrics.best_f1_threshold(scores, same)
+    fixed = metrics.metrics_at_threshold(scores, same, threshold)
     fig, ax = _new_figure()
     ax.plot(t, f1s, lw=1.5, color="C0", label="F1")
     ax.axvline(threshold, color="C1", ls="--", label=f"fixed {threshold:g}: F1 {fixed['f1']:.4f}")

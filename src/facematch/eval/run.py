@@ -4,7 +4,7 @@
         data.pairs=D/lfw/pairs.txt hydra.run.dir=OUT
     facematch-eval ckpt_path=outputs/runs/train/.../checkpoints/last.ckpt data=lfw
 
-The work is in :mod:`facematch.eval.verify`; see ``conf/eval.yaml`` for every option.
+The work is in :mod:`facematch.eval.job`; see ``conf/eval.yaml`` for every option.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from facematch.errors import run_or_exit
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    from facematch.eval.verify import evaluate
+    from facematch.eval.job import evaluate
 
     return run_or_exit(evaluate, cfg).get("accuracy_mean")
 

@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 from sklearn import metrics as skm
 
-DISTANCES = ("cosine", "neg_sq_l2")
+#: Pair scores: cosine similarity, or sq_l2 = minus the squared L2 distance of the L2-normalised features.
+DISTANCES = ("cosine", "sq_l2")
 
 # ----------------------------------------------------------------------------------------- helpers
 
@@ -140,7 +141,7 @@ def cosine_scores(emb_a, emb_b) -> np.ndarray:
     return np.einsum("nd,nd->n", l2_normalize(a), l2_normalize(b))
 
 
-def neg_sq_l2_scores(emb_a, emb_b) -> np.ndarray:
+def sq_l2_scores(emb_a, emb_b) -> np.ndarray:
     """(N,) ``-||a_i - b_i||^2`` on the embeddings as given (no normalisation); higher = closer."""
     a, b = _check_pairs(emb_a, emb_b)
     d = a - b
@@ -148,11 +149,11 @@ def neg_sq_l2_scores(emb_a, emb_b) -> np.ndarray:
 
 
 def pair_scores(emb_a, emb_b, distance: str = "cosine") -> np.ndarray:
-    """Dispatch on ``distance`` (``"cosine"`` or ``"neg_sq_l2"``)."""
+    """Dispatch on ``distance`` (``"cosine"`` or ``"sq_l2"``, scored as minus the squared distance)."""
     if distance == "cosine":
         return cosine_scores(emb_a, emb_b)
-    if distance == "neg_sq_l2":
-        return neg_sq_l2_scores(emb_a, emb_b)
+    if distance == "sq_l2":
+        return sq_l2_scores(emb_a, emb_b)
     raise ValueError(f"unknown distance {distance!r}; expected one of {DISTANCES}")
 
 
@@ -364,6 +365,31 @@ def best_f1_threshold(scores, same, thresholds=None) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------- report
 
 
+def score_metrics(cosine, ranked, same, *, threshold: float = 0.6, fars: Sequence[float] = (1e-3, 1e-2)) -> dict:
+    """The pooled (not per-fold) numbers of a set of scored pairs: AUC, EER and VAL@FAR on the protocol
+    scores ``ranked``; accuracy, F1, precision, recall at the fixed ``threshold`` and the best-F1
+    threshold on the raw ``cosine`` scores (the original experiments' 0.6 is a raw-cosine threshold).
+    ``facematch-eval`` and ``facematch-report``'s pooled per-fold rows both use it."""
+    y = _as_same(same)
+    s, ps = np.asarray(cosine, np.float64), np.asarray(ranked, np.float64)
+    fixed = metrics_at_threshold(s, y, threshold)
+    eer, eer_thr = equal_error_rate(ps, y)
+    bf1_thr, bf1 = best_f1_threshold(s, y)
+    out = {"global_scores": "cosine", "ranking_scores": "protocol", "auc": roc_auc(ps, y), "eer": eer,
+           "eer_threshold": eer_thr}
+    for far in fars:
+        v = val_at_far(ps, y, far)
+        out[f"val_at_far_{far_key(far)}"] = v["val"]
+        out[f"val_at_far_{far_key(far)}_threshold"] = v["threshold"]
+    out.update({
+        "threshold": fixed["threshold"], "accuracy_at_threshold": fixed["accuracy"], "f1_at_threshold": fixed["f1"],
+        "precision_at_threshold": fixed["precision"], "recall_at_threshold": fixed["recall"],
+        "best_f1_threshold": bf1_thr, "best_f1": bf1,
+        "n_pairs": int(y.size), "n_same": int(y.sum()), "n_different": int((~y).sum()),
+    })
+    return out
+
+
 def verification_report(
     feats_a,
     feats_b,
@@ -377,58 +403,20 @@ def verification_report(
     thresholds=None,
     return_scores: bool = False,
 ) -> dict | tuple[dict, np.ndarray]:
-    """Every verification number for one set of pair features, JSON-serialisable (caller adds
-    ``seconds``). ``return_scores``: also return the protocol scores, ``(report, scores)``.
+    """Every verification number for one set of pair features, JSON-serialisable. ``return_scores``: also
+    return the protocol scores, ``(report, scores)``.
 
     - 10-fold keys (``accuracy_mean``, ``accuracy_std``, ``fold_accuracies``, ``fold_thresholds``,
       ``threshold_mean``) follow :func:`ten_fold_verification` with ``distance`` / ``subtract_mean``.
-    - Ranking keys (``auc``, ``eer``, ``eer_threshold``, ``val_at_far_<far>`` (+ ``_threshold``)) are
-      computed once over all pairs on the **protocol scores** (``ten_fold_verification``'s
-      ``protocol_scores``: each pair scored as in its fold's turn, so with ``subtract_mean`` the other
-      folds' mean is subtracted), so they describe the same scoring as the accuracy. ``ranking_scores``
-      records this (``"protocol"``).
-    - Fixed-threshold keys (``accuracy_at_threshold``, ``f1_at_threshold``, ``precision_at_threshold``,
-      ``recall_at_threshold``, ``best_f1_threshold``, ``best_f1``) are on **raw cosine similarity**:
-      the original experiments' 0.6 is a raw-cosine threshold (``global_scores``: ``"cosine"``).
+    - The pooled keys come from :func:`score_metrics` on the **protocol scores** (each pair scored as in
+      its fold's turn, so with ``subtract_mean`` the other folds' mean is subtracted) and raw cosine.
     """
     a, b = _check_pairs(feats_a, feats_b)
     y = _as_same(same)
     tf = ten_fold_verification(a, b, y, folds, distance, subtract_mean, thresholds)
-    s = cosine_scores(a, b)
     ps = tf["protocol_scores"]
-    fixed = metrics_at_threshold(s, y, threshold)
-    eer, eer_thr = equal_error_rate(ps, y)
-    bf1_thr, bf1 = best_f1_threshold(s, y)
-    report = {
-        "accuracy_mean": tf["accuracy_mean"],
-        "accuracy_std": tf["accuracy_std"],
-        "fold_accuracies": tf["fold_accuracies"],
-        "fold_thresholds": tf["fold_thresholds"],
-        "threshold_mean": tf["threshold_mean"],
-        "distance": distance,
-        "subtract_mean": bool(subtract_mean),
-        "global_scores": "cosine",
-        "ranking_scores": "protocol",
-        "auc": roc_auc(ps, y),
-        "eer": eer,
-        "eer_threshold": eer_thr,
-    }
-    for far in fars:
-        v = val_at_far(ps, y, far)
-        report[f"val_at_far_{far_key(far)}"] = v["val"]
-        report[f"val_at_far_{far_key(far)}_threshold"] = v["threshold"]
-    report.update(
-        {
-            "threshold": fixed["threshold"],
-            "accuracy_at_threshold": fixed["accuracy"],
-            "f1_at_threshold": fixed["f1"],
-            "precision_at_threshold": fixed["precision"],
-            "recall_at_threshold": fixed["recall"],
-            "best_f1_threshold": bf1_thr,
-            "best_f1": bf1,
-            "n_pairs": int(y.size),
-            "n_same": int(y.sum()),
-            "n_different": int((~y).sum()),
-        }
-    )
+    report = {k: tf[k] for k in ("accuracy_mean", "accuracy_std", "fold_accuracies", "fold_thresholds",
+                                 "threshold_mean")}
+    report.update(distance=distance, subtract_mean=bool(subtract_mean))
+    report.update(score_metrics(cosine_scores(a, b), ps, y, threshold=threshold, fars=fars))
     return (report, ps) if return_scores else report

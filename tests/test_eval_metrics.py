@@ -1,4 +1,4 @@
-"""Hand-checkable tests for facematch.eval.protocol (synthetic data only)."""
+"""Hand-checkable tests for facematch.eval.metrics (synthetic data only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve as sk_roc_curve
 
-from facematch.eval import protocol as P
+from facematch.eval import metrics as P
 
 
 def feats_with_cosine(scores) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +42,7 @@ def test_scores_by_hand():
     a = np.array([[3.0, 4.0], [1.0, 0.0], [1.0, 1.0]])
     b = np.array([[3.0, 4.0], [0.0, 2.0], [-2.0, -2.0]])
     np.testing.assert_allclose(P.cosine_scores(a, b), [1.0, 0.0, -1.0], atol=1e-12)
-    np.testing.assert_allclose(P.neg_sq_l2_scores(a, b), [0.0, -5.0, -18.0])
+    np.testing.assert_allclose(P.sq_l2_scores(a, b), [0.0, -5.0, -18.0])
     with pytest.raises(ValueError):
         P.cosine_scores(a, b[:2])
 

@@ -1,23 +1,13 @@
-"""The evaluation job behind ``facematch-eval``: model -> pairs -> cached embeddings -> protocol -> outputs.
+"""``facematch-eval``: a composed ``eval`` config -> the one evaluation job -> outputs in the run dir.
 
-1. Model: ``ckpt_path`` (backbone + head rebuilt from a training checkpoint) or the ``arch`` config
-   (:mod:`facematch.eval.model`).
-2. Pairs: ``data.pairs``, LFW ``pairs.txt`` (folds as in the file) or a ``pathA pathB label`` list (split
-   into ``eval.n_folds`` contiguous folds); paths relative to ``data.root``.
-3. Crops: a :class:`~facematch.faces.source.FaceSource` in the backbone's template. Raw photos
-   (``data.preprocess.mode=center``, the training default of ``data=lfw``) are detected and aligned for
-   evaluation when ``eval.align_raw`` is true (the default); ``prealigned`` data is read as it is.
-4. Embeddings of the distinct images, once, through the on-disk cache (:mod:`facematch.eval.embed`).
-5. :func:`facematch.eval.protocol.verification_report` (10-fold accuracy, VAL@FAR, AUC, EER, fixed-
-   threshold accuracy / F1, best-F1 threshold), identification (Rank-1/5, kNN) and t-SNE.
-6. Outputs in the run dir: ``metrics.json``, ``roc.png``, ``f1_threshold.png``, ``score_histogram.png``,
-   ``tsne.png``, ``tensorboard/`` (scalars, the figures, score histograms, the embedding projector), and a
-   short table on stdout.
+Model (``ckpt_path`` or ``arch``), pairs (``data.pairs``: LFW ``pairs.txt`` or a ``pathA pathB label``
+list), crops (:func:`build_source`: raw photos are aligned when ``embed.align_raw``) and ``protocol`` go
+to :func:`facematch.eval.verification.verify`; this module adds identification (Rank-1/5, kNN), the
+figures (ROC, F1 curve, score histogram, t-SNE), TensorBoard, ``metrics.json`` and a table on stdout.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import shutil
@@ -30,20 +20,17 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from facematch.config import to_container, write_json
+from facematch.config import instantiate_node, to_container, write_json
 from facematch.data.identities import missing_root_error
-from facematch.data.protocols import identity_of, pair_arrays, read_pairs, sniff_format
+from facematch.data.protocols import identity_of, read_pairs, sniff_format
+from facematch.embedding.embedder import resolve
 from facematch.errors import FacematchError
-from facematch.eval.embed import Embedder, check_flip, make_cache_key, resolve
-from facematch.utils.hardware import machine_info
-from facematch.eval.model import EvalModel, load_model
+from facematch.eval.model import load_model
+from facematch.eval.verification import Protocol, Verification, verify
 from facematch.faces.source import FaceSource
+from facematch.utils.hardware import machine_info
 
 log = logging.getLogger(__name__)
-
-#: ``eval.distance`` names -> :mod:`facematch.eval.protocol` distance names.
-DISTANCE_ALIASES = {"cosine": "cosine", "sq_l2": "neg_sq_l2", "squared_l2": "neg_sq_l2", "l2": "neg_sq_l2",
-                    "neg_sq_l2": "neg_sq_l2"}
 
 
 def _plain(node: Any) -> Any:
@@ -52,11 +39,10 @@ def _plain(node: Any) -> Any:
 
 def build_source(data: DictConfig | dict, template: str, align_raw: bool = True,
                  align: DictConfig | dict | None = None) -> FaceSource:
-    """The FaceSource for ``data.root`` in ``template``.
+    """The FaceSource an evaluation scores for ``data.root`` in ``template``.
 
     ``center`` (raw photos) becomes ``align`` when ``align_raw``, with the detector settings and aligned-crop
-    cache folder of ``align`` (``eval.align``: ``select``, ``cache_dir``, and any other
-    :class:`~facematch.faces.detect.DetectorSettings` field) replacing the data config's centre-crop ones.
+    cache folder of ``align`` (``eval.align``) replacing the data config's centre-crop ones.
     ``prealigned`` and an explicit ``align`` are used as the data config says.
     """
     pp = dict(_plain(data.get("preprocess")) or {})
@@ -69,11 +55,19 @@ def build_source(data: DictConfig | dict, template: str, align_raw: bool = True,
     return FaceSource(data["root"], template, mode=mode, src_template=src_template, **pp)
 
 
-def resolve_distance(name: str) -> str:
-    try:
-        return DISTANCE_ALIASES[str(name)]
-    except KeyError:
-        raise FacematchError(f"eval.distance={name!r} is unknown; choose cosine or sq_l2") from None
+def eval_source(cfg: DictConfig, template: str) -> FaceSource:
+    """The crops ``facematch-eval`` and per-fold scoring score for ``cfg.data`` (the same for both)."""
+    root = Path(cfg.data.root)
+    if not root.is_dir():
+        raise missing_root_error(root)
+    return build_source(cfg.data, template, bool(cfg.embed.align_raw), cfg.eval.get("align"))
+
+
+def engine_settings(cfg: DictConfig, progress: bool | None = None) -> dict:
+    e = dict(_plain(cfg.embed))
+    if progress is not None:
+        e["progress"] = progress
+    return e
 
 
 def _overrides() -> list[str]:
@@ -100,57 +94,24 @@ def _output_dir(cfg: DictConfig) -> Path:
 def evaluate(cfg: DictConfig) -> dict:
     """Run one evaluation from a composed ``eval`` config; returns the metrics written to metrics.json."""
     t0 = time.perf_counter()
-    ev = cfg.eval
+    protocol: Protocol = instantiate_node(cfg.protocol)
     out_dir = _output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    flip = check_flip(str(ev.flip))
-    distance = resolve_distance(ev.distance)
     if not cfg.data.get("pairs"):
         raise FacematchError("data.pairs is not set; pass data.pairs=PATH (LFW pairs.txt or a 'pathA pathB label' list)")
-
     model = load_model(cfg.get("ckpt_path"), _plain(cfg.arch))
     spec = model.spec
-    root = Path(cfg.data.root)
-    if not root.is_dir():
-        raise missing_root_error(root)
-    source = build_source(cfg.data, spec.template, bool(ev.align_raw), ev.get("align"))
-
+    source = eval_source(cfg, spec.template)
     pairs_file = str(cfg.data.pairs)
-    pairs = read_pairs(pairs_file, n_folds=int(ev.n_folds))
-    rels = list(dict.fromkeys(r for p in pairs for r in (p.a, p.b)))
-    log.info("%d pairs, %d distinct images, preprocessing %s", len(pairs), len(rels), source.key)
+    pairs = read_pairs(pairs_file, n_folds=int(protocol.n_folds))
+    log.info("%d pairs, preprocessing %s", len(pairs), source.key)
+    engine = engine_settings(cfg)
+    res = verify(model, pairs, source, protocol, engine, what=pairs_file)
+    emb, paths, embed_stats = res.emb, res.paths, res.embed_stats
 
-    # -- embeddings -------------------------------------------------------------------------------------
-    device, precision = resolve(ev.device, ev.precision)
-    key, comp = make_cache_key(model.fingerprint, source, spec, flip=flip, bf16=precision == "bf16")
-    embedder = Embedder(
-        model.module, spec, source, batch_size=int(ev.batch_size), num_workers=ev.num_workers, flip=flip,
-        precision=precision, device=device, runtime=str(ev.runtime), cache_dir=ev.cache_dir if ev.cache else None,
-        cache_key=key, cache_meta=comp, progress=bool(ev.progress),
-    )
-    emb, paths = embedder.embed(rels)
-    embed_stats = dict(embedder.stats)
-    ia, ib, same, folds = pair_arrays(pairs, paths)
-
-    # -- verification -----------------------------------------------------------------------------------
-    from facematch.eval import protocol
-
-    t1 = time.perf_counter()
-    fars = tuple(float(f) for f in ev.fars)
-    try:
-        report, ranked = protocol.verification_report(
-            emb[ia], emb[ib], same, folds, distance=distance, subtract_mean=bool(ev.subtract_mean),
-            threshold=float(cfg.threshold), fars=fars, return_scores=True,
-        )
-    except ValueError as err:  # e.g. a list file with one fold or one class
-        raise FacematchError(f"cannot score {pairs_file}: {err}") from None
-    scores = protocol.cosine_scores(emb[ia], emb[ib])
-    protocol_s = time.perf_counter() - t1
-
-    # -- identification ---------------------------------------------------------------------------------
     ident: dict[str, Any] = {}
     labels = np.array([identity_of(p) for p in paths])
-    if ev.identification:
+    if cfg.eval.identification:
         from facematch.eval.identification import identification_report
 
         try:
@@ -160,38 +121,41 @@ def evaluate(cfg: DictConfig) -> dict:
         except ValueError as err:
             ident = {"skipped": str(err)}
 
-    # -- outputs ----------------------------------------------------------------------------------------
     t2 = time.perf_counter()
-    figures = make_plots(out_dir, scores, ranked, same, emb, labels, cfg, fars) if ev.plots else {}
+    figures = make_plots(out_dir, res, emb, labels, cfg, protocol) if cfg.eval.plots else {}
     plots_s = time.perf_counter() - t2
-
-    metrics: dict[str, Any] = dict(report)
+    device, precision = resolve(engine.get("device"), engine.get("precision"))
+    metrics: dict[str, Any] = dict(res.report)
     metrics.update({k: ident[k] for k in ("rank_1", "rank_5", "knn_accuracy") if k in ident})
     metrics.update({
         "identification": ident,
         "n_images": len(paths),
         "embedding_cache_hit": bool(embed_stats.get("cache_hit")),
-        "embedding_cache": {**embed_stats, "key": key if ev.cache else None},
+        "embedding_cache": {k: v for k, v in embed_stats.items() if k not in ("embed_s", "protocol_s")}
+        | {"key": embed_stats.get("cache_key")},
         "model": model.description,
         "arch": spec.name,
-        "flip": flip,
+        "flip": protocol.flip,
+        "protocol": protocol.as_dict(),
         "precision": precision,
         "device": device,
         "runtime": embed_stats.get("runtime"),
         "machine": machine_info(),
         "preprocess": source.key,
-        "data": {"root": str(root), "pairs": pairs_file, "format": sniff_format(pairs_file),
-                 "n_folds": int(len(np.unique(folds)))},
+        "data": {"root": str(cfg.data.root), "pairs": pairs_file, "format": sniff_format(pairs_file),
+                 "n_folds": int(len(np.unique(res.folds)))},
         "plots": sorted(figures),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "overrides": _overrides(),
         "config": to_container(cfg),
-        "timings": {"embed_s": embed_stats.get("seconds"), "protocol_s": protocol_s, "plots_s": plots_s},
+        "timings": {"embed_s": embed_stats.get("embed_s"), "protocol_s": embed_stats.get("protocol_s"),
+                    "plots_s": plots_s},
     })
-    if ev.tensorboard:
+    if cfg.eval.tensorboard:
         t3 = time.perf_counter()
-        write_tensorboard(out_dir / "tensorboard", metrics, scores, same, emb, labels, figures, cfg, source, paths)
+        write_tensorboard(out_dir / "tensorboard", metrics, res, emb, labels, figures, cfg, source, paths)
         metrics["timings"]["tensorboard_s"] = time.perf_counter() - t3
+    write_pair_scores(out_dir / "pair_scores.tsv", pairs, res)
     metrics["seconds"] = time.perf_counter() - t0
     write_json(out_dir / "metrics.json", metrics)
     print(summary_table(metrics, out_dir), flush=True)
@@ -202,14 +166,14 @@ def evaluate(cfg: DictConfig) -> dict:
 # plots, TensorBoard, table
 
 
-def make_plots(out_dir: Path, scores, ranked, same, emb, labels, cfg: DictConfig, fars) -> dict:
+def make_plots(out_dir: Path, res: Verification, emb, labels, cfg: DictConfig, protocol: Protocol) -> dict:
     """``{name: Figure}`` for roc / f1_threshold / score_histogram / tsne, each also written as PNG.
 
     The ROC is drawn from ``ranked`` (the protocol scores, as AUC and VAL are computed); the F1 curve
     and the histogram from the raw cosine ``scores``, on the scale of the fixed threshold."""
     from facematch.eval import plots
 
-    thr = float(cfg.threshold)
+    thr, scores, ranked, same, fars = float(protocol.threshold), res.cosine, res.ranked, res.same, protocol.fars
     figs = {
         "roc": plots.roc_plot(ranked, same, out_dir / "roc.png", fars=fars, title=f"ROC ({cfg_name(cfg)})"),
         "f1_threshold": plots.f1_plot(scores, same, out_dir / "f1_threshold.png", threshold=thr),
@@ -228,7 +192,7 @@ def cfg_name(cfg: DictConfig) -> str:
     return Path(str(cfg.data.root)).name
 
 
-def write_tensorboard(log_dir: Path, metrics: dict, scores, same, emb, labels, figures: dict, cfg: DictConfig,
+def write_tensorboard(log_dir: Path, metrics: dict, res: Verification, emb, labels, figures: dict, cfg: DictConfig,
                       source, paths: list[str]) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
@@ -245,9 +209,9 @@ def write_tensorboard(log_dir: Path, metrics: dict, scores, same, emb, labels, f
             writer.add_scalar("eval/fold_accuracy", float(acc), i)
         for name, fig in figures.items():
             writer.add_figure(f"eval/{name}", fig, 0, close=False)
-        same = np.asarray(same, bool)
-        writer.add_histogram("eval/similarity_same", np.asarray(scores)[same], 0)
-        writer.add_histogram("eval/similarity_different", np.asarray(scores)[~same], 0)
+        same, scores = res.same, res.cosine
+        writer.add_histogram("eval/similarity_same", scores[same], 0)
+        writer.add_histogram("eval/similarity_different", scores[~same], 0)
         writer.add_text("eval/summary", "```\n" + summary_table(metrics, log_dir.parent) + "\n```", 0)
         n_ids = int(cfg.eval.tsne_identities or 0)
         if n_ids > 0 and len(paths):
@@ -271,6 +235,16 @@ def _thumbnails(source, rels: list[str], size: int = 32):
         return None
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0)
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def write_pair_scores(path: Path, pairs, res: Verification) -> None:
+    """One line per pair, in the pairs file's order: both paths, label, fold, raw cosine, protocol score."""
+    from facematch.utils.io import atomic_write_text
+
+    lines = ["a\tb\tsame\tfold\tcosine\tprotocol_score"]
+    lines += [f"{p.a}\t{p.b}\t{int(s)}\t{int(f)}\t{c:.9g}\t{r:.9g}"
+              for p, s, f, c, r in zip(pairs, res.same, res.folds, res.cosine, res.ranked)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def summary_table(m: dict, out_dir: Path) -> str:

@@ -1,0 +1,125 @@
+"""The one evaluation job: (model, pairs, crop source, protocol) -> per-pair scores and the metrics.
+
+``facematch-eval`` (:mod:`facematch.eval.job`), per-fold scoring after training (``train.py``) and
+``facematch-report`` (pooled per-fold rows, :func:`facematch.eval.metrics.score_metrics`) all go through
+it, so one checkpoint on one fold gets one accuracy. The protocol settings are the ``protocol`` config
+group, shared by ``train.yaml`` and ``eval.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from facematch.data.protocols import Pair, pair_arrays
+from facematch.embedding.embedder import Embedder
+from facematch.embedding.flip import FLIP_MODES
+from facematch.errors import FacematchError
+from facematch.eval import metrics
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How pairs are scored (the ``protocol`` config group); checked when built, before any work."""
+
+    flip: str = "concat"  # none | sum | concat: embed the crop and its mirror, sum or concatenate
+    subtract_mean: bool = True  # subtract the training folds' mean feature before scoring
+    distance: str = "cosine"  # cosine | sq_l2
+    n_folds: int = 10  # folds of a 'pathA pathB label' list (LFW pairs.txt has its own)
+    fars: tuple[float, ...] = (1e-3, 1e-2)  # VAL (TAR) reported at these false-accept rates
+    threshold: float = 0.6  # raw-cosine threshold of the fixed-threshold accuracy / F1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fars", tuple(float(f) for f in self.fars))
+        problems = []
+        if self.flip not in FLIP_MODES:
+            problems.append(f"protocol.flip={self.flip!r} (choose {' | '.join(FLIP_MODES)})")
+        if self.distance not in metrics.DISTANCES:
+            problems.append(f"protocol.distance={self.distance!r} (choose {' | '.join(metrics.DISTANCES)})")
+        if int(self.n_folds) < 2:
+            problems.append(f"protocol.n_folds={self.n_folds} (at least 2)")
+        if not all(0.0 < f < 1.0 for f in self.fars):
+            problems.append(f"protocol.fars={list(self.fars)} (rates in (0, 1))")
+        if not (math.isfinite(float(self.threshold)) and -1.0 <= float(self.threshold) <= 1.0):
+            problems.append(f"protocol.threshold={self.threshold} (a cosine in [-1, 1])")
+        if problems:
+            raise FacematchError("bad protocol setting: " + "; ".join(problems))
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "fars": list(self.fars)}
+
+
+@dataclass
+class Verification:
+    """What the job returns: the metrics, the embeddings of ``paths`` and every pair's scores."""
+
+    report: dict
+    paths: list[str]
+    emb: np.ndarray  # (n_images, D) as the model gives them (not normalised)
+    same: np.ndarray  # (n_pairs,) bool
+    folds: np.ndarray  # (n_pairs,) fold of each pair
+    cosine: np.ndarray  # (n_pairs,) raw cosine similarity
+    ranked: np.ndarray  # (n_pairs,) protocol scores (each pair scored in its fold's turn)
+    embed_stats: dict = field(default_factory=dict)
+
+    def fold(self, k: int) -> dict:
+        """Fold ``k``'s result (threshold and mean from the other folds), as per-fold scoring records it."""
+        folds = sorted(set(self.folds.tolist()))
+        if k not in folds:
+            raise FacematchError(f"fold {k} is not in the pairs file (folds {folds[0]}..{folds[-1]})")
+        sel = self.folds == k
+        return {
+            "fold": int(k),
+            "fold_accuracy": self.report["fold_accuracies"][folds.index(k)],
+            "fold_scores": self.cosine[sel].tolist(),  # raw cosine: for the fixed threshold
+            "fold_protocol_scores": self.ranked[sel].tolist(),  # as the protocol scored fold k: for VAL@FAR
+            "fold_same": self.same[sel].astype(int).tolist(),
+        }
+
+
+def trunk_and_tail(module) -> tuple[Any, Any]:
+    """A backbone + head model splits into the backbone (whose outputs the embedding cache keeps, shared by
+    every head trained on a frozen copy of it) and the head's projection, run on the cached outputs."""
+    head = getattr(module, "head", None)
+    if getattr(module, "backbone", None) is not None and hasattr(head, "project"):
+        return module.backbone, head.eval().project
+    return module, None
+
+
+def embedder_for(model, source, flip: str, engine: Mapping[str, Any] | None = None) -> Embedder:
+    """The embedder of ``model`` (an :class:`EvalModel`) over ``source`` with the engine settings
+    (``batch_size``, ``num_workers``, ``device``, ``precision``, ``runtime``, ``cache``, ``cache_dir``,
+    ``progress``: the ``embed`` config group)."""
+    e = dict(engine or {})
+    trunk, tail = trunk_and_tail(model.module)
+    return Embedder(trunk, model.spec, source, tail=tail, flip=flip, batch_size=int(e.get("batch_size", 128)),
+                    num_workers=e.get("num_workers", "auto"), device=str(e.get("device", "auto")),
+                    precision=str(e.get("precision", "auto")), runtime=str(e.get("runtime", "auto")),
+                    cache_dir=e.get("cache_dir") if e.get("cache", True) else None,
+                    progress=bool(e.get("progress", True)))
+
+
+def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,
+           engine: Mapping[str, Any] | None = None, *, what: str = "the pairs") -> Verification:
+    """Embed every distinct image of ``pairs`` once (through the cache), score the pairs under
+    ``protocol`` and compute the 10-fold and pooled metrics."""
+    t0 = time.perf_counter()
+    rels = list(dict.fromkeys(r for p in pairs for r in (p.a, p.b)))
+    embedder = embedder_for(model, source, protocol.flip, engine)
+    emb, paths = embedder.embed(rels)
+    ia, ib, same, folds = pair_arrays(list(pairs), paths)
+    t1 = time.perf_counter()
+    try:
+        report, ranked = metrics.verification_report(
+            emb[ia], emb[ib], same, folds, distance=protocol.distance, subtract_mean=protocol.subtract_mean,
+            threshold=float(protocol.threshold), fars=protocol.fars, return_scores=True)
+    except ValueError as err:  # e.g. a list file with one fold or one class
+        raise FacematchError(f"cannot score {what}: {err}") from None
+    stats = {**embedder.stats, "cache_key": embedder.cache.key if embedder.cache is not None else None,
+             "embed_s": t1 - t0, "protocol_s": time.perf_counter() - t1}
+    return Verification(report, paths, emb, np.asarray(same, bool), np.asarray(folds),
+                        metrics.cosine_scores(emb[ia], emb[ib]), np.asarray(ranked), stats)
