@@ -6,7 +6,6 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
 from hydra.utils import instantiate
 
 from facematch.config import config_dir, instantiate_collection, instantiate_optional

@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve as sk_roc_curve
 
 from facematch.eval import metrics as P
+from facematch.eval import ten_fold as T
 
 
 def feats_with_cosine(scores) -> tuple[np.ndarray, np.ndarray]:
@@ -41,10 +42,10 @@ def noisy_scores(n=600, seed=1):
 def test_scores_by_hand():
     a = np.array([[3.0, 4.0], [1.0, 0.0], [1.0, 1.0]])
     b = np.array([[3.0, 4.0], [0.0, 2.0], [-2.0, -2.0]])
-    np.testing.assert_allclose(P.cosine_scores(a, b), [1.0, 0.0, -1.0], atol=1e-12)
-    np.testing.assert_allclose(P.sq_l2_scores(a, b), [0.0, -5.0, -18.0])
+    np.testing.assert_allclose(T.cosine_scores(a, b), [1.0, 0.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(T.sq_l2_scores(a, b), [0.0, -5.0, -18.0])
     with pytest.raises(ValueError):
-        P.cosine_scores(a, b[:2])
+        T.cosine_scores(a, b[:2])
 
 
 def test_candidate_thresholds_are_midpoints_plus_ends():
@@ -57,7 +58,7 @@ def test_candidate_thresholds_are_midpoints_plus_ends():
 def test_separable_gives_perfect_everything():
     scores, same, folds = separable_scores()
     a, b = feats_with_cosine(scores)
-    r = P.ten_fold_verification(a, b, same, folds)
+    r = T.ten_fold_verification(a, b, same, folds)
     assert r["fold_accuracies"] == [1.0] * 10
     assert r["accuracy_mean"] == 1.0 and r["accuracy_std"] == 0.0
     # every threshold sits in the gap between the largest different and the smallest same score
@@ -82,7 +83,7 @@ def test_hand_worked_two_folds():
     same = np.array([1, 1, 0, 0, 1, 1, 0, 0], bool)
     folds = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     a, b = feats_with_cosine(scores)
-    r = P.ten_fold_verification(a, b, same, folds)
+    r = T.ten_fold_verification(a, b, same, folds)
     assert r["fold_accuracies"] == pytest.approx([0.5, 0.75])
     assert r["fold_thresholds"] == pytest.approx([0.45, 0.25])
     assert r["accuracy_mean"] == pytest.approx(0.625)
@@ -95,7 +96,7 @@ def test_hand_worked_two_folds():
     # of those 700 (index 349) is the 50th of the second plateau, 0.55, and fold 1 at >= 0.55 is
     # 4/4 correct. (Grid ties weigh plateaus by width; the exact midpoint search does not.)
     grid = np.linspace(-1, 1, 2001)
-    rg = P.ten_fold_verification(a, b, same, folds, thresholds=grid)
+    rg = T.ten_fold_verification(a, b, same, folds, thresholds=grid)
     # (+-1 grid step: whether a plateau's end point is in depends on float rounding of 0.3 / 0.6)
     assert rg["fold_thresholds"] == pytest.approx([0.45, 0.55], abs=1.5e-3)
     assert rg["fold_accuracies"] == pytest.approx([0.5, 1.0])
@@ -113,12 +114,12 @@ def test_fold_assignment_is_exactly_the_one_passed():
     # shuffle the pair order: the fold of a pair must follow the pair, not its position
     perm = np.random.default_rng(0).permutation(scores.size)
     a, b = feats_with_cosine(scores[perm])
-    r = P.ten_fold_verification(a, b, flipped[perm], folds[perm])
+    r = T.ten_fold_verification(a, b, flipped[perm], folds[perm])
     expected = [1.0] * 10
     expected[3] = 0.0
     assert r["fold_accuracies"] == expected
     # and a different (wrong) fold assignment gives a different answer
-    r2 = P.ten_fold_verification(a, b, flipped[perm], np.roll(folds[perm], 7))
+    r2 = T.ten_fold_verification(a, b, flipped[perm], np.roll(folds[perm], 7))
     assert r2["fold_accuracies"] != expected
 
 
@@ -154,12 +155,12 @@ def test_mean_subtraction_uses_training_folds_only():
     same = np.concatenate([p[2] for p in parts])
     folds = np.concatenate([np.full(len(p[2]), k) for k, p in enumerate(parts)])
 
-    r = P.ten_fold_verification(a, b, same, folds, subtract_mean=True)
+    r = T.ten_fold_verification(a, b, same, folds, subtract_mean=True)
     assert r["fold_accuracies"][0] == 1.0
 
     # what a leaky implementation (mean over all folds) would give on fold 0
     mu = np.vstack([a, b]).mean(0)
-    leaky = P.cosine_scores(a - mu, b - mu)[folds == 0] >= r["fold_thresholds"][0]
+    leaky = T.cosine_scores(a - mu, b - mu)[folds == 0] >= r["fold_thresholds"][0]
     assert np.mean(leaky == same[folds == 0]) <= 0.6
 
 
@@ -195,7 +196,7 @@ def test_matches_reference_lfw_script_on_random_features():
     fr = np.where(same[:, None], ident, rng.normal(size=(n, d))) + 0.3 + rng.normal(scale=0.9, size=(n, d))
     fold = np.repeat(np.arange(10), 40)
     ref = _reference_lfw_10_fold(fl, fr, np.where(same, 1, -1), fold, thr_num=1000)
-    ours = P.ten_fold_verification(fl, fr, same, fold, subtract_mean=True)
+    ours = T.ten_fold_verification(fl, fr, same, fold, subtract_mean=True)
     assert 0.6 < ref.mean() < 0.99  # a non-trivial problem
     # tie rules differ (mean of tied grid points vs the middle exact maximiser): allow one pair
     np.testing.assert_allclose(ours["fold_accuracies"], ref, atol=1 / 40 + 1e-9)
@@ -205,13 +206,13 @@ def test_matches_reference_lfw_script_on_random_features():
 def test_ten_fold_rejects_bad_input():
     a, b = feats_with_cosine([0.1, 0.2, 0.3])
     with pytest.raises(ValueError):
-        P.ten_fold_verification(a, b, [1, 0, 1], [0, 0, 0])  # one fold only
+        T.ten_fold_verification(a, b, [1, 0, 1], [0, 0, 0])  # one fold only
     with pytest.raises(ValueError):
-        P.ten_fold_verification(a, b, [1, 0], [0, 1, 1])
+        T.ten_fold_verification(a, b, [1, 0], [0, 1, 1])
     with pytest.raises(ValueError):
-        P.ten_fold_verification(a, b, [1, 0, 1], [0, 1, 1], distance="manhattan")
+        T.ten_fold_verification(a, b, [1, 0, 1], [0, 1, 1], distance="manhattan")
     with pytest.raises(ValueError, match="0/1"):
-        P.ten_fold_verification(a, b, [1, -1, 1], [0, 1, 1])  # reference-script +-1 flags
+        T.ten_fold_verification(a, b, [1, -1, 1], [0, 1, 1])  # reference-script +-1 flags
 
 
 # -------------------------------------------------------------------------------- ROC, VAL, EER
@@ -315,7 +316,7 @@ def test_report_keys_values_and_json():
     scores, same = noisy_scores()
     folds = np.repeat(np.arange(10), 60)
     a, b = feats_with_cosine(scores)
-    r = P.verification_report(a, b, same, folds)
+    r = T.verification_report(a, b, same, folds)
     required = {
         "accuracy_mean", "accuracy_std", "fold_accuracies", "val_at_far_1e-3", "val_at_far_1e-2",
         "auc", "eer", "eer_threshold", "accuracy_at_threshold", "f1_at_threshold", "threshold",
@@ -337,7 +338,7 @@ def test_report_ranks_on_protocol_scores_and_thresholds_raw_cosine():
     b = a + rng.normal(scale=2.0, size=(200, 8))
     same = rng.random(200) < 0.5
     folds = np.repeat(np.arange(10), 20)
-    r, ranked = P.verification_report(a, b, same, folds, subtract_mean=True, return_scores=True)
+    r, ranked = T.verification_report(a, b, same, folds, subtract_mean=True, return_scores=True)
     # by hand: fold k's pairs scored with the mean feature of the other nine folds' pairs removed
     expected = np.empty(200)
     for k in range(10):
@@ -347,7 +348,7 @@ def test_report_ranks_on_protocol_scores_and_thresholds_raw_cosine():
         nb = (b[te] - mu) / np.linalg.norm(b[te] - mu, axis=1, keepdims=True)
         expected[te] = (na * nb).sum(1)
     np.testing.assert_allclose(ranked, expected, atol=1e-12)
-    raw = P.cosine_scores(a, b)
+    raw = T.cosine_scores(a, b)
     assert not np.allclose(ranked, raw)  # the mean (2.0 per dimension) matters here
     assert r["auc"] == pytest.approx(roc_auc_score(same, expected))
     assert r["val_at_far_1e-2"] == P.val_at_far(expected, same, 1e-2)["val"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -97,7 +96,7 @@ def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights,
 
     n_distinct = len({p for pair in read_pairs(tmp_path / "p.txt") for p in (pair.a, pair.b)})
     assert m["preprocess"] == "align-sphereface_112x96" and m["n_images"] == n_distinct
-    assert m["embedding_cache"]["key"].startswith("mobilefacenet-e839247cdbdf-align-sphereface_112x96-views2-fp32")
+    assert m["embedding_cache"]["key"].startswith("mobilefacenet-bd25aff18c68-align-sphereface_112x96-views2-fp32-")
     folders = list((tmp_path / "aligned").iterdir())  # one per template, detector settings and source folder
     assert len(folders) == 1 and folders[0].name.startswith("sphereface_112x96-")
     crops = sorted(folders[0].rglob("*.png"))

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from facematch.cli.report import collect, combine_folds, main as report_main
 from facematch.data.protocols import read_lfw_pairs

@@ -105,4 +105,4 @@ def test_malformed_pairs_file_is_reported(cfg_factory, tmp_path):
     bad = tmp_path / "pairs.txt"
     bad.write_text("10\t300\nAbel_Pacheco\t1\n")
     with pytest.raises(FacematchError, match="header promises"):
-        train(cfg_factory("arch=mobilefacenet", *FAST, f"data.test_fold=0", f"data.pairs={bad}"))
+        train(cfg_factory("arch=mobilefacenet", *FAST, "data.test_fold=0", f"data.pairs={bad}"))

@@ -19,7 +19,7 @@ from facematch.data.protocols import Pair, pair_arrays
 from facematch.embedding.embedder import Embedder
 from facematch.embedding.flip import FLIP_MODES
 from facematch.errors import FacematchError
-from facematch.eval import metrics
+from facematch.eval import ten_fold
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class Protocol:
         problems = []
         if self.flip not in FLIP_MODES:
             problems.append(f"protocol.flip={self.flip!r} (choose {' | '.join(FLIP_MODES)})")
-        if self.distance not in metrics.DISTANCES:
-            problems.append(f"protocol.distance={self.distance!r} (choose {' | '.join(metrics.DISTANCES)})")
+        if self.distance not in ten_fold.DISTANCES:
+            problems.append(f"protocol.distance={self.distance!r} (choose {' | '.join(ten_fold.DISTANCES)})")
         if int(self.n_folds) < 2:
             problems.append(f"protocol.n_folds={self.n_folds} (at least 2)")
         if not all(0.0 < f < 1.0 for f in self.fars):
@@ -114,7 +114,7 @@ def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,
     ia, ib, same, folds = pair_arrays(list(pairs), paths)
     t1 = time.perf_counter()
     try:
-        report, ranked = metrics.verification_report(
+        report, ranked = ten_fold.verification_report(
             emb[ia], emb[ib], same, folds, distance=protocol.distance, subtract_mean=protocol.subtract_mean,
             threshold=float(protocol.threshold), fars=protocol.fars, return_scores=True)
     except ValueError as err:  # e.g. a list file with one fold or one class
@@ -122,4 +122,4 @@ def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,
     stats = {**embedder.stats, "cache_key": embedder.cache.key if embedder.cache is not None else None,
              "embed_s": t1 - t0, "protocol_s": time.perf_counter() - t1}
     return Verification(report, paths, emb, np.asarray(same, bool), np.asarray(folds),
-                        metrics.cosine_scores(emb[ia], emb[ib]), np.asarray(ranked), stats)
+                        ten_fold.cosine_scores(emb[ia], emb[ib]), np.asarray(ranked), stats)

@@ -40,11 +40,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    import torch
-
-    return atomic_write(path, lambda fh: torch.save(obj, fh))
-
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
