@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facematch.data.images import load_image
+from facematch.faces.images import load_image
 from facematch.data.protocols import read_pairs
 from facematch.eval.embed import Embedder
 from facematch.errors import cli_errors
 from facematch.faces.align import align_landmarks, fallback_landmarks
-from facematch.faces.cache import AlignedCache
+from facematch.faces.crop_cache import AlignedCache
 from facematch.faces.templates import crop_between
 from facematch.models.backbones import build_backbone
 from facematch.paths import add_lfw_arguments, weights_dir

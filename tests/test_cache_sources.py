@@ -18,7 +18,8 @@ from facematch.errors import DataNotFoundError, FacematchError
 from facematch.eval.embed import EmbeddingCache, Embedder, make_cache_key
 from facematch.eval.model import build_arch_model
 from facematch.faces.align import FaceAligner
-from facematch.faces.cache import AlignedCache, crop_path, prepare, read_record, record_stamp
+from facematch.faces.crop_cache import AlignedCache, crop_path, read_record, record_stamp
+from facematch.faces.prepare import prepare
 from facematch.faces.source import FaceSource
 from facematch.utils.io import file_stamp
 from tests.test_eval_run import tiny_pairs

@@ -249,7 +249,7 @@ def test_check_cache_reports_stale_foreign_and_old_format(tmp_path, capsys):
     import numpy as np
 
     from facematch.eval.embed import CACHE_FORMAT, EmbeddingCache
-    from facematch.faces.cache import AlignedCache
+    from facematch.faces.crop_cache import AlignedCache
     from facematch.utils.io import file_stamp
 
     src = tmp_path / "src"

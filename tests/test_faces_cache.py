@@ -20,9 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FACEMATCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
 
 from facematch.errors import FacematchError, UnreadableImageError  # noqa: E402
-from facematch.faces import cache as cache_mod  # noqa: E402
+from facematch.utils import io as io_mod  # noqa: E402
 from facematch.faces.align import FaceAligner  # noqa: E402
-from facematch.faces.cache import AlignedCache, crop_path, prepare, read_record  # noqa: E402
+from facematch.faces.crop_cache import AlignedCache, crop_path, read_record  # noqa: E402
+from facematch.faces.prepare import prepare  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402
 
 LFW = data_dir() / "lfw" / "lfw-deepfunneled"
@@ -208,7 +209,7 @@ def test_killed_parallel_prepare_leaves_only_whole_crops_and_resumes(tmp_path, m
     diff = np.abs(np.asarray(Image.open(made[0])).astype(int) - FaceAligner().align_path(LFW / rel).image)
     assert diff.max() <= 2 and diff.mean() < 0.05
 
-    monkeypatch.setattr(cache_mod, "STALE_TMP_S", -1.0)  # the killed run's temporaries are stale now
+    monkeypatch.setattr(io_mod, "STALE_TMP_S", -1.0)  # the killed run's temporaries are stale now
     m = prepare(LFW, out, "arcface_112x112", rels, workers=1, progress=False)
     assert m["counts"]["cached"] == len(rels)
     assert m["counts"]["already_done"] == len(made) and m["counts"]["made_this_run"] == len(rels) - len(made)

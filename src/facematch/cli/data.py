@@ -236,7 +236,7 @@ def pair_images(pairs_file: str | os.PathLike) -> list[str]:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from facematch.faces.cache import prepare
+    from facematch.faces.prepare import prepare
 
     rels = pair_images(args.pairs) if args.pairs else None
     kwargs = dict(select=args.select, min_face_size=args.min_face_size, thresholds=tuple(args.thresholds))
@@ -267,7 +267,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from facematch.data.images import load_image
+    from facematch.faces.images import load_image
 
     root = Path(args.root)
     if not root.is_dir():
@@ -322,7 +322,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def find_caches(folder: Path) -> list[tuple[str, Path]]:
     """``("aligned", dir)`` for each aligned-crop cache (a folder with a manifest) under ``folder`` (itself
     included), ``("embeddings", dir)`` for each embedding cache (``meta.json`` or ``part-*.npz``)."""
-    from facematch.faces.cache import MANIFEST
+    from facematch.faces.manifest import MANIFEST
 
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -338,7 +338,7 @@ def find_caches(folder: Path) -> list[tuple[str, Path]]:
 
 
 def cmd_check_cache(args: argparse.Namespace) -> int:
-    from facematch.faces.cache import check_folder
+    from facematch.faces.cache_check import check_folder
 
     folder = Path(args.dir)
     if not folder.is_dir():

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from facematch.data.images import load_image
+from facematch.faces.images import load_image, source_mode
 from facematch.errors import FacematchError
 from facematch.faces.detect import DetectorSettings, get_detector, select_face
 from facematch.faces.templates import Template, get_template
@@ -238,7 +238,7 @@ class FaceAligner:
         return self.align_batch([image])[0]
 
     def align_path(self, path: str | os.PathLike) -> AlignResult:
-        """Read ``path`` with :func:`~facematch.data.images.load_image` and align it.
+        """Read ``path`` with :func:`~facematch.faces.images.load_image` and align it.
 
         Raises :class:`~facematch.errors.UnreadableImageError` / ``DataNotFoundError`` for bad files.
         """
@@ -246,12 +246,3 @@ class FaceAligner:
         result = self.align(img)
         result.source_mode = source_mode(path)
         return result
-
-
-def source_mode(path: str | os.PathLike) -> str | None:
-    """PIL mode of the file as stored (``RGB``, ``L``, ``RGBA``, ``CMYK``...), read from its header only."""
-    try:
-        with Image.open(path) as im:
-            return im.mode
-    except Exception:
-        return None

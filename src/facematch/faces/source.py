@@ -6,7 +6,7 @@ Modes:
 - ``prealigned``: files already aligned to ``template`` (e.g. lfw-aligned-112 is arcface_112x112); an
   exact crop converts between templates that differ only by a crop, otherwise the crop is resized.
 - ``align``: MTCNN detection + 5-point similarity alignment onto the backbone's template, through the
-  on-disk aligned cache (``facematch.faces.cache``), created on first use in its own folder under
+  on-disk aligned cache (:mod:`facematch.faces.crop_cache`), created on first use in its own folder under
   ``cache_dir`` per template, detector settings and source folder (``<template>-<digest>``).
 
 ``key`` names the preprocessing, so caches of crops or embeddings never mix two preprocessings; ``root``
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facematch.data.images import load_image
+from facematch.faces.images import load_image
 from facematch.errors import FacematchError
 from facematch.faces.templates import crop_between, get_template
 
@@ -93,7 +93,7 @@ class FaceSource:
 
     def _crop_cache(self):
         if self._cache is None:
-            from facematch.faces.cache import AlignedCache
+            from facematch.faces.crop_cache import AlignedCache
 
             self._cache = AlignedCache.under(self.cache_dir or self.root.parent / ".aligned", self.template.name,
                                              self.root, **self.align_kwargs)
@@ -109,11 +109,11 @@ class FaceSource:
 
     def prepare(self, rels, *, workers: int | None = None, progress: bool = True) -> dict | None:
         """Mode ``align``: detect and align every image of ``rels`` not cached yet, in parallel on all cores
-        (:func:`facematch.faces.cache.prepare`), so that reading a crop afterwards is only a decode.
+        (:func:`facematch.faces.prepare.prepare`), so that reading a crop afterwards is only a decode.
         Other modes have nothing to prepare (None)."""
         if self.mode != "align":
             return None
-        from facematch.faces.cache import prepare
+        from facematch.faces.prepare import prepare
 
         manifest = prepare(self.root, self.aligned_cache_root, self.template.name, rels, workers=workers,
                            progress=progress, **self.align_kwargs)

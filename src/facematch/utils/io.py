@@ -8,6 +8,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,3 +99,26 @@ def stamp_problem(path: str | os.PathLike, recorded: tuple[int, int] | None) -> 
     if tuple(recorded) != now:
         return "stale", f"source file changed (size, mtime_ns {tuple(recorded)} -> {now})"
     return None
+
+
+#: Temporaries older than this (seconds) are left over from a killed run: :func:`remove_stale_tmp` removes them.
+STALE_TMP_S = 60.0
+
+
+def remove_stale_tmp(folder: str | os.PathLike, older_than_s: float | None = None) -> int:
+    """Delete the temporaries :func:`atomic_write` leaves when killed (``.<name>.*.tmp``) under ``folder``;
+    returns how many. Only those older than ``older_than_s`` (default :data:`STALE_TMP_S`), so a write in
+    flight in another process (a DataLoader worker filling a cache on demand) is left alone."""
+    older_than_s = STALE_TMP_S if older_than_s is None else older_than_s
+    n, now = 0, time.time()
+    for dirpath, _, filenames in os.walk(folder):
+        for f in filenames:
+            if f.startswith(".") and f.endswith(".tmp"):
+                p = Path(dirpath, f)
+                try:
+                    if now - p.stat().st_mtime > older_than_s:
+                        p.unlink()
+                        n += 1
+                except FileNotFoundError:
+                    pass
+    return n
