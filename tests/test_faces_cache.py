@@ -86,7 +86,7 @@ def test_prepare_handles_every_bad_input(messy_src, tmp_path):
     # the manifest on disk says the same, with template and detector settings
     disk = json.loads((out / "manifest.json").read_text())
     assert disk["counts"] == c and disk["template"] == "arcface_112x112" and disk["complete"] is True
-    assert disk["detector"]["thresholds"] == [0.6, 0.7, 0.7] and disk["detector"]["select"] == "largest"
+    assert disk["detector"]["thresholds"] == [0.6, 0.7, 0.7] and disk["detector"]["select"] == "nearest_center"
     assert disk["versions"]["facenet-pytorch"]
     assert disk["format"] == "facematch-aligned-crops/2" and disk["src_root"] == str(messy_src.resolve())
     assert disk["key"].startswith("arcface_112x112-") and c["stale_remade"] == 0
@@ -151,8 +151,9 @@ def test_cache_refuses_other_settings_and_unsafe_paths(tmp_path):
     AlignedCache(tmp_path / "c", "arcface_112x112", LFW).check()
     with pytest.raises(FacematchError, match="template=arcface_112x112"):
         AlignedCache(tmp_path / "c", "facenet_160", LFW).check()
-    with pytest.raises(FacematchError, match="select=largest"):
-        AlignedCache(tmp_path / "c", "arcface_112x112", LFW, select="nearest_center").check()
+    with pytest.raises(FacematchError, match=r"select=nearest_center \(not largest\).*keyed one") as err:
+        AlignedCache(tmp_path / "c", "arcface_112x112", LFW, select="largest").check()
+    assert "\n" not in str(err.value)
     with pytest.raises(FacematchError, match="holds crops of .*, not "):
         AlignedCache(tmp_path / "c", "arcface_112x112", tmp_path).check()
     with pytest.raises(FacematchError, match="without '..'"):

@@ -37,7 +37,7 @@ from facematch.errors import FacematchError
 from facematch.eval.embed import Embedder, check_flip, make_cache_key, resolve
 from facematch.utils.hardware import machine_info
 from facematch.eval.model import EvalModel, load_model
-from facematch.faces.source import FaceSource
+from facematch.faces.source import source_from_config
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +48,6 @@ DISTANCE_ALIASES = {"cosine": "cosine", "sq_l2": "neg_sq_l2", "squared_l2": "neg
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
-def build_source(data: DictConfig | dict, template: str, align_raw: bool = True,
-                 align: DictConfig | dict | None = None) -> FaceSource:
-    """The FaceSource for ``data.root`` in ``template``.
-
-    ``center`` (raw photos) becomes ``align`` when ``align_raw``, with the detector settings and aligned-crop
-    cache folder of ``align`` (``eval.align``: ``select``, ``cache_dir``, and any other
-    :class:`~facematch.faces.detect.DetectorSettings` field) replacing the data config's centre-crop ones.
-    ``prealigned`` and an explicit ``align`` are used as the data config says.
-    """
-    pp = dict(_plain(data.get("preprocess")) or {})
-    mode = pp.pop("mode", "center")
-    src_template = pp.pop("template", None)
-    if mode == "center" and align_raw:
-        mode = "align"
-        pp.pop("center_crop", None)
-        pp.update({k: v for k, v in (_plain(align) or {}).items() if v is not None})
-    return FaceSource(data["root"], template, mode=mode, src_template=src_template, **pp)
 
 
 def resolve_distance(name: str) -> str:
@@ -113,7 +94,9 @@ def evaluate(cfg: DictConfig) -> dict:
     root = Path(cfg.data.root)
     if not root.is_dir():
         raise missing_root_error(root)
-    source = build_source(cfg.data, spec.template, bool(ev.align_raw), ev.get("align"))
+    if ev.get("align") is not None:  # the pre-`align`-group name: it would be ignored
+        raise FacematchError("eval.align.* is now align.* (conf/align/mtcnn.yaml, shared with training), e.g. align.select=largest")
+    source = source_from_config(root, spec.template, cfg.data.get("preprocess"), align_raw=bool(ev.align_raw))
 
     pairs_file = str(cfg.data.pairs)
     pairs = read_pairs(pairs_file, n_folds=int(ev.n_folds))

@@ -141,15 +141,15 @@ class AlignedCache:
         if self._checked:
             return
         manifest = read_manifest(self.root)
-        fix = ("a named cache folder holds one setting: use another folder, or the keyed one "
-               "(AlignedCache.under; `facematch-data prepare SRC` without OUT), one per setting and source")
+        fix = ("a named cache folder holds one setting and source; use another folder, or the keyed one "
+               "(one per setting and source: `facematch-data prepare SRC` without OUT, AlignedCache.under)")
         if manifest is not None:
             if manifest.get("format") != CACHE_FORMAT:
                 raise old_format_error(self.root, manifest.get("format"))
             diff = differences({k: manifest.get(k) for k in self.settings}, self.settings)
             if diff:
-                raise FacematchError(f"aligned cache {self.root} was made with {', '.join(diff)}; "
-                                     f"pass those settings, or: {fix}")
+                raise FacematchError(f"aligned cache {self.root} was made with {', '.join(diff)}: pass those "
+                                     f"settings; or {fix}")
             made_from = manifest.get("src_root")
             if self.src_root is None and made_from:
                 self.src_root = Path(made_from)
