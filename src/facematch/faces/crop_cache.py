@@ -32,8 +32,15 @@ from PIL import Image, PngImagePlugin
 
 from facematch.errors import FacematchError
 from facematch.faces.align import AlignResult, FaceAligner
-from facematch.faces.manifest import CACHE_FORMAT, MANIFEST, differences, old_format_error, read_manifest, \
-    versions, write_manifest
+from facematch.faces.manifest import (
+    CACHE_FORMAT,
+    MANIFEST,
+    differences,
+    old_format_error,
+    read_manifest,
+    versions,
+    write_manifest,
+)
 from facematch.utils.io import atomic_write, digest, file_stamp, resolved, stamp_before_reading
 
 CROP_SUFFIX = ".png"
