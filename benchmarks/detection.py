@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO / "src"))
 import facematch  # noqa: E402,F401  (allocator settings first)
 import torch  # noqa: E402
 
-from facematch.data.images import load_image  # noqa: E402
 from facematch.faces.detect import FaceDetector  # noqa: E402
+from facematch.faces.images import load_image  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402

@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facematch.data.images import load_image
 from facematch.data.protocols import read_pairs
 from facematch.eval.embed import Embedder
 from facematch.errors import cli_errors
 from facematch.faces.align import align_landmarks, fallback_landmarks
-from facematch.faces.cache import AlignedCache
+from facematch.faces.crop_cache import AlignedCache
+from facematch.faces.detect import DetectorSettings
+from facematch.faces.images import load_image
 from facematch.faces.templates import crop_between
 from facematch.models.backbones import build_backbone
 from facematch.paths import add_lfw_arguments, weights_dir
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default="/tmp/fm-aligned", help="aligned cache of --src (made on first use)")
     ap.add_argument("--template", default="arcface_112x112",
                     help="template of --cache: arcface_112x112 or sphereface_112x96 (facematch-eval's MobileFaceNet cache)")
-    ap.add_argument("--select", default="largest", help="face selection rule the cache was made with")
+    ap.add_argument("--select", default=DetectorSettings().select, help="face selection rule the cache was made with")
     ap.add_argument("--weights", default=str(weights_dir() / "mobilefacenet_casia_068.ckpt"))
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--baseline", action="store_true", help="also score the no-detection fallback crop")

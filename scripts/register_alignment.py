@@ -29,11 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facematch.data.images import load_image
 from facematch.data.protocols import read_pairs
 from facematch.errors import cli_errors
 from facematch.faces.align import FaceAligner
 from facematch.faces.detect import LANDMARK_OFFSET
+from facematch.faces.images import load_image
 from facematch.faces.templates import get_template
 from facematch.paths import add_lfw_arguments
 

@@ -19,7 +19,8 @@ from facematch.embedding.cache import EmbeddingCache
 from facematch.embedding.embedder import Embedder
 from facematch.eval.model import build_arch_model
 from facematch.faces.align import FaceAligner
-from facematch.faces.cache import AlignedCache, crop_path, prepare, read_record, record_stamp
+from facematch.faces.crop_cache import AlignedCache, crop_path, read_record, record_stamp
+from facematch.faces.prepare import prepare
 from facematch.faces.source import FaceSource
 from facematch.utils.io import file_stamp
 from tests.test_eval_run import tiny_pairs

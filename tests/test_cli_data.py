@@ -245,11 +245,54 @@ def test_prepare_cli_restricted_to_a_pairs_file(tmp_path, capsys):
         "Al_Pacino/Al_Pacino_0002.jpg.png"]
 
 
+def test_prepare_without_out_fills_the_keyed_folder_training_and_eval_read(tmp_path, capsys):
+    from facematch.faces.source import FaceSource
+
+    listing = tmp_path / "pairs.txt"
+    listing.write_text("1\nAaron_Eckhart 1 1\nAbdullah_Gul 13 Al_Pacino 2\n")  # 3 distinct images
+    rels = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Abdullah_Gul/Abdullah_Gul_0013.jpg", "Al_Pacino/Al_Pacino_0002.jpg"]
+    cache_dir = tmp_path / "aligned"
+    args = ["prepare", str(LFW), "--template", "sphereface_112x96", "--pairs", str(listing), "--workers", "1",
+            "--cache-dir", str(cache_dir), "--no-progress"]
+    assert main(args) == 0
+    source = FaceSource(LFW, "sphereface_112x96", mode="align", cache_dir=cache_dir)  # the default settings
+    folder = source.aligned_cache_root
+    assert [p.name for p in cache_dir.iterdir()] == [folder.name] and folder.name.startswith("sphereface_112x96-")
+    assert f"3 of 3 images aligned to sphereface_112x96 in {folder}" in capsys.readouterr().out
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["detector"]["select"] == "nearest_center" and manifest["key"] == folder.name
+    for rel in rels:  # what prepare made is what the source serves, nothing re-made
+        source(rel)
+    assert source.crop_cache.stats == {"served": 3}
+
+    # other settings: a folder of their own beside the first, never a refusal
+    assert main([*args, "--select", "largest"]) == 0
+    capsys.readouterr()
+    largest = FaceSource(LFW, "sphereface_112x96", mode="align", cache_dir=cache_dir, select="largest")
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([folder.name, largest.aligned_cache_root.name])
+    assert json.loads((largest.aligned_cache_root / "manifest.json").read_text())["detector"]["select"] == "largest"
+    assert main(args) == 0 and "0 now, 3 already done" in capsys.readouterr().out  # the first one, untouched
+
+
+def test_prepare_into_a_named_out_made_with_other_settings_is_one_line_naming_the_fix(tmp_path, capsys):
+    listing = tmp_path / "pairs.txt"
+    listing.write_text("1\nAaron_Eckhart 1 1\nAbdullah_Gul 13 Al_Pacino 2\n")
+    out = tmp_path / "out"
+    base = ["prepare", str(LFW), str(out), "--pairs", str(listing), "--workers", "1", "--no-progress"]
+    assert main(base) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--select", "largest"])
+    err = error_line(capsys.readouterr().err)
+    assert exc.value.code == 2 and "detector.select=nearest_center (not largest)" in err
+    assert "pass those settings" in err and "prepare SRC` without OUT" in err
+
+
 def test_check_cache_reports_stale_foreign_and_old_format(tmp_path, capsys):
     import numpy as np
 
     from facematch.embedding.cache import CACHE_FORMAT, EmbeddingCache
-    from facematch.faces.cache import AlignedCache
+    from facematch.faces.crop_cache import AlignedCache
     from facematch.utils.io import file_stamp
 
     src = tmp_path / "src"
@@ -327,4 +370,5 @@ def test_help_lists_the_subcommands(capsys):
     with pytest.raises(SystemExit):
         main(["prepare", "--help"])
     out = capsys.readouterr().out
-    assert "--pairs" in out and "--template" in out and "nearest_center" in out
+    assert "--pairs" in out and "--template" in out and "--cache-dir" in out
+    assert "default nearest_center" in out and "conf/align/mtcnn.yaml" in out

@@ -191,7 +191,7 @@ def test_selection_rules_on_a_real_two_face_image(face_a, face_b):
     canvas = Image.new("RGB", (700, 300), (128, 128, 128))
     canvas.paste(face_a, (0, 25))  # large face on the left
     canvas.paste(face_b.resize((125, 125)), (350 - 62, 150 - 62))  # small face in the centre
-    largest = FaceAligner("arcface_112x112").align(canvas)
+    largest = FaceAligner("arcface_112x112", select="largest").align(canvas)
     central = FaceAligner("arcface_112x112", select="nearest_center").align(canvas)
     assert largest.n_faces >= 2 and central.n_faces >= 2
     cx = lambda r: (r.box[0] + r.box[2]) / 2  # noqa: E731

@@ -20,9 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FACEMATCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
 
 from facematch.errors import FacematchError, UnreadableImageError  # noqa: E402
-from facematch.faces import cache as cache_mod  # noqa: E402
+from facematch.utils import io as io_mod  # noqa: E402
 from facematch.faces.align import FaceAligner  # noqa: E402
-from facematch.faces.cache import AlignedCache, crop_path, prepare, read_record  # noqa: E402
+from facematch.faces.crop_cache import AlignedCache, crop_path, read_record  # noqa: E402
+from facematch.faces.prepare import prepare  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402
 
 LFW = data_dir() / "lfw" / "lfw-deepfunneled"
@@ -85,7 +86,7 @@ def test_prepare_handles_every_bad_input(messy_src, tmp_path):
     # the manifest on disk says the same, with template and detector settings
     disk = json.loads((out / "manifest.json").read_text())
     assert disk["counts"] == c and disk["template"] == "arcface_112x112" and disk["complete"] is True
-    assert disk["detector"]["thresholds"] == [0.6, 0.7, 0.7] and disk["detector"]["select"] == "largest"
+    assert disk["detector"]["thresholds"] == [0.6, 0.7, 0.7] and disk["detector"]["select"] == "nearest_center"
     assert disk["versions"]["facenet-pytorch"]
     assert disk["format"] == "facematch-aligned-crops/2" and disk["src_root"] == str(messy_src.resolve())
     assert disk["key"].startswith("arcface_112x112-") and c["stale_remade"] == 0
@@ -150,8 +151,9 @@ def test_cache_refuses_other_settings_and_unsafe_paths(tmp_path):
     AlignedCache(tmp_path / "c", "arcface_112x112", LFW).check()
     with pytest.raises(FacematchError, match="template=arcface_112x112"):
         AlignedCache(tmp_path / "c", "facenet_160", LFW).check()
-    with pytest.raises(FacematchError, match="select=largest"):
-        AlignedCache(tmp_path / "c", "arcface_112x112", LFW, select="nearest_center").check()
+    with pytest.raises(FacematchError, match=r"select=nearest_center \(not largest\).*keyed one") as err:
+        AlignedCache(tmp_path / "c", "arcface_112x112", LFW, select="largest").check()
+    assert "\n" not in str(err.value)
     with pytest.raises(FacematchError, match="holds crops of .*, not "):
         AlignedCache(tmp_path / "c", "arcface_112x112", tmp_path).check()
     with pytest.raises(FacematchError, match="without '..'"):
@@ -208,7 +210,7 @@ def test_killed_parallel_prepare_leaves_only_whole_crops_and_resumes(tmp_path, m
     diff = np.abs(np.asarray(Image.open(made[0])).astype(int) - FaceAligner().align_path(LFW / rel).image)
     assert diff.max() <= 2 and diff.mean() < 0.05
 
-    monkeypatch.setattr(cache_mod, "STALE_TMP_S", -1.0)  # the killed run's temporaries are stale now
+    monkeypatch.setattr(io_mod, "STALE_TMP_S", -1.0)  # the killed run's temporaries are stale now
     m = prepare(LFW, out, "arcface_112x112", rels, workers=1, progress=False)
     assert m["counts"]["cached"] == len(rels)
     assert m["counts"]["already_done"] == len(made) and m["counts"]["made_this_run"] == len(rels) - len(made)

@@ -129,7 +129,7 @@ def _check_model_file(args: argparse.Namespace) -> str | None:
 
 def compare(args: argparse.Namespace) -> dict:
     """Cheap checks first (files, decoding, weights present), then detection, then the model."""
-    from facematch.data.images import load_image
+    from facematch.faces.images import load_image
 
     paths = (args.img1, args.img2)
     for p in paths:

@@ -2,7 +2,7 @@
 caches against their source files (check-cache).
 
     facematch-data download lfw --dest DIR [--base-url URL] [--archive lfw.tgz] [--sha256 HEX]
-    facematch-data prepare SRC OUT --template arcface_112x112 [--pairs FILE] [--workers N]
+    facematch-data prepare SRC [OUT] --template arcface_112x112 [--pairs FILE] [--workers N] [--cache-dir DIR]
     facematch-data verify ROOT --pairs FILE [--report FILE]
     facematch-data check-cache DIR [--src ROOT] [--report FILE]
 
@@ -12,6 +12,12 @@ only after its sha256 is checked: the pairs files against their published sums, 
 ``--sha256`` when given (its computed sum is always printed). Archives are extracted only when every
 member stays inside DEST: absolute names, ``..``, links pointing outside DEST and device files are
 refused, and extraction also uses tarfile's ``data`` filter.
+
+``prepare`` aligns with the settings of ``conf/align/mtcnn.yaml`` by default (the face nearest the centre), into
+the keyed folder ``<--cache-dir>/<template>-<digest>`` (default ``$FACEMATCH_CACHE_DIR/aligned``, the
+``align.cache_dir`` training and ``facematch-eval`` read): one folder per template, detector settings and
+source folder, so other settings never clash. An explicit ``OUT`` is used as named and holds one setting:
+other settings or another source folder are refused with a one-line error naming the fix.
 
 ``check-cache`` takes an aligned-crop cache folder, an embeddings folder, or a cache root holding both
 (``.cache/facematch``), changes nothing, and reports every entry whose source file changed since it was
@@ -235,21 +241,37 @@ def pair_images(pairs_file: str | os.PathLike) -> list[str]:
     return sorted({p for pair in read_pairs(pairs_file) for p in (pair.a, pair.b)})
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from facematch.faces.cache import prepare
-
-    rels = pair_images(args.pairs) if args.pairs else None
-    kwargs = dict(select=args.select, min_face_size=args.min_face_size, thresholds=tuple(args.thresholds))
+def prepare_settings(args: argparse.Namespace) -> dict:
+    """The aligner settings ``prepare``'s options name (defaults: ``DetectorSettings``, = ``conf/align/mtcnn.yaml``)."""
+    kwargs = dict(select=args.select, min_face_size=args.min_face_size, thresholds=tuple(args.thresholds),
+                  factor=args.factor, landmark_offset=args.landmark_offset)
     if args.margin is not None:
         kwargs["margin"] = args.margin
+    return kwargs
+
+
+def prepare_folder(args: argparse.Namespace) -> Path:
+    """``OUT`` when given, else the keyed folder under ``--cache-dir`` that training and facematch-eval read."""
+    from facematch.faces.crop_cache import AlignedCache
+
+    if args.out:
+        return Path(args.out)
+    return AlignedCache.under(args.cache_dir, args.template, args.src, **prepare_settings(args)).root
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from facematch.faces.prepare import prepare
+
+    rels = pair_images(args.pairs) if args.pairs else None
+    out = prepare_folder(args)
     m = prepare(
-        args.src, args.out, args.template, rels, workers=args.workers, progress=not args.no_progress,
-        force=args.force, **kwargs,
+        args.src, out, args.template, rels, workers=args.workers, progress=not args.no_progress,
+        force=args.force, **prepare_settings(args),
     )
     c = m["counts"]
     rate = f", {m['images_per_s']} img/s" if m.get("images_per_s") else ""
     print(
-        f"{c['cached']} of {c['requested']} images aligned to {m['template']} in {args.out} "
+        f"{c['cached']} of {c['requested']} images aligned to {m['template']} in {out} "
         f"({c['made_this_run']} now, {c['already_done']} already done; {c['fallback']} centre-crop fallbacks, "
         f"{c['multiple_faces']} with several faces, {c['failed']} failed) in {m['elapsed_s']} s "
         f"with {m['workers']} worker(s){rate}"
@@ -257,8 +279,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if c["stale_remade"]:
         print(f"{c['stale_remade']} crops were made again: their source file changed since they were made")
     if c["failed"]:
-        print(f"failures by reason {c['failed_by_reason']}: see {Path(args.out) / m['failures_file']}")
-    print(f"manifest: {Path(args.out) / 'manifest.json'}")
+        print(f"failures by reason {c['failed_by_reason']}: see {out / m['failures_file']}")
+    print(f"manifest: {out / 'manifest.json'}")
     return 0
 
 
@@ -267,7 +289,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from facematch.data.images import load_image
+    from facematch.faces.images import load_image
 
     root = Path(args.root)
     if not root.is_dir():
@@ -322,7 +344,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def find_caches(folder: Path) -> list[tuple[str, Path]]:
     """``("aligned", dir)`` for each aligned-crop cache (a folder with a manifest) under ``folder`` (itself
     included), ``("embeddings", dir)`` for each embedding cache (``meta.json`` or ``part-*.npz``)."""
-    from facematch.faces.cache import MANIFEST
+    from facematch.faces.manifest import MANIFEST
 
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -338,7 +360,7 @@ def find_caches(folder: Path) -> list[tuple[str, Path]]:
 
 
 def cmd_check_cache(args: argparse.Namespace) -> int:
-    from facematch.faces.cache import check_folder
+    from facematch.faces.cache_check import check_folder
 
     folder = Path(args.dir)
     if not folder.is_dir():
@@ -374,8 +396,11 @@ def cmd_check_cache(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facematch.faces.detect import SELECTION_RULES
+    from facematch.faces.detect import SELECTION_RULES, DetectorSettings
     from facematch.faces.templates import TEMPLATES
+    from facematch.paths import cache_dir
+
+    det = DetectorSettings()  # the defaults of conf/align/mtcnn.yaml
 
     p = argparse.ArgumentParser(
         prog="facematch-data",
@@ -383,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  facematch-data download lfw --dest data/lfw\n"
-        "  facematch-data prepare data/lfw/lfw-deepfunneled data/lfw-aligned --template arcface_112x112 "
+        "  facematch-data prepare data/lfw/lfw-deepfunneled --template sphereface_112x96 "
         "--pairs data/lfw/pairs.txt\n"
+        "  facematch-data prepare data/lfw/lfw-deepfunneled data/lfw-aligned --template arcface_112x112\n"
         "  facematch-data verify data/lfw/lfw-deepfunneled --pairs data/lfw/pairs.txt\n"
         "  facematch-data check-cache .cache/facematch",
     )
@@ -404,19 +430,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_download)
 
     r = sub.add_parser("prepare", help="detect, align and cache every face of a dataset",
-                       description="Align SRC/<identity>/<file> into OUT/<identity>/<file>.png (resumable; "
-                       "writes OUT/manifest.json and OUT/failures.tsv).")
+                       description="Align SRC/<identity>/<file> into <identity>/<file>.png of the keyed cache folder "
+                       "DIR/<template>-<digest> (--cache-dir; one folder per template, detector settings and source "
+                       "folder: the folder training and facematch-eval read with the same settings), or into OUT as "
+                       "named (an OUT made with other settings or from another SRC is refused). Resumable; writes "
+                       "manifest.json and failures.tsv. Defaults are those of conf/align/mtcnn.yaml.")
     r.add_argument("src", help="dataset folder holding <identity>/<file>")
-    r.add_argument("out", help="cache folder to create or complete")
+    r.add_argument("out", nargs="?", default=None,
+                   help="cache folder to create or complete, used as named (default: the keyed folder under --cache-dir)")
+    r.add_argument("--cache-dir", default=str(cache_dir() / "aligned"),
+                   help="where keyed cache folders live (default $FACEMATCH_CACHE_DIR/aligned = align.cache_dir: "
+                   f"{cache_dir() / 'aligned'})")
     r.add_argument("--template", default="arcface_112x112", choices=sorted(TEMPLATES),
-                   help="alignment template (default arcface_112x112)")
+                   help="alignment template, the backbone's (resnet50: arcface_112x112, the default; mobilefacenet: "
+                   "sphereface_112x96; inception_resnet_v1: facenet_160)")
     r.add_argument("--pairs", default=None, help="only the images this pairs file uses (LFW pairs.txt or a list)")
     r.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    r.add_argument("--select", default="largest", choices=SELECTION_RULES,
-                   help="which face when there are several: largest box (default) or nearest the centre")
-    r.add_argument("--min-face-size", type=int, default=20, help="smallest face searched, pixels (default 20)")
-    r.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
-                   help="MTCNN stage thresholds (default 0.6 0.7 0.7)")
+    r.add_argument("--select", default=det.select, choices=SELECTION_RULES,
+                   help=f"which face when there are several: nearest the centre or the largest box (default {det.select})")
+    r.add_argument("--min-face-size", type=int, default=det.min_face_size,
+                   help=f"smallest face searched, pixels (default {det.min_face_size})")
+    r.add_argument("--thresholds", type=float, nargs=3, default=det.thresholds, metavar=("P", "R", "O"),
+                   help="MTCNN stage thresholds (default {} {} {})".format(*det.thresholds))
+    r.add_argument("--factor", type=float, default=det.factor, help=f"image pyramid scale step (default {det.factor})")
+    r.add_argument("--landmark-offset", type=float, default=det.landmark_offset,
+                   help=f"pixels added to MTCNN's landmarks (default {det.landmark_offset})")
     r.add_argument("--margin", type=int, default=None, help="box templates only: margin in output pixels")
     r.add_argument("--force", action="store_true", help="redo images already in the cache")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")

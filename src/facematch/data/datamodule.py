@@ -27,7 +27,7 @@ from facematch.data.identities import IdentityIndex, missing_root_error
 from facematch.data.protocols import fold_identities, read_lfw_pairs, read_pair_list, read_pairs, read_triplet_list
 from facematch.data.transforms import build_transform
 from facematch.errors import FacematchError
-from facematch.faces.source import FaceSource
+from facematch.faces.source import source_from_config
 from facematch.models.backbones import BackboneSpec
 from facematch.utils.hardware import one_thread_worker
 
@@ -74,14 +74,7 @@ class FaceDataModule(L.LightningDataModule):
         self.train_samples, self.val_pairs = train_samples, val_pairs
         self.pk = dict(pk or {"p": 16, "k": 4})
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        preprocess = dict(preprocess or {})
-        self.source = FaceSource(
-            self.root,
-            spec.template,
-            mode=preprocess.pop("mode", "center"),
-            src_template=preprocess.pop("template", None),
-            **preprocess,
-        )
+        self.source = source_from_config(self.root, spec.template, preprocess)
         self.augment = dict(augment or {})
         self.features_cfg = dict(features or {"enabled": "auto", "views": 2})
         self.cache_dir = cache_dir or "."

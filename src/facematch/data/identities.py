@@ -19,10 +19,9 @@ from PIL import Image, UnidentifiedImageError
 
 from facematch.data.protocols import identity_of
 from facematch.errors import DataNotFoundError, FacematchError
+from facematch.faces.images import list_images
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def check_image(path: Path) -> str | None:
@@ -57,18 +56,12 @@ class IdentityIndex:
     # -- construction -------------------------------------------------------------------------------
     @classmethod
     def from_folder(cls, root: str | os.PathLike, check: bool = True) -> "IdentityIndex":
-        """Scan ``root/<identity>/<image>``; files that are empty or not images are dropped and counted."""
+        """Scan ``root/<identity>/<image>`` (:func:`~facematch.faces.images.list_images`, the scan ``prepare``
+        uses, kept to that depth); files that are empty or not images are dropped and counted."""
         root = Path(root)
         if not root.is_dir():
             raise missing_root_error(root)
-        rels = []
-        for ident in sorted(os.listdir(root)):
-            d = root / ident
-            if not d.is_dir():
-                continue
-            for name in sorted(os.listdir(d)):
-                if name.lower().endswith(IMAGE_EXTENSIONS):
-                    rels.append(f"{ident}/{name}")
+        rels = [rel for rel in list_images(root) if rel.count("/") == 1]
         if not rels:
             raise DataNotFoundError(
                 f"no images found under {root}; expected <identity>/<image>.jpg folders "

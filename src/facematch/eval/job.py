@@ -1,7 +1,7 @@
 """``facematch-eval``: a composed ``eval`` config -> the one evaluation job -> outputs in the run dir.
 
 Model (``ckpt_path`` or ``arch``), pairs (``data.pairs``: LFW ``pairs.txt`` or a ``pathA pathB label``
-list), crops (:func:`build_source`: raw photos are aligned when ``embed.align_raw``) and ``protocol`` go
+list), crops (:func:`eval_source`: raw photos are aligned when ``embed.align_raw``) and ``protocol`` go
 to :func:`facematch.eval.verification.verify`; this module adds identification (Rank-1/5, kNN), the
 figures (ROC, F1 curve, score histogram, t-SNE), TensorBoard, ``metrics.json`` and a table on stdout.
 """
@@ -27,7 +27,7 @@ from facematch.embedding.embedder import resolve
 from facematch.errors import FacematchError
 from facematch.eval.model import load_model
 from facematch.eval.verification import Protocol, Verification, verify
-from facematch.faces.source import FaceSource
+from facematch.faces.source import FaceSource, source_from_config
 from facematch.utils.hardware import machine_info
 
 log = logging.getLogger(__name__)
@@ -37,30 +37,13 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def build_source(data: DictConfig | dict, template: str, align_raw: bool = True,
-                 align: DictConfig | dict | None = None) -> FaceSource:
-    """The FaceSource an evaluation scores for ``data.root`` in ``template``.
-
-    ``center`` (raw photos) becomes ``align`` when ``align_raw``, with the detector settings and aligned-crop
-    cache folder of ``align`` (``eval.align``) replacing the data config's centre-crop ones.
-    ``prealigned`` and an explicit ``align`` are used as the data config says.
-    """
-    pp = dict(_plain(data.get("preprocess")) or {})
-    mode = pp.pop("mode", "center")
-    src_template = pp.pop("template", None)
-    if mode == "center" and align_raw:
-        mode = "align"
-        pp.pop("center_crop", None)
-        pp.update({k: v for k, v in (_plain(align) or {}).items() if v is not None})
-    return FaceSource(data["root"], template, mode=mode, src_template=src_template, **pp)
-
-
 def eval_source(cfg: DictConfig, template: str) -> FaceSource:
-    """The crops ``facematch-eval`` and per-fold scoring score for ``cfg.data`` (the same for both)."""
+    """The crops ``facematch-eval`` and per-fold scoring score for ``cfg.data`` (the same for both): raw
+    photos are aligned with the ``align`` group's settings when ``embed.align_raw``."""
     root = Path(cfg.data.root)
     if not root.is_dir():
         raise missing_root_error(root)
-    return build_source(cfg.data, template, bool(cfg.embed.align_raw), cfg.eval.get("align"))
+    return source_from_config(root, template, cfg.data.get("preprocess"), align_raw=bool(cfg.embed.align_raw))
 
 
 def engine_settings(cfg: DictConfig, progress: bool | None = None) -> dict:
@@ -99,6 +82,8 @@ def evaluate(cfg: DictConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.data.get("pairs"):
         raise FacematchError("data.pairs is not set; pass data.pairs=PATH (LFW pairs.txt or a 'pathA pathB label' list)")
+    if cfg.eval.get("align") is not None:  # the pre-`align`-group name: it would be ignored
+        raise FacematchError("eval.align.* is now align.* (conf/align/mtcnn.yaml, shared with training), e.g. align.select=largest")
     model = load_model(cfg.get("ckpt_path"), _plain(cfg.arch))
     spec = model.spec
     source = eval_source(cfg, spec.template)

@@ -9,8 +9,8 @@ Rules:
   the convention the reference ArcFace crops were made with.
 - Box templates (``facenet_160``): the MTCNN box grown by ``margin`` pixels *of the output* and resized
   to the template size, exactly as facenet-pytorch's ``extract_face`` does (it is called directly).
-- One face per image: the detector's selection rule picks it (``largest`` box by default, or
-  ``nearest_center``; see :mod:`facematch.faces.detect`). ``AlignResult.n_faces`` says how many there were.
+- One face per image: the detector's selection rule picks it (the face ``nearest_center`` by default, or
+  the ``largest``; see :mod:`facematch.faces.detect`). ``AlignResult.n_faces`` says how many there were.
 - No face found: the **centre-crop fallback**. The image's central square is assumed to hold a face where
   the typical LFW deep-funneled face sits in its 250x250 frame (:data:`FALLBACK_LANDMARKS`, the median of
   this detector's landmarks over the LFW ``pairs.txt`` images); those landmarks (or that box) are aligned as if
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from facematch.data.images import load_image
+from facematch.faces.images import load_image, source_mode
 from facematch.errors import FacematchError
 from facematch.faces.detect import DetectorSettings, get_detector, select_face
 from facematch.faces.templates import Template, get_template
@@ -174,7 +174,7 @@ class AlignResult:
 class FaceAligner:
     """Detect, pick one face, align it onto ``template``; fall back to a centre crop when none is found.
 
-    ``FaceAligner("arcface_112x112", select="nearest_center", min_face_size=20)``. Detector keyword
+    ``FaceAligner("arcface_112x112", select="largest", min_face_size=20)``. Detector keyword
     arguments are those of :class:`~facematch.faces.detect.DetectorSettings`. The MTCNN model is built
     once per process (lazily, on the first image) and shared by aligners with the same settings.
     ``margin`` overrides the template's ``box_margin`` for box templates (facenet-pytorch's default is 0;
@@ -238,7 +238,7 @@ class FaceAligner:
         return self.align_batch([image])[0]
 
     def align_path(self, path: str | os.PathLike) -> AlignResult:
-        """Read ``path`` with :func:`~facematch.data.images.load_image` and align it.
+        """Read ``path`` with :func:`~facematch.faces.images.load_image` and align it.
 
         Raises :class:`~facematch.errors.UnreadableImageError` / ``DataNotFoundError`` for bad files.
         """
@@ -246,12 +246,3 @@ class FaceAligner:
         result = self.align(img)
         result.source_mode = source_mode(path)
         return result
-
-
-def source_mode(path: str | os.PathLike) -> str | None:
-    """PIL mode of the file as stored (``RGB``, ``L``, ``RGBA``, ``CMYK``...), read from its header only."""
-    try:
-        with Image.open(path) as im:
-            return im.mode
-    except Exception:
-        return None

@@ -6,21 +6,19 @@ right eye, nose tip, left mouth corner, right mouth corner, and detection probab
 
 Face selection rule (:func:`select_face`), when an image holds several faces:
 
-- ``"largest"`` (default): the face with the largest box area *inside the image* (MTCNN boxes may extend
-  past the border; a half-visible face cut by the frame is measured by its visible part, so it does not
-  beat a whole face in the middle); ties go to the higher probability.
-- ``"nearest_center"``: the face whose box centre is nearest the image centre (Euclidean distance);
-  ties go to the larger box. Useful for datasets whose subject is centred (LFW) but that show other,
-  larger faces near the border.
+- ``"nearest_center"`` (default, as in ``conf/align/mtcnn.yaml``): the face whose box centre is nearest the
+  image centre (Euclidean distance); ties go to the larger box. Face datasets (LFW, VGGFace2) centre their
+  subject but may show other, larger faces near the border.
+- ``"largest"``: the face with the largest box area *inside the image* (MTCNN boxes may extend past the
+  border; a half-visible face cut by the frame is measured by its visible part, so it does not beat a
+  whole face in the middle); ties go to the higher probability.
 
 Landmark convention: coordinates are in pixels with pixel centres at integers (``cv2`` / NumPy
 indexing), the convention of the reference ArcFace crops. facenet-pytorch's MTCNN, whose box and
 landmark arithmetic follows the 1-based MATLAB original, reports landmarks about half a pixel right of
-and below that; :data:`LANDMARK_OFFSET` (-0.5 px, the ``landmark_offset`` setting) corrects it.
-Measured, not assumed: registering 1,500 of our LFW crops onto ``lfw-aligned-112``
-(``scripts/register_alignment.py``) put the reference 0.415 / 0.454 crop pixels (x / y) up-left of
-ours without the offset, within 0.05 px the same for all five landmarks, and 0.003 / 0.030 px with it
-(README, Evaluation). Boxes are left as facenet-pytorch reports them, so the ``facenet_160`` crop stays
+and below that; :data:`LANDMARK_OFFSET` (-0.5 px, the ``landmark_offset`` setting) corrects it, as
+measured by registering our crops onto ``lfw-aligned-112`` (``scripts/register_alignment.py``; figures in
+README, Evaluation). Boxes are left as facenet-pytorch reports them, so the ``facenet_160`` crop stays
 identical to facenet-pytorch's own.
 
 Building MTCNN loads three small networks; :func:`get_detector` keeps one detector per process and
@@ -46,12 +44,13 @@ LANDMARK_OFFSET = -0.5
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """MTCNN settings; every field is recorded in a cache manifest so a cache is reproducible."""
+    """MTCNN settings; every field is recorded in a cache manifest so a cache is reproducible. The defaults
+    are those of the one alignment config, ``conf/align/mtcnn.yaml`` (a test keeps them equal)."""
 
     min_face_size: int = 20  # smallest face (pixels) the image pyramid searches for
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # P-, R-, O-net score thresholds
     factor: float = 0.709  # scale step of the image pyramid
-    select: str = "largest"  # face selection rule, see the module docstring
+    select: str = "nearest_center"  # face selection rule, see the module docstring
     landmark_offset: float = LANDMARK_OFFSET  # pixels added to MTCNN's landmark x and y (0: facenet-pytorch's own)
     device: str = "cpu"
 
@@ -100,7 +99,7 @@ class Detection:
         return int(self.boxes.shape[0])
 
 
-def select_face(det: Detection, rule: str = "largest") -> int | None:
+def select_face(det: Detection, rule: str = "nearest_center") -> int | None:
     """Index of the face that ``rule`` picks (see the module docstring), or ``None`` when there is none."""
     if len(det) == 0:
         return None

@@ -6,26 +6,30 @@ Modes:
 - ``prealigned``: files already aligned to ``template`` (e.g. lfw-aligned-112 is arcface_112x112); an
   exact crop converts between templates that differ only by a crop, otherwise the crop is resized.
 - ``align``: MTCNN detection + 5-point similarity alignment onto the backbone's template, through the
-  on-disk aligned cache (``facematch.faces.cache``), created on first use in its own folder under
+  on-disk aligned cache (:mod:`facematch.faces.crop_cache`), created on first use in its own folder under
   ``cache_dir`` per template, detector settings and source folder (``<template>-<digest>``).
 
 ``key`` names the preprocessing, so caches of crops or embeddings never mix two preprocessings; ``root``
-is the source folder the caches tie their entries to.
+is the source folder the caches tie their entries to. :func:`source_from_config` is the one place a
+FaceSource is built from configuration (training's data module, facematch-eval, per-fold scoring).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from facematch.data.images import load_image
+from facematch.faces.images import load_image
 from facematch.errors import FacematchError
 from facematch.faces.templates import crop_between, get_template
 
 MODES = ("center", "prealigned", "align")
+#: The keys of ``data.preprocess``; ``align`` is the alignment config (``conf/align/``).
+PREPROCESS_KEYS = ("mode", "template", "center_crop", "align")
 
 
 def center_crop(img: Image.Image, out_hw: tuple[int, int], fraction: float) -> np.ndarray:
@@ -91,9 +95,14 @@ class FaceSource:
             out = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
         return np.ascontiguousarray(out)
 
+    @property
+    def crop_cache(self):
+        """Mode ``align``: the :class:`~facematch.faces.crop_cache.AlignedCache` crops are read from."""
+        return self._crop_cache()
+
     def _crop_cache(self):
         if self._cache is None:
-            from facematch.faces.cache import AlignedCache
+            from facematch.faces.crop_cache import AlignedCache
 
             self._cache = AlignedCache.under(self.cache_dir or self.root.parent / ".aligned", self.template.name,
                                              self.root, **self.align_kwargs)
@@ -109,11 +118,11 @@ class FaceSource:
 
     def prepare(self, rels, *, workers: int | None = None, progress: bool = True) -> dict | None:
         """Mode ``align``: detect and align every image of ``rels`` not cached yet, in parallel on all cores
-        (:func:`facematch.faces.cache.prepare`), so that reading a crop afterwards is only a decode.
+        (:func:`facematch.faces.prepare.prepare`), so that reading a crop afterwards is only a decode.
         Other modes have nothing to prepare (None)."""
         if self.mode != "align":
             return None
-        from facematch.faces.cache import prepare
+        from facematch.faces.prepare import prepare
 
         manifest = prepare(self.root, self.aligned_cache_root, self.template.name, rels, workers=workers,
                            progress=progress, **self.align_kwargs)
@@ -123,3 +132,40 @@ class FaceSource:
         state = dict(self.__dict__)
         state["_cache"] = None
         return state
+
+
+def _plain(node):
+    """Nested mappings and lists (a Hydra ``DictConfig`` included, resolved on access) as dicts and lists."""
+    if isinstance(node, Mapping):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, Sequence) and not isinstance(node, (str, bytes)):
+        return [_plain(v) for v in node]
+    return node
+
+
+def source_from_config(root: str | os.PathLike, template: str, preprocess: Mapping | None = None, *,
+                       align_raw: bool = False) -> FaceSource:
+    """The FaceSource of the dataset folder ``root`` in the backbone's ``template``, as ``preprocess``
+    (``data.preprocess``: ``mode``, ``template``, ``center_crop``, ``align``) says.
+
+    ``align`` is the one alignment config (``conf/align/mtcnn.yaml``: detector settings and ``cache_dir``),
+    used in mode ``align``. ``align_raw`` turns ``center`` (raw photos) into ``align`` with those settings:
+    the crops ``facematch-eval`` scores (``eval.align_raw``), and what scoring after training asks for to
+    score the same crops. ``prealigned`` and ``align`` are used as they are.
+    """
+    pp = _plain(preprocess or {})
+    unknown = sorted(set(pp) - set(PREPROCESS_KEYS))
+    if unknown:
+        raise FacematchError(
+            f"data.preprocess.{unknown[0]} is not a preprocessing option (valid: {', '.join(PREPROCESS_KEYS)}); "
+            "detection and alignment settings are the `align` group's: align.select, align.cache_dir, ... "
+            "(conf/align/mtcnn.yaml)"
+        )
+    mode = pp.get("mode") or "center"
+    if mode == "center" and align_raw:
+        mode = "align"
+    align = dict(pp.get("align") or {})
+    cache_dir = align.pop("cache_dir", None)
+    detector = {k: v for k, v in align.items() if v is not None} if mode == "align" else {}
+    return FaceSource(root, template, mode=mode, src_template=pp.get("template"),
+                      center_crop=pp.get("center_crop", 0.5), cache_dir=cache_dir, **detector)

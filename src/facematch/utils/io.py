@@ -8,12 +8,16 @@ import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 
-def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], Any]) -> Path:
-    """Write via ``writer(fileobj)`` into a temp file beside ``path``, fsync, then rename over it."""
+def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], Any], durable: bool = True) -> Path:
+    """Write via ``writer(fileobj)`` into a temp file beside ``path``, fsync, then rename over it.
+
+    ``durable=False`` skips the fsync: the rename still never exposes a half-written file to a reader, but
+    after a power cut the file may be empty; for entries their reader checks and re-makes (aligned crops)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -21,7 +25,8 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], 
         with os.fdopen(fd, "wb") as fh:
             writer(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -93,3 +98,26 @@ def stamp_problem(path: str | os.PathLike, recorded: tuple[int, int] | None) -> 
     if tuple(recorded) != now:
         return "stale", f"source file changed (size, mtime_ns {tuple(recorded)} -> {now})"
     return None
+
+
+#: Temporaries older than this (seconds) are left over from a killed run: :func:`remove_stale_tmp` removes them.
+STALE_TMP_S = 60.0
+
+
+def remove_stale_tmp(folder: str | os.PathLike, older_than_s: float | None = None) -> int:
+    """Delete the temporaries :func:`atomic_write` leaves when killed (``.<name>.*.tmp``) under ``folder``;
+    returns how many. Only those older than ``older_than_s`` (default :data:`STALE_TMP_S`), so a write in
+    flight in another process (a DataLoader worker filling a cache on demand) is left alone."""
+    older_than_s = STALE_TMP_S if older_than_s is None else older_than_s
+    n, now = 0, time.time()
+    for dirpath, _, filenames in os.walk(folder):
+        for f in filenames:
+            if f.startswith(".") and f.endswith(".tmp"):
+                p = Path(dirpath, f)
+                try:
+                    if now - p.stat().st_mtime > older_than_s:
+                        p.unlink()
+                        n += 1
+                except FileNotFoundError:
+                    pass
+    return n

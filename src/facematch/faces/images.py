@@ -1,4 +1,5 @@
-"""Decoding an image file into an RGB PIL image, with every bad case turned into one clear error.
+"""Image files: the one folder scan (:func:`list_images`) and decoding into an RGB PIL image, with every
+bad case turned into one clear error.
 
 Handled: EXIF rotation, alpha (composited on white), grayscale / palette / CMYK / 16-bit (converted to
 RGB), truncated or corrupt files, zero-byte and non-image files, and oversized images (a decompression
@@ -18,6 +19,27 @@ from facematch.errors import DataNotFoundError, UnreadableImageError
 
 #: Refuse images above this many pixels (~ 8k x 8k); PIL's own guard only warns below 2x its limit.
 MAX_PIXELS = 64_000_000
+#: What counts as an image file when a folder is scanned (lower-case suffixes, matched case-insensitively).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name is scanned as an image: a known suffix, not hidden (``.name``)."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def list_images(root: str | os.PathLike) -> list[str]:
+    """Every image file under ``root`` (:func:`is_image_name`; hidden folders skipped), as sorted POSIX
+    paths relative to ``root``. The one scan behind the identity index and ``prepare``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataNotFoundError(f"dataset folder not found: {root} (pass the folder holding <identity>/<file>)")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = Path(dirpath).relative_to(root)
+        out += [(rel_dir / f).as_posix() for f in filenames if is_image_name(f)]
+    return sorted(out)
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -76,6 +98,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb_array(path: str | os.PathLike) -> np.ndarray:
-    """``load_image`` as an ``HxWx3`` uint8 array."""
-    return np.asarray(load_image(path), dtype=np.uint8)
+def source_mode(path: str | os.PathLike) -> str | None:
+    """PIL mode of the file as stored (``RGB``, ``L``, ``RGBA``, ``CMYK``...), read from its header only."""
+    try:
+        with Image.open(path) as im:
+            return im.mode
+    except Exception:
+        return None
