@@ -34,13 +34,13 @@ def test_detector_defaults_are_the_align_config():
 
 def _sources(cfg_factory, lfw_root, tmp_path, *overrides: str):
     """The aligned-crop caches that prepare, training (data=lfw_own_aligned) and facematch-eval (data=lfw,
-    raw photos, eval.align_raw) use for the same photos and template, with ``overrides``."""
+    raw photos, embed.align_raw) use for the same photos and template, with ``overrides``."""
     cache = tmp_path / "cache"
     common = ["arch=mobilefacenet", f"data.root={lfw_root}", f"paths.cache_dir={cache}", *overrides]
     train_cfg = cfg_factory("data=lfw_own_aligned", *common, out="train")
     _, dm = build(train_cfg)
     eval_cfg = cfg_factory("data=lfw", *common, config_name="eval", out="eval")
-    ev = source_from_config(eval_cfg.data.root, TEMPLATE, eval_cfg.data.preprocess, align_raw=bool(eval_cfg.eval.align_raw))
+    ev = source_from_config(eval_cfg.data.root, TEMPLATE, eval_cfg.data.preprocess, align_raw=bool(eval_cfg.embed.align_raw))
     flags = [f"--{o.split('=')[0][len('align.'):].replace('_', '-')}={o.split('=')[1]}" for o in overrides]
     args = build_parser().parse_args(["prepare", str(lfw_root), "--template", TEMPLATE, "--cache-dir",
                                       str(cache / "aligned"), *flags])
@@ -94,7 +94,7 @@ def test_source_from_config_modes_and_plain_mappings(tmp_path):
 def test_old_preprocess_and_eval_align_names_are_one_line_errors(cfg_factory, data_dir, mfn_weights, tmp_path):
     with pytest.raises(FacematchError, match=r"data.preprocess.select is not a preprocessing option.*align.select"):
         source_from_config(tmp_path, TEMPLATE, {"mode": "align", "select": "largest"})
-    from facematch.eval.verify import evaluate
+    from facematch.eval.job import evaluate
 
     cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw",
                       f"data.root={data_dir / 'lfw' / 'lfw-deepfunneled'}", "+eval.align.select=largest",
