@@ -16,7 +16,7 @@ from PIL import Image
 from facematch.data.protocols import read_pairs
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.eval.embed import EmbeddingCache, Embedder, make_cache_key
-from facematch.eval.model import build_arch_model
+from facematch.models.loading import build_arch_model
 from facematch.faces.align import FaceAligner
 from facematch.faces.cache import AlignedCache, crop_path, prepare, read_record, record_stamp
 from facematch.faces.source import FaceSource

@@ -7,9 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from facematch.errors import FacematchError
 from facematch.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -61,3 +63,17 @@ def write_json(path: str | Path, payload: dict) -> Path:
 
 def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+
+
+def instantiate_node(node: Any, **kwargs: Any) -> Any:
+    """``instantiate(node, **kwargs)``; a :class:`FacematchError` raised inside a target comes out as
+    itself (one line for the user), not wrapped in Hydra's InstantiationException."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, FacematchError):
+            raise cause from None
+        raise

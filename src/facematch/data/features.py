@@ -38,7 +38,7 @@ class FeatureStore:
                  num_workers: int | str = "auto", progress: bool = True, device: str = "auto",
                  precision: str = "auto", runtime: str = "auto"):
         from facematch.eval.embed import Embedder, make_cache_key, resolve
-        from facematch.eval.model import weights_fingerprint
+        from facematch.models.loading import weights_fingerprint
 
         if views not in (1, 2):
             raise FacematchError(

@@ -17,7 +17,7 @@ import torch
 
 from facematch.data.protocols import pair_arrays, read_pairs
 from facematch.eval.embed import Embedder, check_flip
-from facematch.eval.model import BackboneHead
+from facematch.models.net import BackboneHead
 from facematch.eval.protocol import cosine_scores, verification_report
 
 

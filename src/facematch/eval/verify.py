@@ -36,7 +36,7 @@ from facematch.data.protocols import identity_of, pair_arrays, read_pairs, sniff
 from facematch.errors import FacematchError
 from facematch.eval.embed import Embedder, check_flip, make_cache_key, resolve
 from facematch.utils.hardware import machine_info
-from facematch.eval.model import EvalModel, load_model
+from facematch.models.loading import EvalModel, load_model
 from facematch.faces.source import FaceSource
 
 log = logging.getLogger(__name__)
