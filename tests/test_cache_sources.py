@@ -17,7 +17,7 @@ from facematch.data.protocols import read_pairs
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.embedding.cache import EmbeddingCache
 from facematch.embedding.embedder import Embedder
-from facematch.eval.model import build_arch_model
+from facematch.models.loading import build_arch_model
 from facematch.faces.align import FaceAligner
 from facematch.faces.crop_cache import AlignedCache, crop_path, read_record, record_stamp
 from facematch.faces.prepare import prepare

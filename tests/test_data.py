@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from facematch.data import sampling
+from facematch.data.batches import PairBatches, PKBatches, TripletBatches
 from facematch.data.datamodule import FaceDataModule
+from facematch.data.datasets import ResampledRows
 from facematch.data.identities import IdentityIndex
 from facematch.data.protocols import (
     fold_identities, identity_of, read_lfw_pairs, read_pair_list, read_pairs, read_triplet_list,
@@ -153,7 +155,7 @@ def test_pair_list_drops_overlap_with_validation(data_dir):
 def test_triplet_list_rows_of_the_test_fold_count_as_overlap_not_missing(data_dir, caplog):
     listed = data_dir / "seed-splits" / "triplets" / "train.txt"
     pairs = data_dir / "lfw" / "pairs.txt"
-    dm = _dm(data_dir / "lfw" / "lfw-deepfunneled", train_triplets=str(listed), sampling="triplets",
+    dm = _dm(data_dir / "lfw" / "lfw-deepfunneled", train_triplets=str(listed), batches=TripletBatches(),
              pairs=str(pairs), test_fold=0, val_pairs=200)
     with caplog.at_level("WARNING"):
         dm.setup("fit")
@@ -164,6 +166,35 @@ def test_triplet_list_rows_of_the_test_fold_count_as_overlap_not_missing(data_di
     assert len(dm.train_set.rows) == len(rows) - expected
     assert not sampling.row_identities(dm.train_set.rows) & held_out
     assert "576 pair an image with itself, 0 name a missing or unreadable image" in caplog.text
+
+
+@pytest.mark.parametrize("batches", [PairBatches(), TripletBatches(), PKBatches()], ids=lambda b: type(b).__name__)
+def test_each_batch_kind_serves_its_items_seeded_and_identity_disjoint(data_dir, batches):
+    root = data_dir / "lfw-aligned-112"
+    dm = _dm(root, batches=batches, max_identities=40, min_images=2, train_samples=16, pk={"p": 3, "k": 2})
+    dm.setup("fit")
+    again = _dm(root, batches=type(batches)(), max_identities=40, min_images=2, train_samples=16, pk={"p": 3, "k": 2})
+    again.setup("fit")
+    val_people = sampling.row_identities(dm.val_set.rows)
+    batch = next(iter(dm.train_dataloader()))
+    if isinstance(batches, PKBatches):
+        x, labels = batch
+        assert x.shape == (6, 3, 112, 96) and sorted(torch.bincount(labels).tolist())[-3:] == [2, 2, 2]  # P=3 x K=2
+        people = {identity_of(p) for p in dm.train_set.paths}
+        assert dm.train_set.paths == again.train_set.paths and len(people) > 3
+    else:
+        assert isinstance(dm.train_set, ResampledRows) and len(dm.train_set) == 16
+        assert dm.train_set.inner.rows == again.train_set.inner.rows  # seeded
+        people = sampling.row_identities(dm.train_set.inner.rows)
+        assert len(batch) == (5 if isinstance(batches, PairBatches) else 3) and batch[0].shape == (4, 3, 112, 96)
+    assert people and not people & val_people
+
+
+def test_pk_batches_refuse_a_training_list(data_dir):
+    dm = _dm(data_dir / "lfw" / "lfw-deepfunneled", batches=PKBatches(),
+             train_list=str(data_dir / "seed-splits" / "couples" / "train.txt"))
+    with pytest.raises(FacematchError, match="P x K batches"):
+        dm.setup("fit")
 
 
 def test_missing_root_names_env_var(tmp_path):

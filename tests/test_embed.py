@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from facematch.errors import FacematchError, UnreadableImageError, WeightsError
-from facematch.embedding.cache import EmbeddingCache, make_cache_key, state_dict_sha256
+from facematch.embedding.cache import EmbeddingCache, make_cache_key
 from facematch.embedding.embedder import Embedder
-from facematch.eval.model import build_arch_model, load_checkpoint_model, load_model
+from facematch.models.loading import build_arch_model, load_checkpoint_model, load_model, state_dict_sha256
 from facematch.faces.source import FaceSource
 from facematch.models.backbones import build_backbone
-from facematch.models.heads import EmbeddingHead
+from facematch.models.heads import LinearHead
 
 RELS = [
     "George_W_Bush/George_W_Bush_0007.jpg",
@@ -133,7 +133,7 @@ def test_cache_second_call_reuses_embeddings(mfn, source, tmp_path, monkeypatch)
 def test_tail_runs_per_view_on_cached_trunk_outputs(mfn, source, tmp_path):
     """A head on a frozen backbone: the backbone's per-view outputs are cached once and the head runs on
     them, giving what the whole model gives on the crops."""
-    head = EmbeddingHead(128, dim=32, init="random").eval()
+    head = LinearHead(128, dim=32, init="random").eval()
     whole = torch.nn.Sequential(mfn.module, torch.nn.Identity())
     crops = np.stack([source(r) for r in RELS])
     with torch.no_grad():
@@ -204,7 +204,7 @@ def test_damaged_cache_part_is_ignored(tmp_path):
 def test_model_fingerprints_and_checkpoint_loading(mfn, mfn_weights, tmp_path):
     assert mfn.fingerprint == "e839247cdbdfc023fb7cadeaf53a4549d50c8fc24ad154c02e35920ea8910d99"
     backbone = build_backbone("mobilefacenet", weights=str(mfn_weights))
-    head = EmbeddingHead(128, dim=64, init="random")
+    head = LinearHead(128, dim=64, init="random")
     state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
              **{f"head.{k}": v for k, v in head.state_dict().items()}}
     ckpt = tmp_path / "last.ckpt"
@@ -225,3 +225,26 @@ def test_model_fingerprints_and_checkpoint_loading(mfn, mfn_weights, tmp_path):
         load_checkpoint_model(tmp_path / "bare.ckpt")
     with pytest.raises(WeightsError, match="checkpoint not found"):
         load_checkpoint_model(tmp_path / "missing.ckpt")
+
+
+def test_eval_instantiates_the_arch_node_as_training_does(mfn_weights):
+    node = {"_target_": "facematch.models.backbones.build_backbone", "name": "mobilefacenet",
+            "weights": str(mfn_weights), "pretrained": None, "freeze": True, "unfreeze_last": 1}
+    m = load_model(None, node)
+    trainable = {n.split(".")[1] for n, p in m.module.named_parameters() if p.requires_grad}
+    assert trainable == {"linear1"}  # freeze / unfreeze_last reached build_backbone
+    assert m.fingerprint == "e839247cdbdfc023fb7cadeaf53a4549d50c8fc24ad154c02e35920ea8910d99"
+    with pytest.raises(FacematchError, match="weights file not found"):  # one line, not Hydra's wrapper
+        load_model(None, {**node, "weights": "/nonexistent/w.ckpt"})
+
+
+def test_checkpoint_config_nodes_may_only_name_facematch_models(mfn_weights, tmp_path):
+    state = {f"backbone.{k}": v for k, v in build_backbone("mobilefacenet").state_dict().items()}
+    for meta in ({"arch": {"_target_": "os.system", "command": "true"}},
+                 {"backbone": "mobilefacenet", "head": {"_target_": "builtins.print", "_partial_": True}},
+                 {"backbone": "mobilefacenet", "head": {"_target_": "facematch.models.heads.LinearHead",
+                                                        "init": {"_target_": "os.getcwd"}}}):
+        ckpt = tmp_path / "evil.ckpt"
+        torch.save({"state_dict": state, "facematch": meta}, ckpt)
+        with pytest.raises(WeightsError, match=r"outside facematch\.models\.\*"):
+            load_checkpoint_model(ckpt)

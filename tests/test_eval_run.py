@@ -109,20 +109,34 @@ def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights,
 
 
 def test_checkpoint_is_scored_with_its_head(cfg_factory, aligned_args, mfn_weights, tmp_path):
+    """A checkpoint as written before the module held an EmbeddingNet (bare keys, a backbone name and head
+    settings), then as written now (``net.`` keys, the ``arch`` / ``head`` config nodes): the same weights,
+    so the second is scored from the embedding cache the first filled."""
     from facematch.models.backbones import build_backbone
-    from facematch.models.heads import EmbeddingHead
+    from facematch.models.heads import LinearHead
 
-    backbone, head = build_backbone("mobilefacenet", weights=str(mfn_weights)), EmbeddingHead(128)
+    backbone, head = build_backbone("mobilefacenet", weights=str(mfn_weights)), LinearHead(128)
     state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
              **{f"head.{k}": v for k, v in head.state_dict().items()}}
-    ckpt = tmp_path / "last.ckpt"
+    before, now = tmp_path / "before.ckpt", tmp_path / "now.ckpt"
     torch.save({"epoch": 0, "state_dict": state, "facematch": {"backbone": "mobilefacenet", "head": {}, "config": {}}},
-               ckpt)
-    cfg = cfg_factory(*aligned_args, f"ckpt_path={ckpt}", "eval.plots=false", "eval.tensorboard=false",
-                      config_name="eval")
-    m = evaluate(cfg)
-    assert m["model"]["kind"] == "checkpoint" and m["model"]["output"].startswith("head projection")
-    assert m["auc"] > 0.9
+               before)
+    arch = {"_target_": "facematch.models.backbones.build_backbone", "name": "mobilefacenet",
+            "weights": str(tmp_path / "moved-away.ckpt"), "pretrained": None, "freeze": True, "unfreeze_last": 0}
+    head_node = {"_target_": "facematch.models.heads.LinearHead", "_partial_": True, "dim": None, "init": "identity",
+                 "dropout": 0.0, "center": False}
+    torch.save({"epoch": 0, "state_dict": {f"net.{k}": v for k, v in state.items()},
+                "facematch": {"backbone": "mobilefacenet", "arch": arch, "head": head_node, "config": {}}}, now)
+    scores = []
+    for ckpt, out in ((before, "before"), (now, "now")):
+        cfg = cfg_factory(*aligned_args, f"ckpt_path={ckpt}", "eval.plots=false", "eval.tensorboard=false",
+                          config_name="eval", out=out)
+        m = evaluate(cfg)
+        assert m["model"]["kind"] == "checkpoint" and m["model"]["output"].startswith("head projection")
+        assert m["auc"] > 0.9
+        scores.append(m)
+    assert scores[0]["model"]["state_dict_sha256"] == scores[1]["model"]["state_dict_sha256"]
+    assert scores[1]["embedding_cache_hit"] is True and scores[1]["auc"] == scores[0]["auc"]
 
 
 @pytest.mark.parametrize("override,needle", [

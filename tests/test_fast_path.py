@@ -81,6 +81,36 @@ def test_fast_path_head_sees_the_same_features_as_the_backbone(cfg_factory, mfn_
     assert np.allclose(feats, direct, atol=1e-4)
     xa = dm.val_set[0][0]
     assert xa.shape == (128,) and torch.allclose(xa, torch.from_numpy(feats[0]))
+    # the datasets were built once, reading the store: no crop source left behind in any of them
+    assert dm.train_set.inner.source is dm.feature_store is dm.val_set.source
+
+
+def test_mean_backbone_feature_for_a_centred_head(cfg_factory, mfn_weights, tmp_path):
+    """From the feature store (the plain view of every training image) on the fast path; otherwise from
+    one pass of the backbone over training images."""
+    from facematch.data.datamodule import images_of
+    from facematch.train import build
+
+    common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned", *FAST,
+              "data.augment.enabled=false", f"paths.cache_dir={tmp_path}/cache"]
+    model, dm = build(cfg_factory(*common))
+    dm.setup("fit")
+    rels = sorted(images_of(dm.train_set))
+    mean = dm.mean_backbone_feature(model.net.backbone)
+    assert torch.allclose(mean, torch.from_numpy(np.stack([dm.feature_store(r)[0] for r in rels])).mean(0))
+
+    model, images = build(cfg_factory(*common, "data.features.enabled=false", out="images"))
+    images.setup("fit")
+    assert images.feature_store is None
+    backbone = model.net.backbone.train()
+    torch.manual_seed(5)
+    direct = images.mean_backbone_feature(backbone, max_images=16)
+    assert backbone.training  # put back as it was
+    torch.manual_seed(5)  # the same shuffle: the first two batches of 8 training images, in eval mode
+    batches = iter(images.train_dataloader())
+    with torch.no_grad():
+        expected = torch.cat([backbone.eval()(next(batches)[0]) for _ in range(2)]).mean(0)
+    torch.testing.assert_close(direct, expected)
 
 
 def test_combine_folds_pools_scores():

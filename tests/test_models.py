@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from facematch.errors import WeightsError
 from facematch.models import backbones as bb
 from facematch.models.backbones import build_backbone
-from facematch.models.heads import EmbeddingHead
+from facematch.models.heads import LinearHead, MLPHead
+from facematch.models.net import BackboneHead, EmbeddingNet
 
 
 @pytest.mark.parametrize(
@@ -105,6 +106,39 @@ def test_pretrained_offline_fails_fast_with_instructions(monkeypatch, tmp_path):
 
 def test_identity_head_keeps_embedding_direction():
     x = torch.randn(4, 128)
-    head = EmbeddingHead(128, init="identity")
+    head = LinearHead(128, init="identity")
     assert torch.allclose(head(x), F.normalize(x, dim=1), atol=1e-6)
-    assert EmbeddingHead(512, dim=64, init="random")(torch.randn(3, 512)).norm(dim=1).allclose(torch.ones(3))
+    assert torch.equal(head.project(x), x)  # before normalisation: exactly the features
+    narrow = LinearHead(512, dim=64)  # truncated identity: the first 64 features
+    x = torch.randn(3, 512)
+    assert torch.equal(narrow.project(x), x[:, :64])
+    assert LinearHead(512, dim=64, init="random")(x).norm(dim=1).allclose(torch.ones(3))
+    with pytest.raises(ValueError, match="identity or random"):
+        LinearHead(8, init="orthogonal")
+
+
+def test_centered_head_subtracts_its_centre_only_when_asked():
+    x, mean = torch.randn(5, 16), torch.randn(16)
+    centred, plain = LinearHead(16, center=True), LinearHead(16)
+    for head in (centred, plain):
+        head.set_center(mean)
+    assert torch.allclose(centred.project(x), x - mean) and torch.equal(plain.project(x), x)
+    assert torch.equal(centred.state_dict()["center"], mean)  # saved with the weights
+
+
+def test_mlp_head_shapes_and_state_dict_names():
+    head = MLPHead(128, dim=32, hidden=64).eval()
+    assert head(torch.randn(4, 128)).shape == (4, 32) and head.dim == 32
+    assert {"center", "proj.0.weight", "proj.1.running_mean", "proj.3.weight"} <= set(head.state_dict())
+
+
+def test_embedding_net_builds_its_head_for_the_backbone():
+    backbone = build_backbone("mobilefacenet").eval()
+    net = EmbeddingNet(backbone, lambda in_dim: LinearHead(in_dim, dim=64, init="random")).eval()
+    assert net.head.in_dim == backbone.spec.embedding_dim == 128 and net.spec is backbone.spec
+    x = torch.randn(2, 3, 112, 96)
+    with torch.no_grad():
+        feats = backbone(x)
+        assert torch.allclose(net(x), F.normalize(net.head.project(feats), dim=1))
+        assert torch.equal(net(feats), net.head(feats))  # cached 2-D features go straight to the head
+        assert torch.equal(BackboneHead(net.backbone, net.head)(x), net.project(x))

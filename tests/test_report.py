@@ -37,3 +37,25 @@ def test_eval_rows_name_the_images_they_were_scored_on(tmp_path):
     assert "| exp1_pretrained | lfw-deepfunneled (own alignment) | mobilefacenet | CASIA-WebFace |" in table
     assert "99.23 ± 0.35 | 94.83 |" in table
     assert table.count("(raw cos)") == 1 and rows["crop"]["val_scores"] == "raw cosine"
+
+
+def _train_fold_run(path, fold: int, loss_name: str, miner_name: str):
+    (path / ".hydra").mkdir(parents=True)
+    cfg = {"task_name": "train", "exp_name": "exp3", "loss_name": loss_name, "miner_name": miner_name,
+           "loss": {"_target_": "facematch.losses.triplet.TripletMarginLoss", "margin": "${margin}"}, "margin": 0.2,
+           "arch": {"name": "mobilefacenet", "weights": "/w/mobilefacenet_casia_068.ckpt", "freeze": True},
+           "optimizer": {"_target_": "torch.optim.Adam", "lr": 1e-4}, "scheduler": {}, "threshold": 0.6,
+           "data": {"root": "/d/lfw-aligned-112", "preprocess": {"mode": "prealigned"}}}
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    metrics = {"fold": fold, "fold_accuracy": 0.99, "fold_scores": [0.9, 0.1], "fold_protocol_scores": [0.8, -0.2],
+               "fold_same": [1, 0], "seconds": 60.0, "selected": "epoch_001"}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_training_rows_name_the_loss_and_miner_options_from_the_config(tmp_path):
+    for fold in (0, 1):
+        _train_fold_run(tmp_path / "mined" / str(fold), fold, "triplet", "batch_hard")
+        _train_fold_run(tmp_path / "fixed" / str(fold), fold, "triplet", "none")
+    rows = {r["_path"].split("/")[-1]: r for r in collect([tmp_path])}
+    assert rows["mined"]["loss"] == "triplet (batch_hard)" and rows["fixed"]["loss"] == "triplet"
+    assert rows["mined"]["arch"] == "mobilefacenet (frozen)" and rows["mined"]["n_folds"] == 2

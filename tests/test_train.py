@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from facematch.errors import FacematchError
+from facematch.models.net import EmbeddingNet
 from facematch.train import train
 from tests.conftest import FAST, run_cli
 
@@ -16,8 +17,9 @@ from tests.conftest import FAST, run_cli
 @pytest.mark.parametrize("loss,extra", [
     ("contrastive", []),
     ("triplet", []),
-    ("triplet", ["loss.mining=batch_hard"]),
-    ("triplet", ["loss.mining=semi_hard", "optimizer=sgd", "scheduler=step"]),
+    ("triplet", ["miner=batch_hard", "head=mlp"]),
+    ("triplet", ["miner=semi_hard", "optimizer=sgd", "scheduler=step"]),
+    ("contrastive", ["miner=batch_hard"]),  # the miner's triplets (a, p, n) as pairs (a, p), (a, n)
 ])
 def test_fast_dev_run(cfg_factory, mfn_weights, loss, extra):
     cfg = cfg_factory(f"loss={loss}", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
@@ -45,6 +47,20 @@ def test_train_checkpoint_then_resume(cfg_factory):
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["facematch"]["backbone"] == "mobilefacenet" and ckpt["epoch"] == 0
     assert ckpt["facematch"]["config"]["arch"]["name"] == "mobilefacenet"
+    assert ckpt["facematch"]["arch"] == ckpt["facematch"]["config"]["arch"]  # the nodes the eval instantiates
+    assert ckpt["facematch"]["head"]["_target_"] == "facematch.models.heads.LinearHead"
+    assert ckpt["hyper_parameters"] == {"threshold": 0.6, "monitor": "val/auc"}
+    assert {k.split(".")[1] for k in ckpt["state_dict"]} == {"backbone", "head"}  # net.backbone.*, net.head.*
+    # the eval rebuilds the trained net from the checkpoint alone and scores the head's projection
+    from facematch.models.loading import load_checkpoint_model
+
+    scored = load_checkpoint_model(last)
+    assert scored.spec.name == "mobilefacenet" and scored.description["head"]["init"] == "identity"
+    trained = EmbeddingNet(scored.module.backbone, scored.module.head)
+    trained.load_state_dict({k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()})
+    x = torch.randn(2, 3, 112, 96)
+    with torch.no_grad():
+        assert torch.equal(scored.module(x), trained.eval().project(x))
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert (out / "csv" / "metrics.csv").is_file()
     summary = json.loads((out / "train_metrics.json").read_text())
@@ -83,7 +99,7 @@ def test_ddp_two_processes_on_cpu(tmp_path, mfn_weights):
     (["data.test_fold=0", "data.pairs=/nonexistent/pairs.txt"], "pairs file not found: /nonexistent/pairs.txt"),
     (["ckpt_path=/nonexistent/last.ckpt"], "checkpoint not found: /nonexistent/last.ckpt"),
     (["data.preprocess.mode=sketchy"], "data.preprocess.mode='sketchy' is unknown"),
-    (["loss=triplet", "loss.mining=hardest"], "loss.mining='hardest' is unknown"),
+    (["loss=triplet", "miner=batch_hard", "data=pair_list"], "P x K batches (a miner) draw from the identity index"),
     (["data.test_fold=12"], "data.test_fold=12 is out of range"),
 ])
 def test_bad_input_raises_user_error(cfg_factory, args, needle):

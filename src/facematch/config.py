@@ -7,9 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from facematch.errors import FacematchError
 from facematch.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -43,21 +45,6 @@ def has_target(node: Any) -> bool:
     return isinstance(node, DictConfig) and "_target_" in node
 
 
-def instantiate_node(node: Any, **kwargs):
-    """``instantiate(node, **kwargs)``, with a project error raised inside a ``_target_`` surfacing as
-    itself (Hydra wraps it in an InstantiationException, which would print a traceback)."""
-    from hydra.errors import InstantiationException
-
-    from facematch.errors import FacematchError
-
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, FacematchError):
-            raise err.__cause__ from None
-        raise
-
-
 def instantiate_optional(node: Any):
     """``instantiate(node)`` for a node with a ``_target_``; None for null / empty (e.g. scheduler=none)."""
     return instantiate(node) if has_target(node) else None
@@ -76,3 +63,17 @@ def write_json(path: str | Path, payload: dict) -> Path:
 
 def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+
+
+def instantiate_node(node: Any, **kwargs: Any) -> Any:
+    """``instantiate(node, **kwargs)``; a :class:`FacematchError` raised inside a target comes out as
+    itself (one line for the user), not wrapped in Hydra's InstantiationException."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, FacematchError):
+            raise cause from None
+        raise

@@ -11,9 +11,9 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from facematch.config import config_dir, instantiate_node, instantiate_collection, instantiate_optional, to_container, write_json
+from facematch.config import config_dir, instantiate_collection, instantiate_node, to_container, write_json
 from facematch.errors import FacematchError, run_or_exit
 from facematch.utils.hardware import machine_info
 
@@ -21,21 +21,15 @@ log = logging.getLogger(__name__)
 
 
 def build(cfg: DictConfig):
-    """Backbone, LightningModule and DataModule from a composed config."""
-    backbone = instantiate(cfg.arch)
-    # Objects are passed after instantiation so that Hydra never wraps them in config nodes, and the
-    # module's hyper-parameters stay plain Python (checkpoints then load with weights_only=True).
-    model = instantiate(cfg.loss, _partial_=True, _convert_="all")(
-        backbone=backbone,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate_optional(cfg.get("scheduler")),
-        head=OmegaConf.to_container(cfg.head, resolve=True),
-        threshold=cfg.protocol.threshold,
-        monitor=cfg.monitor,
-    )
+    """LightningModule and DataModule from a composed config: ``model`` nests the net (``arch`` + ``head``),
+    ``loss``, ``miner``, ``optimizer`` and ``scheduler``; ``data.batches`` says what a training batch holds."""
+    # Everything the module keeps as hyper-parameters is a plain Python value (the objects are ignored),
+    # so checkpoints load with weights_only=True.
+    model = instantiate_node(cfg.model, _convert_="all")
     model.run_config = to_container(cfg)
-    datamodule = instantiate(cfg.data, _partial_=True, _convert_="all")(
-        spec=backbone.spec, sampling=model.sampling, cache_dir=cfg.paths.cache_dir
+    backbone = model.net.backbone
+    datamodule = instantiate_node(cfg.data, _partial_=True, _convert_="all")(
+        spec=backbone.spec, cache_dir=cfg.paths.cache_dir
     )
     if datamodule.attach_backbone(backbone):
         log.info("frozen backbone: training the head on cached backbone features")
@@ -71,8 +65,8 @@ def train(cfg: DictConfig) -> dict:
         cfg.trainer, callbacks=instantiate_collection(cfg.get("callbacks")), logger=instantiate_collection(cfg.get("logger")) or False
     )
     datamodule.setup("fit")
-    if not cfg.get("ckpt_path"):
-        model.init_head_center(datamodule)
+    if not cfg.get("ckpt_path") and model.net.head.centered:  # a resumed run has its centre in the checkpoint
+        model.net.head.set_center(datamodule.mean_backbone_feature(model.net.backbone))
     initial, initial_state = {}, None
     if cfg.get("validate_first"):  # the untrained (e.g. pretrained + identity head) model, for comparison
         initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -140,7 +140,7 @@ def compare(args: argparse.Namespace) -> dict:
     faces = [detect_face(img, p, args.select, args.min_face_size) for img, p in zip(images, paths)]
 
     from facematch.embedding.embedder import Embedder
-    from facematch.eval.model import build_arch_model, load_checkpoint_model
+    from facematch.models.loading import build_arch_model, load_checkpoint_model
     from facematch.faces.align import crop_face
 
     model = load_checkpoint_model(args.ckpt) if args.ckpt else build_arch_model(args.arch, weights)

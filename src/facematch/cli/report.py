@@ -59,11 +59,11 @@ def _data(cfg: dict) -> str:
 def describe(cfg: dict) -> dict:
     """The table's configuration columns, from a run's resolved Hydra config."""
     arch = cfg.get("arch") or {}
-    loss = cfg.get("loss") or {}
-    trained = bool(loss) and cfg.get("task_name") != "eval"
-    loss_name = {"ContrastiveModule": "contrastive", "TripletModule": "triplet"}.get(_short(loss.get("_target_")), "—")
-    if loss_name == "triplet" and loss.get("mining", "none") != "none":
-        loss_name += f" ({loss['mining']})"
+    trained = bool(cfg.get("loss")) and cfg.get("task_name") != "eval"
+    # the option names the loss and miner configs record (conf/loss/*.yaml, conf/miner/*.yaml)
+    loss_name = str(cfg.get("loss_name") or "—")
+    if cfg.get("miner_name") not in (None, "none"):
+        loss_name += f" ({cfg['miner_name']})"
     sched = cfg.get("scheduler") or {}
     frozen = "frozen" if arch.get("freeze") else "full"
     return {

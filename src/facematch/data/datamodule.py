@@ -1,5 +1,6 @@
-"""The LightningDataModule: training pairs / triplets / P x K batches and labelled validation pairs,
-identity-disjoint, deterministic from the seed, with an optional held-out LFW View 2 fold as test set.
+"""The LightningDataModule: training batches (pairs, triplets or P x K, as ``batches`` says) and labelled
+validation pairs, identity-disjoint, deterministic from the seed, with an optional held-out LFW View 2
+fold as test set.
 
 Split rules (the one place they live):
 - ``test_fold=k``: every person who appears in fold k of ``pairs`` is removed before anything else;
@@ -7,8 +8,12 @@ Split rules (the one place they live):
 - The remaining identities are split into train / val by identity (``val_fraction``), so no person is
   in both. Validation pairs are balanced same/different pairs drawn once from the val identities (or read
   from ``val_list``).
-- A training list (``train_list`` / ``train_triplets``) is used as given after dropping degenerate rows
-  and rows that share a person with the validation or test set (counted and reported).
+- A training list (``train_list`` / ``train_triplets``, whichever the batch kind reads) is used as given
+  after dropping degenerate rows and rows that share a person with the validation or test set (counted
+  and reported).
+
+Items are read from one source, chosen before any dataset is built: preprocessed crops
+(``source``), or, on the frozen-backbone fast path, cached backbone features (``feature_store``).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from facematch.data import sampling
-from facematch.data.datasets import ImageDataset, PairDataset, ResampledRows, TripletDataset
+from facematch.data.batches import PairBatches, PKBatches, RowBatches
+from facematch.data.datasets import ImageDataset, PairDataset, ResampledRows
+from facematch.data.features import FeatureStore, view_picker
 from facematch.data.identities import IdentityIndex, missing_root_error
-from facematch.data.protocols import fold_identities, read_lfw_pairs, read_pair_list, read_pairs, read_triplet_list
+from facematch.data.protocols import fold_identities, read_lfw_pairs, read_pair_list, read_pairs
 from facematch.data.transforms import build_transform
 from facematch.errors import FacematchError
 from facematch.faces.source import source_from_config
@@ -33,15 +41,13 @@ from facematch.utils.hardware import one_thread_worker
 
 log = logging.getLogger(__name__)
 
-SAMPLINGS = ("pairs", "triplets", "pk")
-
 
 class FaceDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str,
         spec: BackboneSpec,
-        sampling: str = "pairs",
+        batches: RowBatches | PKBatches | None = None,
         pairs: str | None = None,
         test_fold: int | None = None,
         train_list: str | None = None,
@@ -62,11 +68,9 @@ class FaceDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
     ):
         super().__init__()
-        if sampling not in SAMPLINGS:
-            raise FacematchError(f"sampling={sampling!r} is unknown; choose one of: {', '.join(SAMPLINGS)}")
         self.root = Path(root)
         self.spec = spec
-        self.sampling = sampling
+        self.batches = batches if batches is not None else PairBatches()
         self.pairs_file = pairs
         self.test_fold = test_fold
         self.train_list, self.train_triplets, self.val_list = train_list, train_triplets, val_list
@@ -78,7 +82,7 @@ class FaceDataModule(L.LightningDataModule):
         self.augment = dict(augment or {})
         self.features_cfg = dict(features or {"enabled": "auto", "views": 2})
         self.cache_dir = cache_dir or "."
-        self.feature_store = None
+        self.feature_store: FeatureStore | None = None
         self.train_set = self.val_set = self.test_set = None
         self.stats: dict[str, Any] = {}
 
@@ -88,6 +92,7 @@ class FaceDataModule(L.LightningDataModule):
             return
         if not self.root.is_dir():
             raise missing_root_error(self.root)
+        source, transform = self._source_and_transform()
         index = self._base_index()
         test_people: set[str] = set()
         full_index = index
@@ -102,7 +107,7 @@ class FaceDataModule(L.LightningDataModule):
             test_rows = [p for p in all_pairs if p.fold == self.test_fold]
             test_rows = sampling.clean_rows(test_rows, full_index, f"test fold {self.test_fold}", log)
             test_labels = {ident: i for i, ident in enumerate(sorted(sampling.row_identities(test_rows)))}
-            self.test_set = PairDataset(test_rows, self.source, self._transform(False), test_labels)
+            self.test_set = PairDataset(test_rows, source, transform(False), test_labels)
             index = index.without(test_people)
         index = index.with_min_images(self.min_images).sample_identities(self.max_identities, self.seed)
 
@@ -110,10 +115,14 @@ class FaceDataModule(L.LightningDataModule):
         labels = index.label_map()
         val_rows = self._val_rows(index, val_idx)
         val_people = sampling.row_identities(val_rows)
-        self.val_set = PairDataset(val_rows, self.source, self._transform(False), labels)
-        self.train_set = self._train_set(train_idx, index, labels, val_people | test_people, full_index)
+        self.val_set = PairDataset(val_rows, source, transform(False), labels)
+        held_out = val_people | test_people
+        self.train_set = self.batches.train_set(
+            train_idx.without(held_out), self._listed_train_rows(index, held_out, full_index), source,
+            transform(True), labels, self.train_samples, self.seed,
+        )
         if self.feature_store is not None:
-            self._switch_to_features()
+            self._compute_features()
         self.stats.update(
             train_identities=len(train_idx.identities), train_images=train_idx.n_images,
             val_identities=len(val_people), val_pairs=len(val_rows),
@@ -121,13 +130,17 @@ class FaceDataModule(L.LightningDataModule):
         )
         log.info("data: %s", self.stats)
 
+    def _train_file(self) -> str | None:
+        return self.batches.list_file(self.train_list, self.train_triplets)
+
     def _base_index(self) -> IdentityIndex:
-        lists = [f for f in (self._train_file(), self.val_list) if f]
-        if lists:  # index only the images the lists (and the held-out fold) name: no folder scan needed
+        train_file = self._train_file()
+        if train_file or self.val_list:  # index only the images the lists (and the held-out fold) name
             rels = set()
-            for f in lists:
-                rows = read_triplet_list(f) if f == self.train_triplets else read_pair_list(f)
-                rels |= sampling.row_images(rows)
+            if train_file:
+                rels |= sampling.row_images(self.batches.read_rows(train_file))
+            if self.val_list:
+                rels |= sampling.row_images(read_pair_list(self.val_list))
             if self.test_fold is not None and self.pairs_file:
                 rels |= sampling.row_images(read_lfw_pairs(self.pairs_file))
             index = IdentityIndex.from_paths(self.root, rels)
@@ -135,9 +148,6 @@ class FaceDataModule(L.LightningDataModule):
             index = IdentityIndex.from_folder(self.root)
         self.stats["dropped_images"] = {k: len(v) for k, v in index.dropped.items()}
         return index
-
-    def _train_file(self) -> str | None:
-        return self.train_triplets if self.sampling == "triplets" else self.train_list
 
     def _split(self, index: IdentityIndex) -> tuple[IdentityIndex, IdentityIndex]:
         if self.val_list:
@@ -151,48 +161,45 @@ class FaceDataModule(L.LightningDataModule):
             raise FacematchError("no validation identities: raise data.val_fraction or use more identities")
         return sampling.sample_pairs(val_idx, self.val_pairs, random.Random(self.seed + 1))
 
-    def _train_set(self, train_idx, index, labels, held_out: set[str], full_index):
-        tf = self._transform(True)
+    def _listed_train_rows(self, index, held_out: set[str], full_index) -> list | None:
+        """The training list's rows (None without one): degenerate rows (self-pairs, missing images) are
+        dropped against every image there is; then the rows of held-out people, and of people left out by
+        min_images / max_identities, each counted."""
         listed = self._train_file()
-        if listed:
-            rows = read_triplet_list(listed) if self.sampling == "triplets" else read_pair_list(listed)
-            # degenerate rows (self-pairs, missing images) against every image there is; then the rows
-            # of held-out people, and of people left out by min_images / max_identities, each counted
-            rows = sampling.clean_rows(rows, full_index, str(listed), log)
-            kept = [r for r in rows if not (sampling.row_identities([r]) & held_out)]
-            overlap = len(rows) - len(kept)
-            if overlap:
-                log.warning(
-                    "%s: dropped %d of %d rows that share a person with the validation/test set",
-                    listed, overlap, len(rows),
-                )
-            inside = [r for r in kept if all(p in index for p in sampling.row_paths(r))]
-            outside = len(kept) - len(inside)
-            if outside:
-                log.warning("%s: dropped %d rows naming people left out by data.min_images / data.max_identities",
-                            listed, outside)
-            rows = inside
-            if not rows:
-                raise FacematchError(f"{listed}: every row shares a person with the validation/test set "
-                                     "or names a person left out of training")
-            self.stats["train_rows_dropped_overlap"] = overlap
-            self.stats["train_rows_dropped_outside"] = outside
-            cls = TripletDataset if self.sampling == "triplets" else PairDataset
-            return cls(rows, self.source, tf, labels)
-        train_idx = train_idx.without(held_out)
-        if self.sampling == "pk":
-            paths, targets = train_idx.with_min_images(2).paths_and_labels()
-            return ImageDataset(paths, targets, self.source, tf)
-        if self.sampling == "triplets":
-            return ResampledRows(TripletDataset([], self.source, tf, labels), sampling.sample_triplets,
-                                 train_idx, self.train_samples, self.seed)
-        return ResampledRows(PairDataset([], self.source, tf, labels), sampling.sample_pairs,
-                             train_idx, self.train_samples, self.seed)
+        if not listed:
+            return None
+        rows = sampling.clean_rows(self.batches.read_rows(listed), full_index, str(listed), log)
+        kept = [r for r in rows if not (sampling.row_identities([r]) & held_out)]
+        overlap = len(rows) - len(kept)
+        if overlap:
+            log.warning("%s: dropped %d of %d rows that share a person with the validation/test set",
+                        listed, overlap, len(rows))
+        inside = [r for r in kept if all(p in index for p in sampling.row_paths(r))]
+        outside = len(kept) - len(inside)
+        if outside:
+            log.warning("%s: dropped %d rows naming people left out by data.min_images / data.max_identities",
+                        listed, outside)
+        if not inside:
+            raise FacematchError(f"{listed}: every row shares a person with the validation/test set "
+                                 "or names a person left out of training")
+        self.stats["train_rows_dropped_overlap"] = overlap
+        self.stats["train_rows_dropped_outside"] = outside
+        return inside
 
-    # -- frozen-backbone fast path ------------------------------------------------------------------
+    # -- item source: crops, or cached backbone features ---------------------------------------------
+    def _source_and_transform(self):
+        """``(source, transform(train))``: preprocessed crops and the backbone's transforms, or, on the
+        fast path, the feature store and a view picker (a random view for training, the plain one else)."""
+        if self.feature_store is not None:
+            return self.feature_store, view_picker
+        return self.source, self._transform
+
     def attach_backbone(self, backbone) -> bool:
         """Serve cached backbone features instead of images when ``features.enabled`` is true, or
-        ``auto`` and the backbone is completely frozen. Returns whether the fast path is on."""
+        ``auto`` and the backbone is completely frozen. Call before :meth:`setup`. Returns whether the
+        fast path is on."""
+        if self.train_set is not None:
+            raise RuntimeError("attach_backbone() must come before setup(): the datasets are built once")
         enabled = self.features_cfg.get("enabled", "auto")
         if enabled == "auto":
             enabled = backbone.fully_frozen
@@ -200,8 +207,6 @@ class FaceDataModule(L.LightningDataModule):
             raise FacematchError("data.features.enabled=true needs a frozen backbone (arch.freeze=true, arch.unfreeze_last=0)")
         if not enabled:
             return False
-        from facematch.data.features import FeatureStore
-
         fc = self.features_cfg
         self.feature_store = FeatureStore(
             backbone, self.source, self.cache_dir, views=int(fc.get("views", 2)),
@@ -211,22 +216,35 @@ class FaceDataModule(L.LightningDataModule):
         self.num_workers = 0  # features are in memory: worker processes would only add start-up time
         return True
 
-    def _switch_to_features(self) -> None:
-        from facematch.data.features import view_picker
-
-        sets = [s for s in (self.train_set, self.val_set, self.test_set) if s is not None]
+    def _compute_features(self) -> None:
         rels = set()
-        for ds in sets:
-            rels |= images_of(ds)
+        for ds in (self.train_set, self.val_set, self.test_set):
+            if ds is not None:
+                rels |= images_of(ds)
         self.feature_store.ensure(sorted(rels))
-        for ds in sets:
-            inner = getattr(ds, "inner", ds)
-            inner.source = self.feature_store
-            inner.transform = view_picker(train=ds is self.train_set)
         self.stats["features"] = {"views": self.feature_store.views, "images": len(rels),
                                   "cache": str(self.feature_store.path)}
         log.info("fast path: head trained on cached backbone features (%d views; other augmentation off)",
                  self.feature_store.views)
+
+    @torch.no_grad()
+    def mean_backbone_feature(self, backbone, max_images: int = 2048) -> torch.Tensor:
+        """The mean backbone feature of the training images (for a centred head): from the feature store
+        on the fast path, else from one pass of ``backbone`` over up to ``max_images`` training images."""
+        if self.feature_store is not None:
+            return self.feature_store.stack(sorted(images_of(self.train_set)))[:, 0].float().mean(0)
+        device = next(backbone.parameters()).device
+        was_training = backbone.training
+        backbone.eval()
+        feats, n = [], 0
+        for batch in self.train_dataloader():
+            x = batch[0].to(device)
+            feats.append(backbone(x).float())
+            n += x.shape[0]
+            if n >= max_images:
+                break
+        backbone.train(was_training)
+        return torch.cat(feats).mean(0)
 
     def _transform(self, train: bool):
         return build_transform(self.spec, self.augment, train=train)
@@ -243,14 +261,7 @@ class FaceDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self):
-        if self.sampling == "pk":
-            from pytorch_metric_learning.samplers import MPerClassSampler
-
-            p, k = int(self.pk["p"]), int(self.pk["k"])
-            sampler = MPerClassSampler(self.train_set.targets, m=k, batch_size=p * k,
-                                       length_before_new_iter=max(p * k, self.train_samples))
-            return self._loader(self.train_set, sampler=sampler, batch_size=p * k, drop_last=True)
-        return self._loader(self.train_set, shuffle=True, drop_last=len(self.train_set) > self.batch_size)
+        return self.batches.train_loader(self.train_set, self._loader, self.batch_size, self.train_samples, self.pk)
 
     def val_dataloader(self):
         return self._loader(self.val_set)

@@ -10,37 +10,24 @@ still has the size and modification time it had when embedded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
 
 from facematch.models.backbones import BackboneSpec
+
 from facematch.utils.io import NO_STAMP, atomic_write, atomic_write_text, digest, resolved, stamp_problem
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "facematch-embeddings/3"
 MERGE_ABOVE = 8  # parts; more than this are merged into one at the end of a run
-
-
-def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over a state dict's sorted names, dtypes, shapes and raw bytes (device-independent): the
-    weights part of a cache key, equal for the same weights whether loaded from a file or a checkpoint."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def dtype_name(bf16: bool) -> str:

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from facematch.embedding.cache import MERGE_ABOVE, EmbeddingCache, make_cache_key, state_dict_sha256
+from facematch.embedding.cache import MERGE_ABOVE, EmbeddingCache, make_cache_key
+from facematch.models.loading import state_dict_sha256
 from facematch.embedding.flip import check_flip, combine_views, n_views, with_mirrors
 from facematch.errors import FacematchError
 from facematch.models.backbones import BackboneSpec

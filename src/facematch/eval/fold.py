@@ -15,8 +15,9 @@ from omegaconf import DictConfig
 
 from facematch.data.protocols import read_pairs
 from facematch.eval.job import engine_settings, eval_source
-from facematch.eval.model import BackboneHead, EvalModel
 from facematch.eval.verification import Protocol, verify
+from facematch.models.loading import EvalModel
+from facematch.models.net import BackboneHead
 
 
 def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> dict:

@@ -25,7 +25,7 @@ from facematch.data.identities import missing_root_error
 from facematch.data.protocols import identity_of, read_pairs, sniff_format
 from facematch.embedding.embedder import resolve
 from facematch.errors import FacematchError
-from facematch.eval.model import load_model
+from facematch.models.loading import load_model
 from facematch.eval.verification import Protocol, Verification, verify
 from facematch.faces.source import FaceSource, source_from_config
 from facematch.utils.hardware import machine_info

@@ -1,40 +1,19 @@
-"""Triplet loss and online mining, as thin wrappers over pytorch-metric-learning.
+"""Triplet margin loss: pytorch-metric-learning's, reading labelled pairs as their labels.
 
-- Fixed triplets: ``TripletMarginLoss`` with an explicit ``indices_tuple`` (anchor, positive, negative).
-- Online mining in P x K batches (FaceNet): ``BatchHardMiner`` (hardest positive and negative per
-  anchor) or ``TripletMarginMiner(type_of_triplets="semihard")`` (d(a,p) < d(a,n) < d(a,p) + margin).
-Distances are Euclidean on L2-normalised embeddings; the loss is the plain mean over triplets.
+``TripletMarginLoss`` (Euclidean distance on L2-normalised embeddings, mean over triplets: set in
+``conf/loss/triplet.yaml``) takes explicit triplets ``(a, p, n)`` (fixed triplets, or a miner's), or
+no tuple (every valid triplet the labels allow). Given a pair tuple ``(a1, p, a2, n)``, as a labelled
+validation pair batch brings, pml would keep only triplets whose positive and negative pair share an
+anchor, and a pair batch has none; this subclass scores every triplet the batch's labels allow instead.
 """
 
 from __future__ import annotations
 
-import torch
-from pytorch_metric_learning import losses, miners, reducers
-from pytorch_metric_learning.distances import LpDistance
-
-MININGS = ("none", "batch_hard", "semi_hard")
+from pytorch_metric_learning import losses
 
 
-def make_triplet_loss(margin: float) -> losses.TripletMarginLoss:
-    return losses.TripletMarginLoss(margin=margin, distance=LpDistance(normalize_embeddings=True),
-                                    reducer=reducers.MeanReducer())
-
-
-def make_miner(mining: str, margin: float):
-    if mining == "batch_hard":
-        return miners.BatchHardMiner(distance=LpDistance(normalize_embeddings=True))
-    if mining == "semi_hard":
-        return miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard",
-                                         distance=LpDistance(normalize_embeddings=True))
-    if mining == "none":
-        return None
-    raise ValueError(f"mining must be one of {MININGS}, not {mining!r}")
-
-
-def fixed_triplet_loss(loss_fn, a: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """Loss over the given triplets (row i of a, p, n), through pytorch-metric-learning's indices."""
-    b = a.shape[0]
-    emb = torch.cat([a, p, n])
-    idx = torch.arange(b, device=a.device)
-    labels = torch.cat([idx, idx, idx + b])  # only used for bookkeeping; indices_tuple decides the triplets
-    return loss_fn(emb, labels, indices_tuple=(idx, idx + b, idx + 2 * b))
+class TripletMarginLoss(losses.TripletMarginLoss):
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        if indices_tuple is not None and len(indices_tuple) == 4 and labels is not None:
+            indices_tuple = None
+        return super().compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)

@@ -39,10 +39,6 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    @property
-    def n_stages(self) -> int:
-        return len(self._stages)
-
     def freeze(self, trainable_stages: int = 0) -> None:
         """Freeze all but the last ``trainable_stages`` stages. Frozen BatchNorms stay in eval mode."""
         n = len(self._stages)

@@ -1,4 +1,8 @@
-"""The embedding head: a projection on top of the backbone features, then L2 normalisation."""
+"""Embedding heads: a projection on top of the backbone features (L2 normalisation on top of that).
+
+The head configs (``conf/head/*.yaml``) are partial: the net passes ``in_dim``, the backbone's feature
+size, when it builds the head (:class:`facematch.models.net.EmbeddingNet`).
+"""
 
 from __future__ import annotations
 
@@ -8,36 +12,25 @@ from torch import nn
 
 
 class EmbeddingHead(nn.Module):
-    """``linear``: Linear(in, dim); ``hidden`` set: Linear -> BN -> ReLU -> Linear. Output is L2-normalised.
+    """What every head shares: an optional fixed centre, dropout, then the projection ``proj``.
 
-    ``init="identity"`` starts a square (or narrowing) linear head as the identity (a truncated one when
-    ``dim < in_dim``), so fine-tuning starts from exactly the pretrained embedding instead of a random
-    projection of it.
-
-    ``center=True`` subtracts a fixed feature mean (the ``center`` buffer, set from the training images'
-    backbone features before fitting, saved with the weights) before the projection: the same centring
-    the LFW protocol applies at evaluation, so the head is trained in the geometry it is scored in.
+    ``center=True`` subtracts a fixed feature mean (the ``center`` buffer, set with :meth:`set_center`
+    from the training images' backbone features before fitting, saved with the weights) before the
+    projection: the same centring the LFW protocol applies at evaluation, so the head is trained in the
+    geometry it is scored in.
     """
 
-    def __init__(self, in_dim: int, dim: int | None = None, init: str = "identity", dropout: float = 0.0,
-                 hidden: int | None = None, center: bool = False):
+    def __init__(self, in_dim: int, dim: int, proj: nn.Module, dropout: float = 0.0, center: bool = False):
         super().__init__()
         self.centered = bool(center)
         self.register_buffer("center", torch.zeros(in_dim))
-        dim = int(dim or in_dim)
-        self.in_dim, self.dim = in_dim, dim
+        self.in_dim, self.dim = int(in_dim), int(dim)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        if hidden:
-            self.proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                                      nn.Linear(hidden, dim))
-        else:
-            self.proj = nn.Linear(in_dim, dim)
-            if init == "identity":
-                with torch.no_grad():
-                    self.proj.weight.copy_(torch.eye(dim, in_dim))
-                    self.proj.bias.zero_()
-            elif init != "random":
-                raise ValueError(f"head init must be identity or random, not {init!r}")
+        self.proj = proj
+
+    def set_center(self, mean: torch.Tensor) -> None:
+        """Set the centre subtracted before the projection (used only with ``center=True``)."""
+        self.center.copy_(mean.to(self.center))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.project(x), dim=1)
@@ -49,3 +42,36 @@ class EmbeddingHead(nn.Module):
         if self.centered:
             x = x - self.center
         return self.proj(self.dropout(x))
+
+
+class LinearHead(EmbeddingHead):
+    """Linear(in_dim, dim). ``init="identity"`` starts it as the identity (a truncated one when
+    ``dim < in_dim``), so fine-tuning starts from exactly the pretrained embedding instead of a random
+    projection of it; ``init="random"`` keeps PyTorch's default initialisation."""
+
+    def __init__(self, in_dim: int, dim: int | None = None, init: str = "identity", dropout: float = 0.0,
+                 center: bool = False):
+        dim = int(dim or in_dim)
+        proj = nn.Linear(in_dim, dim)
+        if init == "identity":
+            with torch.no_grad():
+                proj.weight.copy_(torch.eye(dim, in_dim))
+                proj.bias.zero_()
+        elif init != "random":
+            raise ValueError(f"head init must be identity or random, not {init!r}")
+        super().__init__(in_dim, dim, proj, dropout, center)
+
+
+class MLPHead(EmbeddingHead):
+    """Linear(in_dim, hidden) -> BatchNorm -> ReLU -> Linear(hidden, dim), randomly initialised.
+
+    ``init`` is accepted so that ``head=mlp`` composes with experiments that set ``head.init``; there is
+    no identity MLP, so it has no effect.
+    """
+
+    def __init__(self, in_dim: int, dim: int | None = 128, hidden: int = 512, dropout: float = 0.0,
+                 center: bool = False, init: str = "random"):
+        dim = int(dim or in_dim)
+        proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                             nn.Linear(hidden, dim))
+        super().__init__(in_dim, dim, proj, dropout, center)

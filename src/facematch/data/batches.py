@@ -1,0 +1,89 @@
+"""What a training batch holds, one class per kind; ``data.batches`` (set by ``conf/loss`` and
+``conf/miner``) picks one, and the DataModule asks it for the training set and loader.
+
+- :class:`PairBatches`: ``(xa, xb, same, label_a, label_b)``: the rows of ``data.train_list``, else
+  balanced same/different pairs redrawn every epoch (contrastive loss).
+- :class:`TripletBatches`: ``(anchor, positive, negative)``: the rows of ``data.train_triplets``, else
+  random triplets redrawn every epoch (triplet loss without a miner).
+- :class:`PKBatches`: ``(x, label)`` in batches of P identities x K images (``data.pk``), for online
+  miners.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch.utils.data import DataLoader, Dataset
+
+from facematch.data.datasets import ImageDataset, PairDataset, ResampledRows, TripletDataset
+from facematch.data.identities import IdentityIndex
+from facematch.data.protocols import read_pair_list, read_triplet_list
+from facematch.data.sampling import sample_pairs, sample_triplets
+from facematch.errors import FacematchError
+
+
+class RowBatches:
+    """Batches of fixed rows (pairs or triplets): a list file's rows, or rows redrawn every epoch."""
+
+    dataset: type[PairDataset] | type[TripletDataset]
+    draw: Callable[..., list]  # (index, n, rng) -> rows
+    read_rows: Callable[[str], list]  # list file -> rows
+
+    def list_file(self, train_list: str | None, train_triplets: str | None) -> str | None:
+        """The list file of training rows, if the config names one."""
+        raise NotImplementedError
+
+    def train_set(self, index: IdentityIndex, rows: list | None, source, transform, labels: dict[str, int],
+                  n: int, seed: int) -> Dataset:
+        """``rows`` as given (a list file's), else ``n`` rows drawn from ``index`` every epoch."""
+        if rows is not None:
+            return self.dataset(rows, source, transform, labels)
+        return ResampledRows(self.dataset([], source, transform, labels), self.draw, index, n, seed)
+
+    def train_loader(self, dataset: Dataset, make_loader: Callable[..., DataLoader], batch_size: int,
+                     n: int, pk: dict) -> DataLoader:
+        return make_loader(dataset, shuffle=True, drop_last=len(dataset) > batch_size)
+
+
+class PairBatches(RowBatches):
+    dataset = PairDataset
+    draw = staticmethod(sample_pairs)
+    read_rows = staticmethod(read_pair_list)
+
+    def list_file(self, train_list, train_triplets):
+        return train_list
+
+
+class TripletBatches(RowBatches):
+    dataset = TripletDataset
+    draw = staticmethod(sample_triplets)
+    read_rows = staticmethod(read_triplet_list)
+
+    def list_file(self, train_list, train_triplets):
+        return train_triplets
+
+
+class PKBatches:
+    """P identities x K images per batch (``pytorch_metric_learning``'s ``MPerClassSampler``) over every
+    training image of a person with two or more; an epoch is ``max(P x K, n)`` images."""
+
+    def list_file(self, train_list: str | None, train_triplets: str | None) -> None:
+        if train_list or train_triplets:
+            raise FacematchError(
+                "P x K batches (a miner) draw from the identity index, not from data.train_list / "
+                "data.train_triplets; use miner=none for a list, or a data option without one"
+            )
+        return None
+
+    def train_set(self, index: IdentityIndex, rows: None, source, transform, labels: dict[str, int],
+                  n: int, seed: int) -> Dataset:
+        paths, targets = index.with_min_images(2).paths_and_labels()
+        return ImageDataset(paths, targets, source, transform)
+
+    def train_loader(self, dataset: ImageDataset, make_loader: Callable[..., DataLoader], batch_size: int,
+                     n: int, pk: dict) -> DataLoader:
+        from pytorch_metric_learning.samplers import MPerClassSampler
+
+        p, k = int(pk["p"]), int(pk["k"])
+        sampler = MPerClassSampler(dataset.targets, m=k, batch_size=p * k, length_before_new_iter=max(p * k, n))
+        return make_loader(dataset, sampler=sampler, batch_size=p * k, drop_last=True)
