@@ -87,7 +87,7 @@ def test_head_options_are_built_for_the_backbone(cfg_factory, head, cls):
 def test_command_line_groups_reach_the_nested_model(cfg_factory):
     """``model`` nests everything (lightning-hydra-template style), yet the top-level groups still decide."""
     cfg = cfg_factory("arch=mobilefacenet", "loss=triplet", "miner=batch_hard", "head=mlp", "head.dim=64",
-                      "optimizer=sgd", "optimizer.lr=0.05", "scheduler=none", "threshold=0.4")
+                      "optimizer=sgd", "optimizer.lr=0.05", "scheduler=none", "protocol.threshold=0.4")
     model, dm = build(cfg)
     assert cfg.model._target_ == "facematch.lit.module.SiameseModule"
     assert model.net.backbone.spec.name == "mobilefacenet"
