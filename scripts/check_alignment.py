@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facematch.data.protocols import read_pairs
+from facematch.data.pair_files import read_pairs
 from facematch.eval.embed import Embedder
 from facematch.errors import cli_errors
 from facematch.faces.align import align_landmarks, fallback_landmarks

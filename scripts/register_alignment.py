@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facematch.data.protocols import read_pairs
+from facematch.data.pair_files import read_pairs
 from facematch.errors import cli_errors
 from facematch.faces.align import FaceAligner
 from facematch.faces.detect import LANDMARK_OFFSET

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facematch.data.protocols import read_pairs
+from facematch.data.pair_files import read_pairs
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.embedding.cache import EmbeddingCache
 from facematch.embedding.embedder import Embedder

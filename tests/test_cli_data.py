@@ -18,7 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FACEMATCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
 
-from facematch.cli.data import LFW_PAIRS_SHA256, main  # noqa: E402
+from facematch.cli.data import main  # noqa: E402
+from facematch.cli.download import LFW_PAIRS_SHA256  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402
 
 DATA = data_dir()

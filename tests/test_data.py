@@ -12,7 +12,7 @@ from facematch.data.batches import PairBatches, PKBatches, TripletBatches
 from facematch.data.datamodule import FaceDataModule
 from facematch.data.datasets import ResampledRows
 from facematch.data.identities import IdentityIndex
-from facematch.data.protocols import (
+from facematch.data.pair_files import (
     fold_identities, identity_of, read_lfw_pairs, read_pair_list, read_pairs, read_triplet_list,
 )
 from facematch.errors import DataNotFoundError, FacematchError, MalformedFileError
@@ -103,7 +103,7 @@ def test_degenerate_rows_counted_and_dropped(data_dir, tmp_path, caplog):
     (root / "B" / "B_0002.jpg").write_bytes(b"")
     idx = IdentityIndex.from_paths(root, ["A/A_0001.jpg", "B/B_0001.jpg", "B/B_0002.jpg", "C/C_0001.jpg"])
     assert {k: len(v) for k, v in idx.dropped.items()} == {"unreadable": 1, "empty": 1, "missing": 1}
-    from facematch.data.protocols import Pair
+    from facematch.data.pair_files import Pair
 
     good = Pair("A/A_0001.jpg", "A/A_0001.jpg", True)
     with pytest.raises(FacematchError, match="no usable rows"):

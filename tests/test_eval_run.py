@@ -68,7 +68,7 @@ def test_eval_writes_metrics_plots_tensorboard_then_hits_cache(cfg_factory, alig
 
 
 def test_pair_list_format_sum_flip_and_sq_l2(cfg_factory, data_dir, mfn_weights, tmp_path):
-    from facematch.data.protocols import read_lfw_pairs
+    from facematch.data.pair_files import read_lfw_pairs
 
     pairs = read_lfw_pairs(tiny_pairs(data_dir, tmp_path / "p.txt"))
     lst = tmp_path / "list.txt"
@@ -92,7 +92,7 @@ def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights,
                       "embed.num_workers=0", "embed.progress=false", "eval.tsne_identities=0", "eval.tensorboard=false",
                       config_name="eval")
     m = evaluate(cfg)
-    from facematch.data.protocols import read_pairs
+    from facematch.data.pair_files import read_pairs
 
     n_distinct = len({p for pair in read_pairs(tmp_path / "p.txt") for p in (pair.a, pair.b)})
     assert m["preprocess"] == "align-sphereface_112x96" and m["n_images"] == n_distinct

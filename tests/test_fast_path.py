@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from facematch.cli.report import collect, combine_folds, main as report_main
-from facematch.data.protocols import read_lfw_pairs
+from facematch.data.pair_files import read_lfw_pairs
 from facematch.train import train
 from tests.conftest import FAST
 

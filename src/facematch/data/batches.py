@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from facematch.data.datasets import ImageDataset, PairDataset, ResampledRows, TripletDataset
 from facematch.data.identities import IdentityIndex
-from facematch.data.protocols import read_pair_list, read_triplet_list
+from facematch.data.pair_files import read_pair_list, read_triplet_list
 from facematch.data.sampling import sample_pairs, sample_triplets
 from facematch.errors import FacematchError
 

@@ -32,7 +32,7 @@ from facematch.data.batches import PairBatches, PKBatches, RowBatches
 from facematch.data.datasets import ImageDataset, PairDataset, ResampledRows
 from facematch.data.features import FeatureStore, view_picker
 from facematch.data.identities import IdentityIndex, missing_root_error
-from facematch.data.protocols import fold_identities, read_lfw_pairs, read_pair_list, read_pairs
+from facematch.data.pair_files import fold_identities, read_lfw_pairs, read_pair_list, read_pairs
 from facematch.data.transforms import build_transform
 from facematch.errors import FacematchError
 from facematch.faces.source import source_from_config

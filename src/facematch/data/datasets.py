@@ -9,10 +9,12 @@ import torch
 from torch.utils.data import Dataset
 
 from facematch.data.identities import IdentityIndex
-from facematch.data.protocols import identity_of
+from facematch.data.pair_files import identity_of
 
 
-class _Crops(Dataset):
+class CropDataset(Dataset):
+    """Items built from crops read through ``source`` (or cached features), each passed through ``transform``."""
+
     def __init__(self, source: Callable, transform: Callable, labels: dict[str, int] | None = None):
         self.source = source
         self.transform = transform
@@ -25,7 +27,7 @@ class _Crops(Dataset):
         return self.labels.get(identity_of(rel), -1)
 
 
-class _Rows(_Crops):
+class _Rows(CropDataset):
     """A dataset over pair or triplet rows."""
 
     def __init__(self, rows: list, source, transform, labels=None):
@@ -70,7 +72,7 @@ class ResampledRows(torch.utils.data.Dataset):
         return self.inner[i]
 
 
-class ImageDataset(_Crops):
+class ImageDataset(CropDataset):
     """Items ``(x, label)`` over every image of an index (P x K batches for online mining)."""
 
     def __init__(self, paths: list[str], labels: list[int], source, transform):

@@ -17,7 +17,7 @@ from typing import Iterable
 
 from PIL import Image, UnidentifiedImageError
 
-from facematch.data.protocols import identity_of
+from facematch.data.pair_files import identity_of
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.faces.images import list_images
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 from facematch.data.identities import IdentityIndex
-from facematch.data.protocols import Pair, Triplet, identity_of
+from facematch.data.pair_files import Pair, Triplet, identity_of
 from facematch.errors import FacematchError
 
 

@@ -13,7 +13,7 @@ import time
 
 from omegaconf import DictConfig
 
-from facematch.data.protocols import read_pairs
+from facematch.data.pair_files import read_pairs
 from facematch.eval.job import engine_settings, eval_source
 from facematch.eval.verification import Protocol, verify
 from facematch.models.loading import EvalModel

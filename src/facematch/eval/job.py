@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facematch.config import instantiate_node, to_container, write_json
 from facematch.data.identities import missing_root_error
-from facematch.data.protocols import identity_of, read_pairs, sniff_format
+from facematch.data.pair_files import identity_of, read_pairs, sniff_format
 from facematch.embedding.embedder import resolve
 from facematch.errors import FacematchError
 from facematch.models.loading import load_model

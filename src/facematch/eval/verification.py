@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from facematch.data.protocols import Pair, pair_arrays
+from facematch.data.pair_files import Pair, pair_arrays
 from facematch.embedding.embedder import Embedder
 from facematch.embedding.flip import FLIP_MODES
 from facematch.errors import FacematchError
