@@ -127,9 +127,8 @@ def strided_max_pool(kernel: int, stride: int, ceil_mode: bool):
     """A module equal to ``MaxPool2d(kernel, stride, padding=0, ceil_mode=...)`` bit for bit, computed as
     ``kernel`` strided ``maximum``s per axis.
 
-    Written by hand because PyTorch's CPU ``max_pool2d`` is slow on MTCNN's maps: on one thread, 25 ms
-    against 5 ms for P-Net's first-scale pool of 16 LFW photos, and together 70% of MTCNN's time
-    (``benchmarks/detection.py`` measures detection as a whole)."""
+    Written by hand because PyTorch's eager CPU ``max_pool2d`` is slow on MTCNN's maps (README, Speed); it
+    serves the eager nets (the fallback, and facenet-pytorch's own ``MTCNN.detect``)."""
     import math
 
     import torch

@@ -8,10 +8,11 @@ thresholds keeps those blocks in the heap and reuses them.
 
 Written by hand because no allocator package installs through ``uv sync`` and takes effect in a running
 interpreter (jemalloc / tcmalloc need ``LD_PRELOAD`` before the process starts). :func:`tune` calls
-``mallopt`` for this process and exports the matching ``MALLOC_*_`` variables, which glibc reads at
-start-up, so spawned children (DataLoader workers, multiprocessing pools, Hydra jobs) get the same
-settings; forked children inherit them. ``FACEMATCH_MALLOC=0`` turns it off (for measuring the
-difference).
+``mallopt`` when ``facematch`` is imported: forked children inherit the settings, spawned ones (DataLoader
+workers, multiprocessing pools) import ``facematch`` and apply them themselves. The matching ``MALLOC_*_``
+variables are not exported: set at a child's start-up, glibc took them differently (a training job then
+spent 15 s in page faults instead of 3 s; README, Speed); a value the user set there is used as given.
+``FACEMATCH_MALLOC=0`` turns it off (for measuring the difference).
 """
 
 from __future__ import annotations
@@ -64,10 +65,10 @@ def tune() -> dict:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     results = {}
     for env, (param, value) in SETTINGS.items():
-        os.environ.setdefault(env, str(value))  # a user's own value wins, here and in children
+        chosen = os.environ.get(env, str(value))  # a user's own value wins
         try:
-            results[env] = bool(mallopt(param, int(os.environ[env])))
+            results[env] = bool(mallopt(param, int(chosen)))
         except ValueError:  # not a number: glibc ignores it too; leave that setting alone
             results[env] = False
-    _state.update(applied=all(results.values()), settings={k: os.environ[k] for k in SETTINGS}, mallopt=results)
+    _state.update(applied=all(results.values()), settings={k: os.environ.get(k, str(SETTINGS[k][1])) for k in SETTINGS}, mallopt=results)
     return _state
