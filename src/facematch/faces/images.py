@@ -8,6 +8,7 @@ bomb guard that refuses more than ``MAX_PIXELS`` pixels before decoding them).
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -45,16 +46,20 @@ def list_images(root: str | os.PathLike) -> list[str]:
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open ``path`` as an RGB image or raise a one-line :class:`FacematchError` naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise DataNotFoundError(f"image not found: {path} (check the path or the dataset root)")
-    if path.is_dir():
-        raise UnreadableImageError(f"{path} is a directory, not an image file")
-    if path.stat().st_size == 0:
+    try:  # one open and one read: decoding from memory skips PIL's many small reads and extra stats
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataNotFoundError(f"image not found: {path} (check the path or the dataset root)") from None
+    except IsADirectoryError:
+        raise UnreadableImageError(f"{path} is a directory, not an image file") from None
+    except OSError as err:
+        raise UnreadableImageError(f"{path} cannot be read ({err.strerror or err})") from None
+    if not data:
         raise UnreadableImageError(f"{path} is an empty (0-byte) file; re-copy or delete it")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > max_pixels:
                 raise UnreadableImageError(
