@@ -1,4 +1,4 @@
-"""Per-backbone normalisation and train-time augmentation (torchvision v2 on uint8 crops)."""
+"""Training transforms: train-time augmentation (torchvision v2 on uint8 crops), then the backbone's normalisation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation: batched cached embeddings, the LFW protocol, identification, plots, ``facematch-eval``.
+"""Evaluation: the one verification job, the LFW protocol and metrics, identification, plots, ``facematch-eval``.
 
 Import-light on purpose: submodules load torch / sklearn / matplotlib only when used. ``main`` (the
 Hydra entry point in :mod:`facematch.eval.run`) is resolved lazily, so an entry point written as
