@@ -23,7 +23,7 @@ from facematch.faces.crop_cache import AlignedCache, crop_path, read_record, rec
 from facematch.faces.prepare import prepare
 from facematch.faces.source import FaceSource
 from facematch.utils.io import file_stamp
-from tests.test_eval_run import tiny_pairs
+from tests.helpers import tiny_pairs
 
 TEMPLATE = "sphereface_112x96"  # MobileFaceNet's template: what facematch-eval data=lfw aligns to
 REL = "Abdullah_Gul/Abdullah_Gul_0001.jpg"

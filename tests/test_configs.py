@@ -20,7 +20,7 @@ from facematch.losses.triplet import TripletMarginLoss
 from facematch.models.heads import LinearHead, MLPHead
 from facematch.models.net import EmbeddingNet
 from facematch.train import build, train
-from tests.conftest import FAST, run_cli
+from tests.helpers import FAST, run_cli
 
 CONF = Path(config_dir())
 

@@ -10,23 +10,8 @@ import pytest
 import torch
 
 from facematch.cli.report import collect, combine_folds, main as report_main
-from facematch.data.pair_files import read_lfw_pairs
 from facematch.train import train
-from tests.conftest import FAST
-
-
-def mini_pairs(data_dir: Path, path: Path, per_fold: int = 6) -> Path:
-    """A 2-fold LFW-format pairs file: the first ``per_fold`` matched and mismatched pairs of folds 0 and 1."""
-    pairs = read_lfw_pairs(data_dir / "lfw" / "pairs.txt")
-    lines = [f"2\t{per_fold}"]
-    for fold in (0, 1):
-        rows = [p for p in pairs if p.fold == fold]
-        for p in [r for r in rows if r.same][:per_fold] + [r for r in rows if not r.same][:per_fold]:
-            na, ia = p.a.split("/")[0], int(p.a[-8:-4])
-            nb, ib = p.b.split("/")[0], int(p.b[-8:-4])
-            lines.append(f"{na}\t{ia}\t{ib}" if p.same else f"{na}\t{ia}\t{nb}\t{ib}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from tests.helpers import FAST, mini_pairs
 
 
 def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights, tmp_path, capsys):

@@ -7,7 +7,7 @@ import platform
 
 import pytest
 
-from conftest import run_cli
+from tests.helpers import run_cli
 from facematch.errors import FacematchError
 from facematch.utils import hardware
 

@@ -11,7 +11,7 @@ import torch
 from facematch.errors import FacematchError
 from facematch.models.net import EmbeddingNet
 from facematch.train import train
-from tests.conftest import FAST, run_cli
+from tests.helpers import FAST, run_cli
 
 
 @pytest.mark.parametrize("loss,extra", [
