@@ -1,5 +1,6 @@
-"""Shared fixtures: real data from $FACEMATCH_DATA_DIR (default ../shared/data), in-process Hydra composition.
-Helpers shared by the test modules are in tests/helpers.py."""
+"""Two kinds of tests: ``tests/unit`` (synthetic inputs, no data, no subprocess: fast) and ``tests/integration``
+(real data from $FACEMATCH_DATA_DIR, default ../shared/data, and subprocesses), marked ``integration``
+here. Shared helpers are in tests/helpers.py; the data fixtures in tests/integration/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DATA, MFN_WEIGHTS, compose, missing_data, missing_weights
+from tests.helpers import compose
+
+TESTS = Path(__file__).resolve().parent
+KINDS = ("unit", "integration")
 
 # Under pytest-xdist (`-n N`) the workers share the cores: one torch thread each (and in the subprocesses
 # they start), or N workers x all-core thread pools spin against each other.
@@ -19,27 +23,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    """$FACEMATCH_DATA_DIR; the test is skipped, with one line saying what is missing, without it."""
-    reason = missing_data(DATA)
-    if reason:
-        pytest.skip(reason)
-    return DATA
-
-
-@pytest.fixture(scope="session")
-def lfw_root(data_dir) -> Path:
-    return data_dir / "lfw" / "lfw-deepfunneled"
-
-
-@pytest.fixture(scope="session")
-def mfn_weights() -> Path:
-    """The MobileFaceNet CASIA-WebFace weights; the test is skipped, with one line, without them."""
-    reason = missing_weights(MFN_WEIGHTS)
-    if reason:
-        pytest.skip(reason)
-    return MFN_WEIGHTS
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/integration is marked ``integration``; a unit test may not be; a test
+    outside those two folders is a usage error (so the split cannot silently rot)."""
+    for item in items:
+        try:
+            kind = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # a test file given from elsewhere: not ours to sort
+            continue
+        if kind not in KINDS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit or tests/integration (see README, Tests)")
+        if kind == "integration":
+            item.add_marker(pytest.mark.integration)
+        elif item.get_closest_marker("integration"):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test may not be marked integration; move it to "
+                                    "tests/integration")
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ MFN_WEIGHTS = WEIGHTS / "mobilefacenet_casia_068.ckpt"
 
 # Under FACEMATCH_DATA_DIR (../shared/data, whose README.md describes each): what the integration tests read.
 TEST_DATA = ("lfw/pairs.txt", "lfw/lfw-deepfunneled", "lfw-aligned-112", "seed-splits", "vggface2-samples/tight_crop")
-# Set by .ci/run: an integration test that would be skipped (its data missing) fails instead.
-REQUIRE_DATA = "FACEMATCH_REQUIRE_DATA"
 
 
 def missing_data(root: Path = DATA) -> str | None:
@@ -40,18 +38,6 @@ def missing_weights(path: Path = MFN_WEIGHTS) -> str | None:
     if path.is_file():
         return None
     return f"MobileFaceNet weights not found at {path} (set FACEMATCH_WEIGHTS_DIR=DIR holding {path.name}; see README, Tests)"
-
-
-def data_required(env: dict | None = None) -> bool:
-    """Whether ``FACEMATCH_REQUIRE_DATA`` is set (to anything but empty, 0, false or no)."""
-    value = (os.environ if env is None else env).get(REQUIRE_DATA, "")
-    return value.strip().lower() not in ("", "0", "false", "no")
-
-
-def skip_as_failure(reason: str) -> str:
-    """The failure an integration test's skip becomes under ``FACEMATCH_REQUIRE_DATA=1``: the skip's own
-    line, and why it fails."""
-    return f"{reason} [{REQUIRE_DATA}=1: integration tests may not be skipped]"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -124,6 +110,13 @@ def mobilefacenet_spec():
     return build_backbone("mobilefacenet").spec
 
 
+def download(dest: Path, url: str, *extra: str) -> int:
+    """``facematch-data download lfw --dest DEST --base-url URL``, in process."""
+    from facematch.cli.data import main
+
+    return main(["download", "lfw", "--dest", str(dest), "--base-url", url, "--no-progress", *extra])
+
+
 def datamodule(root, **kw):
     """A small FaceDataModule for MobileFaceNet crops, augmented, seeded."""
     from facematch.data.datamodule import FaceDataModule
@@ -165,3 +158,55 @@ def mini_pairs(data_dir: Path, path: Path, per_fold: int = 6) -> Path:
             lines.append(f"{na}\t{ia}\t{ib}" if p.same else f"{na}\t{ia}\t{nb}\t{ib}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# the unit tests' guard
+
+
+def _importing() -> bool:
+    """Whether a module is being imported somewhere up the stack."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+class UnitIsolationError(RuntimeError):
+    """A unit test started a subprocess or read the real data: it belongs in tests/integration."""
+
+
+class IsolationGuard:
+    """An audit hook (``sys.addaudithook``) that, while ``active``, refuses subprocesses and process
+    spawning (except while a module is first imported), and opening or listing anything under ``roots``;
+    each refusal is also kept in ``violations``, so that a test which swallows the error still fails
+    (tests/unit/conftest.py)."""
+
+    PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.spawn", "os.posix_spawn",
+                                "os.fork", "os.forkpty", "pty.spawn"})
+    READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
+
+    def __init__(self, roots):
+        # a data folder holding the repository (or /) cannot be told apart from the repository: not guarded
+        self.roots = [str(r) for r in roots if not REPO.is_relative_to(r)]
+        self.active = False
+        self.violations: list[str] = []
+
+    def __call__(self, event: str, args: tuple) -> None:
+        if not self.active:
+            return
+        if event in self.PROCESS_EVENTS:
+            if _importing():  # a library's first import probing the system (torch.cuda runs ldconfig): not the test
+                return
+            what = f"started a process ({event} {args[0] if args else ''})"
+        elif event in self.READ_EVENTS and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.path.abspath(os.fsdecode(args[0]))
+            if not any(path == root or path.startswith(root + os.sep) for root in self.roots):
+                return
+            what = f"read {path}"
+        else:
+            return
+        self.violations.append(what)
+        raise UnitIsolationError(f"a unit test {what}: move it to tests/integration")

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from facematch.cli.report import collect, combine_folds, main as report_main
+from facematch.cli.report import collect, main as report_main
 from facematch.train import train
 from tests.helpers import FAST, mini_pairs
+
+pytestmark = pytest.mark.usefixtures("data_dir")  # every test reads lfw-aligned-112
 
 
 def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights, tmp_path, capsys):
@@ -96,13 +98,3 @@ def test_mean_backbone_feature_for_a_centred_head(cfg_factory, mfn_weights, tmp_
     with torch.no_grad():
         expected = torch.cat([backbone.eval()(next(batches)[0]) for _ in range(2)]).mean(0)
     torch.testing.assert_close(direct, expected)
-
-
-def test_combine_folds_pools_scores():
-    jobs = [{"fold": k, "fold_accuracy": acc, "fold_scores": [0.9, 0.1], "fold_same": [1, 0], "seconds": 2.0}
-            for k, acc in enumerate([1.0, 0.5])]
-    row = combine_folds(jobs, threshold=0.6)
-    assert row["accuracy_mean"] == pytest.approx(0.75) and row["accuracy_std"] == pytest.approx(0.25)
-    assert row["accuracy_at_threshold"] == 1.0 and row["f1_at_threshold"] == 1.0 and row["seconds"] == 4.0
-    with pytest.raises(Exception, match="duplicate folds"):
-        combine_folds(jobs + jobs[:1], threshold=0.6)

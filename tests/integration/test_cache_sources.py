@@ -183,13 +183,6 @@ def test_embeddings_are_tied_to_their_source_files(mfn, roots, tmp_path):
     assert e3.stats["old_format"] == len(rels) and e3.stats["computed"] == len(rels)
 
 
-def test_in_memory_entries_need_no_source(tmp_path):
-    c = EmbeddingCache(tmp_path, "k")
-    c.add(["a", "b"], np.ones((2, 3)))  # no stamps: a source without files
-    assert sorted(c.load()) == ["a", "b"]
-    assert c.load(tmp_path) == {} and c.stats["stale"] == 2  # under a root they cannot be checked
-
-
 def test_frozen_features_follow_a_changed_source(mfn, roots, tmp_path):
     from facematch.data.features import FeatureStore
 
