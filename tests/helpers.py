@@ -21,6 +21,8 @@ MFN_WEIGHTS = WEIGHTS / "mobilefacenet_casia_068.ckpt"
 
 # Under FACEMATCH_DATA_DIR (../shared/data, whose README.md describes each): what the integration tests read.
 TEST_DATA = ("lfw/pairs.txt", "lfw/lfw-deepfunneled", "lfw-aligned-112", "seed-splits", "vggface2-samples/tight_crop")
+# Set by .ci/run: an integration test that would be skipped (its data missing) fails instead.
+REQUIRE_DATA = "FACEMATCH_REQUIRE_DATA"
 
 
 def missing_data(root: Path = DATA) -> str | None:
@@ -38,6 +40,18 @@ def missing_weights(path: Path = MFN_WEIGHTS) -> str | None:
     if path.is_file():
         return None
     return f"MobileFaceNet weights not found at {path} (set FACEMATCH_WEIGHTS_DIR=DIR holding {path.name}; see README, Tests)"
+
+
+def data_required(env: dict | None = None) -> bool:
+    """Whether ``FACEMATCH_REQUIRE_DATA`` is set (to anything but empty, 0, false or no)."""
+    value = (os.environ if env is None else env).get(REQUIRE_DATA, "")
+    return value.strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_as_failure(reason: str) -> str:
+    """The failure an integration test's skip becomes under ``FACEMATCH_REQUIRE_DATA=1``: the skip's own
+    line, and why it fails."""
+    return f"{reason} [{REQUIRE_DATA}=1: integration tests may not be skipped]"
 
 
 # ---------------------------------------------------------------------------------------------------

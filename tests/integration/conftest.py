@@ -4,7 +4,8 @@ and ../shared/weights), subprocesses, training and evaluation through Hydra. Eve
 
 A test that reads the data asks for ``data_dir``, ``lfw_root`` or ``mfn_weights`` (as an argument or with
 ``usefixtures``). Without the data it is skipped with one line saying what is missing and how to point at
-it, and all such skips fold into one summary line."""
+it, and all such skips fold into one summary line. With FACEMATCH_REQUIRE_DATA=1 (.ci/run) every skipped
+integration test fails instead, with that same line."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import DATA, MFN_WEIGHTS, missing_data, missing_weights
+from tests.helpers import DATA, MFN_WEIGHTS, data_required, missing_data, missing_weights, skip_as_failure
 
 
 def _skip_missing(reason: str | None) -> None:
@@ -55,11 +56,15 @@ def face_b(lfw_root) -> Image.Image:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A missing-data skip is reported at one place, so that pytest -ra folds them into one line."""
+    """A skipped integration test fails under FACEMATCH_REQUIRE_DATA=1; otherwise a missing-data skip is
+    reported at one place, so that pytest -ra folds them into one line."""
     report = yield
     if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
         message = str(report.longrepr[2])
         reason = message.removeprefix("Skipped: ")
-        if reason in (missing_data(DATA), missing_weights(MFN_WEIGHTS)):
+        if data_required():
+            report.outcome = "failed"
+            report.longrepr = skip_as_failure(reason)
+        elif reason in (missing_data(DATA), missing_weights(MFN_WEIGHTS)):
             report.longrepr = (*SKIP_LOCATION, message)
     return report

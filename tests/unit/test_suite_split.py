@@ -1,5 +1,5 @@
-"""The test suite's own split: the one line that says which test data is missing, and the guard that keeps
-unit tests off subprocesses and the real data."""
+"""The test suite's own split: the one line that says which test data is missing, FACEMATCH_REQUIRE_DATA
+turning skips into failures, and the guard that keeps unit tests off subprocesses and the real data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import subprocess
 
 import pytest
 
-from tests.helpers import DATA, TEST_DATA, WEIGHTS, UnitIsolationError, missing_data, missing_weights
+from tests.helpers import (
+    DATA, REQUIRE_DATA, TEST_DATA, WEIGHTS, UnitIsolationError, data_required, missing_data, missing_weights,
+    skip_as_failure,
+)
 
 
 def test_missing_data_is_one_line_naming_what_and_how_to_point_at_it(tmp_path):
@@ -32,6 +35,17 @@ def test_missing_weights_is_one_line(tmp_path):
                                      "mobilefacenet_casia_068.ckpt; see README, Tests)")
     ckpt.write_bytes(b"")
     assert missing_weights(ckpt) is None
+
+
+@pytest.mark.parametrize("value,required", [(None, False), ("", False), ("0", False), ("false", False), ("no", False),
+                                            ("1", True), ("yes", True), ("true", True)])
+def test_require_data_comes_from_the_environment(value, required):
+    assert data_required({} if value is None else {REQUIRE_DATA: value}) is required
+
+
+def test_a_skip_under_require_data_fails_with_the_same_line():
+    reason = missing_data(DATA / "nowhere")
+    assert skip_as_failure(reason) == f"{reason} [FACEMATCH_REQUIRE_DATA=1: integration tests may not be skipped]"
 
 
 def test_the_guard_refuses_processes_and_the_real_data(unit_guard):
