@@ -66,6 +66,7 @@ def test_align_path_converts_other_colour_modes(tmp_path, face_a, mode):
     assert res.status == "ok" and res.source_mode == mode and res.image.shape == (112, 112, 3)
 
 
+@pytest.mark.slow
 def test_corrected_landmarks_register_onto_the_reference_crops(tmp_path):
     # Our crops of 60 raw LFW photos against lfw-aligned-112, by image registration: without the offset
     # the reference sits about 0.4 px up-left of ours (a detector convention, the same for every

@@ -32,6 +32,7 @@ def _faults(env: dict, monkeypatch) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are for glibc")
 def test_importing_facematch_stops_the_page_fault_per_allocation(monkeypatch):
     on = _faults({"FACEMATCH_MALLOC": "1"}, monkeypatch)

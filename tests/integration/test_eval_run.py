@@ -142,6 +142,7 @@ def test_bad_input_is_a_one_line_user_error(cfg_factory, aligned_args, override,
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_cli_runs_and_reports_errors_without_traceback(aligned_args, tmp_path):
     r = run_cli(["-m", "facematch.eval", *aligned_args, "eval.plots=false", "eval.tensorboard=false",
                  f"hydra.run.dir={tmp_path / 'cli'}"])

@@ -16,6 +16,7 @@ from tests.helpers import FAST, mini_pairs
 pytestmark = pytest.mark.usefixtures("data_dir")  # every test reads lfw-aligned-112
 
 
+@pytest.mark.slow
 def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights, tmp_path, capsys):
     pairs = mini_pairs(data_dir, tmp_path / "pairs.txt")
     common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned",

@@ -38,6 +38,7 @@ def test_fast_dev_run_inception_frozen_with_test_fold(cfg_factory):
     assert "test/auc" in metrics
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("data_dir")
 def test_train_checkpoint_then_resume(cfg_factory):
     """One real epoch on 40 people (checkpoints with plain data, TensorBoard + CSV logs, a summary JSON),
@@ -76,6 +77,7 @@ def test_train_checkpoint_then_resume(cfg_factory):
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * ckpt["global_step"]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("data_dir")
 def test_margin_multirun(tmp_path, mfn_weights):
     r = run_cli(["-m", "facematch.train", "-m", "margin=0.5,1.0", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
@@ -89,6 +91,7 @@ def test_margin_multirun(tmp_path, mfn_weights):
         assert (run / "train_metrics.json").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("data_dir")
 def test_ddp_two_processes_on_cpu(tmp_path, mfn_weights):
     r = run_cli(["-m", "facematch.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
@@ -115,6 +118,7 @@ def test_bad_input_raises_user_error(cfg_factory, args, needle):
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     r = run_cli(["-m", "facematch.train", "arch=mobilefacenet", "data.root=/nonexistent/lfw", f"hydra.run.dir={tmp_path}/bad"])
     assert r.returncode == 2, r.stderr[-2000:]
