@@ -1,4 +1,5 @@
-"""``facematch-data``: download (against a local HTTP server), prepare --pairs, verify, check-cache, errors, help."""
+"""``facematch-data`` on real LFW files: download (against a local HTTP server), prepare --pairs, verify,
+check-cache, errors."""
 
 from __future__ import annotations
 
@@ -15,14 +16,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("FACEMATCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
+from facematch.cli.data import main
+from facematch.cli.download import LFW_PAIRS_SHA256
+from tests.helpers import DATA, download, error_line
 
-from facematch.cli.data import main  # noqa: E402
-from facematch.cli.download import LFW_PAIRS_SHA256  # noqa: E402
-from facematch.paths import data_dir  # noqa: E402
+pytestmark = pytest.mark.usefixtures("data_dir")  # every test reads LFW
 
-DATA = data_dir()
 LFW = DATA / "lfw" / "lfw-deepfunneled"
 PEOPLE = ["Abdullah_Gul", "Aaron_Eckhart", "Al_Pacino"]  # three folders of the real LFW
 
@@ -123,18 +122,6 @@ def server(site):
         thread.join(5)
 
 
-def error_line(stderr: str) -> str:
-    """The one ``error:`` line a failed command prints (progress notes may precede it), no traceback."""
-    lines = [line for line in stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    assert stderr.strip().endswith(lines[0])
-    return lines[0]
-
-
-def download(dest: Path, url: str, *extra: str) -> int:
-    return main(["download", "lfw", "--dest", str(dest), "--base-url", url, "--no-progress", *extra])
-
-
 def test_download_end_to_end(server, site, tmp_path, capsys):
     archive_sum = sha256((site / "lfw-deepfunneled.tgz").read_bytes())
     dest = tmp_path / "lfw"
@@ -201,13 +188,6 @@ def test_download_refuses_an_archive_member_outside_dest(server, tmp_path, capsy
     assert exc.value.code == 2 and "unsafe member" in err
     assert not (tmp_path / "deep" / "evil").exists() and not Path("/tmp/facematch-evil-abs").exists()
     assert not (dest / "lfw-deepfunneled").exists()  # nothing was extracted at all
-
-
-def test_download_unreachable_server_is_one_line(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        download(tmp_path / "lfw", "http://127.0.0.1:9/", "--timeout", "5")
-    err = error_line(capsys.readouterr().err)
-    assert exc.value.code == 2 and err.startswith("error: cannot reach http://127.0.0.1:9/")
 
 
 def test_verify_reports_missing_and_unreadable(tmp_path, capsys):
@@ -361,15 +341,3 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["verify", str(LFW), "--pairs", str(bad)])
     assert "header promises" in capsys.readouterr().err
-
-
-def test_help_lists_the_subcommands(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--help"])
-    out = capsys.readouterr().out
-    assert exc.value.code == 0 and all(c in out for c in ("download", "prepare", "verify", "check-cache"))
-    with pytest.raises(SystemExit):
-        main(["prepare", "--help"])
-    out = capsys.readouterr().out
-    assert "--pairs" in out and "--template" in out and "--cache-dir" in out
-    assert "default nearest_center" in out and "conf/align/mtcnn.yaml" in out

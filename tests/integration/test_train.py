@@ -11,7 +11,7 @@ import torch
 from facematch.errors import FacematchError
 from facematch.models.net import EmbeddingNet
 from facematch.train import train
-from tests.conftest import FAST, run_cli
+from tests.helpers import FAST, run_cli
 
 
 @pytest.mark.parametrize("loss,extra", [
@@ -21,6 +21,7 @@ from tests.conftest import FAST, run_cli
     ("triplet", ["miner=semi_hard", "optimizer=sgd", "scheduler=step"]),
     ("contrastive", ["miner=batch_hard"]),  # the miner's triplets (a, p, n) as pairs (a, p), (a, n)
 ])
+@pytest.mark.usefixtures("data_dir")
 def test_fast_dev_run(cfg_factory, mfn_weights, loss, extra):
     cfg = cfg_factory(f"loss={loss}", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
                       "trainer.fast_dev_run=true", *FAST, *extra)
@@ -29,6 +30,7 @@ def test_fast_dev_run(cfg_factory, mfn_weights, loss, extra):
     assert 0.0 <= metrics["val/auc"] <= 1.0
 
 
+@pytest.mark.usefixtures("data_dir")
 def test_fast_dev_run_inception_frozen_with_test_fold(cfg_factory):
     cfg = cfg_factory("arch=inception_resnet_v1", "arch.freeze=true", "data.features.enabled=false", "trainer.fast_dev_run=true",
                       "data.test_fold=0", *FAST)
@@ -36,6 +38,8 @@ def test_fast_dev_run_inception_frozen_with_test_fold(cfg_factory):
     assert "test/auc" in metrics
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_train_checkpoint_then_resume(cfg_factory):
     """One real epoch on 40 people (checkpoints with plain data, TensorBoard + CSV logs, a summary JSON),
     then a resumed run from last.ckpt that continues to epoch 2 instead of starting over."""
@@ -73,6 +77,8 @@ def test_train_checkpoint_then_resume(cfg_factory):
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * ckpt["global_step"]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_margin_multirun(tmp_path, mfn_weights):
     r = run_cli(["-m", "facematch.train", "-m", "margin=0.5,1.0", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
                  "trainer.fast_dev_run=true", "logger=csv", "test=false", *FAST, f"hydra.sweep.dir={tmp_path}/sweep"])
@@ -85,6 +91,8 @@ def test_margin_multirun(tmp_path, mfn_weights):
         assert (run / "train_metrics.json").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_ddp_two_processes_on_cpu(tmp_path, mfn_weights):
     r = run_cli(["-m", "facematch.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
                  "arch=mobilefacenet", f"arch.weights={mfn_weights}", "trainer.fast_dev_run=true", "logger=csv",
@@ -102,6 +110,7 @@ def test_ddp_two_processes_on_cpu(tmp_path, mfn_weights):
     (["loss=triplet", "miner=batch_hard", "data=pair_list"], "P x K batches (a miner) draw from the identity index"),
     (["data.test_fold=12"], "data.test_fold=12 is out of range"),
 ])
+@pytest.mark.usefixtures("data_dir")
 def test_bad_input_raises_user_error(cfg_factory, args, needle):
     cfg = cfg_factory("arch=mobilefacenet", *FAST, "logger=csv", *args)
     with pytest.raises(FacematchError) as err:
@@ -109,6 +118,7 @@ def test_bad_input_raises_user_error(cfg_factory, args, needle):
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     r = run_cli(["-m", "facematch.train", "arch=mobilefacenet", "data.root=/nonexistent/lfw", f"hydra.run.dir={tmp_path}/bad"])
     assert r.returncode == 2, r.stderr[-2000:]
@@ -117,6 +127,7 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     assert len(lines) == 1 and "/nonexistent/lfw" in lines[0] and "FACEMATCH_DATA_DIR" in lines[0]
 
 
+@pytest.mark.usefixtures("data_dir")
 def test_malformed_pairs_file_is_reported(cfg_factory, tmp_path):
     bad = tmp_path / "pairs.txt"
     bad.write_text("10\t300\nAbel_Pacheco\t1\n")

@@ -9,16 +9,11 @@ import torch
 
 from facematch.data import sampling
 from facematch.data.batches import PairBatches, PKBatches, TripletBatches
-from facematch.data.datamodule import FaceDataModule
 from facematch.data.datasets import ResampledRows
 from facematch.data.identities import IdentityIndex
-from facematch.data.pair_files import (
-    fold_identities, identity_of, read_lfw_pairs, read_pair_list, read_pairs, read_triplet_list,
-)
-from facematch.errors import DataNotFoundError, FacematchError, MalformedFileError
-from facematch.models.backbones import build_backbone
-
-SPEC = build_backbone("mobilefacenet").spec
+from facematch.data.pair_files import fold_identities, identity_of, read_lfw_pairs, read_pair_list, read_triplet_list
+from facematch.errors import FacematchError
+from tests.helpers import datamodule as _dm
 
 
 def test_pairs_txt_folds_follow_file_order(data_dir):
@@ -30,28 +25,6 @@ def test_pairs_txt_folds_follow_file_order(data_dir):
     people = [fold_identities(pairs, k) for k in range(10)]
     assert all(not (people[i] & people[j]) for i in range(10) for j in range(i + 1, 10))
     assert len(read_lfw_pairs(data_dir / "lfw" / "pairsDevTest.txt")) == 1000
-
-
-@pytest.mark.parametrize("content,match", [
-    ("10\t300\nAbel_Pacheco\t1\t4\n", "header promises"),
-    ("1\t1\nAbel_Pacheco\t1\tX\nA\t1\tB\t2\n", r":2: expected a matched pair"),
-    ("1\t1\nAbel_Pacheco\t1\t4\nA\t1\tB\n", r":3: expected a mismatched pair"),
-    ("", "is empty"),
-])
-def test_malformed_pairs_file(tmp_path, content, match):
-    f = tmp_path / "pairs.txt"
-    f.write_text(content)
-    with pytest.raises(MalformedFileError, match=match):
-        read_lfw_pairs(f)
-
-
-def test_malformed_pair_list(tmp_path):
-    f = tmp_path / "list.txt"
-    f.write_text("a/a_0001.jpg b/b_0001.jpg 1\na/a_0001.jpg b/b_0001.jpg maybe\n")
-    with pytest.raises(MalformedFileError, match=r"list.txt:2: expected 'pathA pathB label'"):
-        read_pair_list(f)
-    with pytest.raises(DataNotFoundError, match="not found"):
-        read_pairs(tmp_path / "missing.txt")
 
 
 def test_identity_index_lfw_and_vggface2(lfw_root, data_dir):
@@ -108,14 +81,6 @@ def test_degenerate_rows_counted_and_dropped(data_dir, tmp_path, caplog):
     good = Pair("A/A_0001.jpg", "A/A_0001.jpg", True)
     with pytest.raises(FacematchError, match="no usable rows"):
         sampling.clean_rows([good, Pair("A/A_0001.jpg", "B/B_0001.jpg", False)], idx, "x", __import__("logging").getLogger("t"))
-
-
-def _dm(root, **kw):
-    base = dict(root=str(root), spec=SPEC, num_workers=0, batch_size=4, train_samples=8, val_pairs=8, seed=1,
-                augment={"enabled": True, "hflip": 0.5, "rotation": 10, "translate": 0.05, "scale": [0.9, 1.1],
-                         "color_jitter": 0.2})
-    base.update(kw)
-    return FaceDataModule(**base)
 
 
 def test_test_fold_holds_out_its_people(lfw_root, data_dir):
@@ -195,8 +160,3 @@ def test_pk_batches_refuse_a_training_list(data_dir):
              train_list=str(data_dir / "seed-splits" / "couples" / "train.txt"))
     with pytest.raises(FacematchError, match="P x K batches"):
         dm.setup("fit")
-
-
-def test_missing_root_names_env_var(tmp_path):
-    with pytest.raises(DataNotFoundError, match="FACEMATCH_DATA_DIR"):
-        _dm(tmp_path / "nowhere").setup("fit")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from facematch.cli.compare import main
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 BUSH_A = "George_W_Bush/George_W_Bush_0007.jpg"
 BUSH_B = "George_W_Bush/George_W_Bush_0016.jpg"

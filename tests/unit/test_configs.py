@@ -1,32 +1,25 @@
-"""Every config option composes and instantiates; a wrong option fails with Hydra's own list."""
+"""Every config option composes and instantiates, without data: groups, losses, miners and the batches
+they need, heads, optimizers x schedulers, trainers, loggers and callbacks, experiments. On the real data
+and the command line: tests/integration/test_configs.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
-import torch
 import pytest
 from hydra.utils import instantiate
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
 from pytorch_metric_learning.reducers import MeanReducer
 
-from facematch.config import config_dir, instantiate_collection, instantiate_optional
+from facematch.config import instantiate_collection, instantiate_optional
 from facematch.data.batches import PairBatches, PKBatches, TripletBatches
 from facematch.lit.module import SiameseModule
 from facematch.losses.contrastive import ContrastiveLoss
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.models.heads import LinearHead, MLPHead
 from facematch.models.net import EmbeddingNet
-from facematch.train import build, train
-from tests.conftest import FAST, run_cli
-
-CONF = Path(config_dir())
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+from facematch.train import build
+from tests.helpers import config_options as options
 
 
 def test_groups_have_the_expected_options():
@@ -113,18 +106,6 @@ def test_optimizer_x_scheduler(cfg_factory, opt, sched):
         assert out["lr_scheduler"]["monitor"] == "val/auc"
 
 
-@pytest.mark.parametrize("data", options("data"))
-def test_data_options_instantiate(cfg_factory, data, data_dir):
-    extra = ["data.root=" + str(data_dir / "vggface2-samples" / "tight_crop")] if data == "vggface2" else []
-    cfg = cfg_factory(f"data={data}", "arch=mobilefacenet", "data.val_fraction=0.34", "data.num_workers=0", *extra)
-    _, dm = build(cfg)
-    if data == "vggface2":  # the 3-person sample set is too small to split; check its index instead
-        assert len(dm._base_index().identities) == 3
-        return
-    dm.setup("fit")
-    assert len(dm.val_set) > 0 and len(dm.train_set) > 0
-
-
 @pytest.mark.parametrize("trainer", options("trainer"))
 def test_trainer_options_instantiate(cfg_factory, trainer):
     cfg = cfg_factory(f"trainer={trainer}", "trainer.accelerator=cpu", "trainer.devices=1")
@@ -148,44 +129,6 @@ def test_experiments_compose(cfg_factory, experiment):
     assert cfg.arch.name and cfg.loss._target_ and cfg.data.batches._target_ and cfg.loss_name and cfg.miner_name
 
 
-def offline(cfg_factory, experiment: str, *overrides: str):
-    """An experiment row with offline stand-ins: random weights where it downloads them or needs a file
-    there is none of (face-pretrained ResNet-50), centre crops where it aligns raw photos (MTCNN)."""
-    cfg = cfg_factory(f"experiment={experiment}", *overrides)
-    extra = ["arch.pretrained=null"] if cfg.arch.pretrained else []
-    extra += ["arch.weights=null"] if cfg.arch.name == "resnet50" else []
-    extra += ["data.preprocess.mode=center"] if cfg.data.preprocess.mode == "align" else []
-    return cfg_factory(f"experiment={experiment}", *extra, *overrides, out="offline") if extra else cfg
-
-
-@pytest.mark.parametrize("experiment", options("experiment"))
-def test_every_experiment_instantiates(cfg_factory, experiment):
-    cfg = offline(cfg_factory, experiment)
-    model, dm = build(cfg)
-    miner = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner}[cfg.miner_name]
-    fixed_rows = {"contrastive": PairBatches, "triplet": TripletBatches}[cfg.loss_name]
-    assert type(model.miner) is miner and type(dm.batches) is (PKBatches if cfg.miner_name != "none" else fixed_rows)
-    assert type(model.loss) is {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss}[cfg.loss_name]
-    assert model.loss.margin == cfg.margin and model.net.backbone.spec.name == cfg.arch.name
-    assert model.net.head.centered == cfg.head.center and model.net.backbone.fully_frozen == cfg.arch.freeze
-    optimizer = model.configure_optimizers()["optimizer"]
-    assert type(optimizer).__name__.lower() == cfg.optimizer._target_.rsplit(".")[-1].lower()
-
-
-@pytest.mark.parametrize("experiment", ["exp2_contrastive_adam", "exp3_triplet_adam", "exp3_triplet_batch_hard",
-                                        "exp3_triplet_semi_hard", "exp4_triplet_sgd", "exp5_contrastive_margins"])
-def test_experiment_rows_train_one_step(cfg_factory, experiment, tmp_path_factory):
-    """One fast_dev_run step of each fine-tuning row on MobileFaceNet, as configured (pairs, fixed triplets,
-    both miners, the centred head, the frozen backbone's cached features), on a small subset. The irv1 /
-    ResNet-50 variants differ only in arch and data (instantiated above); exp3_triplet_seedlist's list path
-    is tested in test_data."""
-    cache = tmp_path_factory.getbasetemp() / "experiment-feature-cache"  # shared: the rows' features are the same
-    cfg = offline(cfg_factory, experiment, *FAST, "trainer.fast_dev_run=true", "logger=csv", f"paths.cache_dir={cache}")
-    metrics = train(cfg)
-    assert torch.isfinite(torch.tensor(metrics["train/loss_step"])) and 0.0 <= metrics["val/auc"] <= 1.0
-    assert "initial/val/auc" in metrics  # validate_first, as the rows do
-
-
 def test_scheduler_none_is_none(cfg_factory):
     assert instantiate_optional(cfg_factory("scheduler=none").get("scheduler")) is None
 
@@ -194,12 +137,3 @@ def test_margin_is_one_value_read_by_either_loss(cfg_factory):
     for loss in ("contrastive", "triplet"):
         cfg = cfg_factory(f"loss={loss}", "margin=1.7", "arch=mobilefacenet")
         assert build(cfg)[0].loss.margin == 1.7
-
-
-def test_wrong_option_lists_valid_ones():
-    r = run_cli(["-m", "facematch.train", "arch=vgg16"])
-    assert r.returncode != 0
-    assert "Could not find 'arch/vgg16'" in r.stderr
-    for name in ("inception_resnet_v1", "mobilefacenet", "resnet50"):
-        assert name in r.stderr
-    assert "Traceback" not in r.stderr

@@ -9,26 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from facematch.cli.report import collect, combine_folds, main as report_main
-from facematch.data.pair_files import read_lfw_pairs
+from facematch.cli.report import collect, main as report_main
 from facematch.train import train
-from tests.conftest import FAST
+from tests.helpers import FAST, mini_pairs
+
+pytestmark = pytest.mark.usefixtures("data_dir")  # every test reads lfw-aligned-112
 
 
-def mini_pairs(data_dir: Path, path: Path, per_fold: int = 6) -> Path:
-    """A 2-fold LFW-format pairs file: the first ``per_fold`` matched and mismatched pairs of folds 0 and 1."""
-    pairs = read_lfw_pairs(data_dir / "lfw" / "pairs.txt")
-    lines = [f"2\t{per_fold}"]
-    for fold in (0, 1):
-        rows = [p for p in pairs if p.fold == fold]
-        for p in [r for r in rows if r.same][:per_fold] + [r for r in rows if not r.same][:per_fold]:
-            na, ia = p.a.split("/")[0], int(p.a[-8:-4])
-            nb, ib = p.b.split("/")[0], int(p.b[-8:-4])
-            lines.append(f"{na}\t{ia}\t{ib}" if p.same else f"{na}\t{ia}\t{nb}\t{ib}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
+@pytest.mark.slow
 def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights, tmp_path, capsys):
     pairs = mini_pairs(data_dir, tmp_path / "pairs.txt")
     common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned",
@@ -111,13 +99,3 @@ def test_mean_backbone_feature_for_a_centred_head(cfg_factory, mfn_weights, tmp_
     with torch.no_grad():
         expected = torch.cat([backbone.eval()(next(batches)[0]) for _ in range(2)]).mean(0)
     torch.testing.assert_close(direct, expected)
-
-
-def test_combine_folds_pools_scores():
-    jobs = [{"fold": k, "fold_accuracy": acc, "fold_scores": [0.9, 0.1], "fold_same": [1, 0], "seconds": 2.0}
-            for k, acc in enumerate([1.0, 0.5])]
-    row = combine_folds(jobs, threshold=0.6)
-    assert row["accuracy_mean"] == pytest.approx(0.75) and row["accuracy_std"] == pytest.approx(0.25)
-    assert row["accuracy_at_threshold"] == 1.0 and row["f1_at_threshold"] == 1.0 and row["seconds"] == 4.0
-    with pytest.raises(Exception, match="duplicate folds"):
-        combine_folds(jobs + jobs[:1], threshold=0.6)

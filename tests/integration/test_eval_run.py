@@ -11,22 +11,11 @@ import torch
 
 from facematch.errors import FacematchError
 from facematch.eval.job import evaluate
-from tests.conftest import run_cli
+from tests.helpers import run_cli, tiny_pairs
 
 REQUIRED = ("accuracy_mean", "accuracy_std", "fold_accuracies", "val_at_far_1e-3", "val_at_far_1e-2", "auc", "eer",
             "accuracy_at_threshold", "f1_at_threshold", "best_f1_threshold", "n_pairs", "seconds", "n_images",
             "embedding_cache_hit", "rank_1", "rank_5", "knn_accuracy", "model", "command", "overrides")
-
-
-def tiny_pairs(data_dir: Path, out: Path, per_class: int = 4) -> Path:
-    """An LFW-format pairs file: the first ``per_class`` matched + mismatched lines of folds 0 and 1."""
-    lines = (data_dir / "lfw" / "pairs.txt").read_text().splitlines()
-    body = []
-    for fold in (0, 1):
-        start = 1 + fold * 600
-        body += lines[start : start + per_class] + lines[start + 300 : start + 300 + per_class]
-    out.write_text(f"2\t{per_class}\n" + "\n".join(body) + "\n")
-    return out
 
 
 @pytest.fixture
@@ -153,6 +142,7 @@ def test_bad_input_is_a_one_line_user_error(cfg_factory, aligned_args, override,
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_cli_runs_and_reports_errors_without_traceback(aligned_args, tmp_path):
     r = run_cli(["-m", "facematch.eval", *aligned_args, "eval.plots=false", "eval.tensorboard=false",
                  f"hydra.run.dir={tmp_path / 'cli'}"])

@@ -1,4 +1,5 @@
-"""The allocator settings (page faults of a real allocation loop) and precision / device by capability."""
+"""The allocator settings, in subprocesses: the page faults of a real allocation loop, and spawned children
+inheriting the settings through the environment."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import platform
 
 import pytest
 
-from conftest import run_cli
-from facematch.errors import FacematchError
-from facematch.utils import hardware
+from tests.helpers import run_cli
 
 # Allocate, touch and free a 64 MiB tensor 50 times; report this process's minor page faults.
 FAULTS = """
@@ -33,6 +32,7 @@ def _faults(env: dict, monkeypatch) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are for glibc")
 def test_importing_facematch_stops_the_page_fault_per_allocation(monkeypatch):
     on = _faults({"FACEMATCH_MALLOC": "1"}, monkeypatch)
@@ -50,33 +50,3 @@ def test_spawned_children_apply_the_settings_themselves_and_the_environment_stay
     r = run_cli(["-c", code], env={"FACEMATCH_MALLOC": "1"})
     if platform.libc_ver()[0] == "glibc":
         assert r.stdout.split() == ["True", "None"]  # applied by mallopt; nothing exported to grandchildren
-
-
-def test_auto_precision_is_bf16_only_where_native(monkeypatch):
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
-    assert hardware.resolve_precision("auto", "cpu") == "fp32"
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
-    assert hardware.resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_tile", "amx_bf16"}))
-    assert hardware.resolve_precision("auto", "cpu") == "bf16"
-    assert hardware.resolve_precision("fp32", "cpu") == "fp32"
-    with pytest.raises(FacematchError, match="precision='fp16' is unknown"):
-        hardware.resolve_precision("fp16", "cpu")
-
-
-def test_device_auto_and_a_missing_gpu(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert hardware.resolve_device("auto") == "cpu"
-    with pytest.raises(FacematchError, match="no CUDA GPU is visible"):
-        hardware.resolve_device("cuda")
-    with pytest.raises(FacematchError, match="device='tpu' is unknown"):
-        hardware.resolve_device("tpu")
-
-
-def test_machine_info_names_the_cpu_and_its_flags():
-    info = hardware.machine_info()
-    assert info["cpu"]["model"] and info["cpu"]["cores"] >= 1
-    assert set(info["cpu"]["flags"]) <= set(hardware.SPEED_FLAGS)
-    assert isinstance(info["cpu"]["native_bf16"], bool)

@@ -1,12 +1,14 @@
-"""facematch-report on an evaluation run: the configuration columns come from the run's Hydra config."""
+"""facematch-report: the configuration columns come from each run's Hydra config; per-fold jobs pool their
+scores."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
-from facematch.cli.report import collect, markdown
+from facematch.cli.report import collect, combine_folds, markdown
 
 
 def _eval_run(path, data: dict, align_raw: bool = True, ranking: str | None = "protocol"):
@@ -59,3 +61,13 @@ def test_training_rows_name_the_loss_and_miner_options_from_the_config(tmp_path)
     rows = {r["_path"].split("/")[-1]: r for r in collect([tmp_path])}
     assert rows["mined"]["loss"] == "triplet (batch_hard)" and rows["fixed"]["loss"] == "triplet"
     assert rows["mined"]["arch"] == "mobilefacenet (frozen)" and rows["mined"]["n_folds"] == 2
+
+
+def test_combine_folds_pools_scores():
+    jobs = [{"fold": k, "fold_accuracy": acc, "fold_scores": [0.9, 0.1], "fold_same": [1, 0], "seconds": 2.0}
+            for k, acc in enumerate([1.0, 0.5])]
+    row = combine_folds(jobs, threshold=0.6)
+    assert row["accuracy_mean"] == pytest.approx(0.75) and row["accuracy_std"] == pytest.approx(0.25)
+    assert row["accuracy_at_threshold"] == 1.0 and row["f1_at_threshold"] == 1.0 and row["seconds"] == 4.0
+    with pytest.raises(Exception, match="duplicate folds"):
+        combine_folds(jobs + jobs[:1], threshold=0.6)

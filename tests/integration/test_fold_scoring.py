@@ -12,8 +12,7 @@ import pytest
 
 from facematch.eval.job import evaluate
 from facematch.train import train
-from tests.conftest import FAST
-from tests.test_fast_path import mini_pairs
+from tests.helpers import FAST, mini_pairs
 
 
 @pytest.mark.slow

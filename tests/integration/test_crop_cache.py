@@ -1,4 +1,5 @@
-"""The aligned-crop cache: bad inputs, manifest counts, resume, atomic writes, on-demand crops."""
+"""The aligned-crop cache on real LFW photos: bad inputs, manifest counts, resume, atomic writes, on-demand
+crops, a killed parallel prepare."""
 
 from __future__ import annotations
 
@@ -16,17 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("FACEMATCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
+from facematch.errors import UnreadableImageError
+from facematch.utils import io as io_mod
+from facematch.faces.align import FaceAligner
+from facematch.faces.crop_cache import AlignedCache, crop_path, read_record
+from facematch.faces.prepare import prepare
+from tests.helpers import DATA
 
-from facematch.errors import FacematchError, UnreadableImageError  # noqa: E402
-from facematch.utils import io as io_mod  # noqa: E402
-from facematch.faces.align import FaceAligner  # noqa: E402
-from facematch.faces.crop_cache import AlignedCache, crop_path, read_record  # noqa: E402
-from facematch.faces.prepare import prepare  # noqa: E402
-from facematch.paths import data_dir  # noqa: E402
+pytestmark = pytest.mark.usefixtures("data_dir")  # every test reads LFW photos
 
-LFW = data_dir() / "lfw" / "lfw-deepfunneled"
+LFW = DATA / "lfw" / "lfw-deepfunneled"
 GOOD = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Abdullah_Gul/Abdullah_Gul_0013.jpg"]
 
 
@@ -136,28 +136,6 @@ def test_cache_get_creates_on_first_use_and_reads_back_losslessly(tmp_path):
         (bad / "x").mkdir(parents=True)
         (bad / "x" / "y.jpg").write_bytes(b"")
         AlignedCache(tmp_path / "c2", "arcface_112x112", bad).get("x/y.jpg")
-
-
-def test_cache_is_picklable_without_its_detector(tmp_path):
-    import pickle
-
-    cache = AlignedCache(tmp_path / "c", "arcface_112x112", LFW)
-    _ = cache.aligner
-    clone = pickle.loads(pickle.dumps(cache))
-    assert clone._aligner is None and clone.settings == cache.settings
-
-
-def test_cache_refuses_other_settings_and_unsafe_paths(tmp_path):
-    AlignedCache(tmp_path / "c", "arcface_112x112", LFW).check()
-    with pytest.raises(FacematchError, match="template=arcface_112x112"):
-        AlignedCache(tmp_path / "c", "facenet_160", LFW).check()
-    with pytest.raises(FacematchError, match=r"select=nearest_center \(not largest\).*keyed one") as err:
-        AlignedCache(tmp_path / "c", "arcface_112x112", LFW, select="largest").check()
-    assert "\n" not in str(err.value)
-    with pytest.raises(FacematchError, match="holds crops of .*, not "):
-        AlignedCache(tmp_path / "c", "arcface_112x112", tmp_path).check()
-    with pytest.raises(FacematchError, match="without '..'"):
-        AlignedCache(tmp_path / "c", "arcface_112x112", LFW).get("../etc/passwd")
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from facematch.faces.crop_cache import AlignedCache, crop_path, read_record, rec
 from facematch.faces.prepare import prepare
 from facematch.faces.source import FaceSource
 from facematch.utils.io import file_stamp
-from tests.test_eval_run import tiny_pairs
+from tests.helpers import tiny_pairs
 
 TEMPLATE = "sphereface_112x96"  # MobileFaceNet's template: what facematch-eval data=lfw aligns to
 REL = "Abdullah_Gul/Abdullah_Gul_0001.jpg"
@@ -181,13 +181,6 @@ def test_embeddings_are_tied_to_their_source_files(mfn, roots, tmp_path):
     e3 = embedder(mfn, src_colour, cache_dir)
     e3.embed(rels)
     assert e3.stats["old_format"] == len(rels) and e3.stats["computed"] == len(rels)
-
-
-def test_in_memory_entries_need_no_source(tmp_path):
-    c = EmbeddingCache(tmp_path, "k")
-    c.add(["a", "b"], np.ones((2, 3)))  # no stamps: a source without files
-    assert sorted(c.load()) == ["a", "b"]
-    assert c.load(tmp_path) == {} and c.stats["stale"] == 2  # under a root they cannot be checked
 
 
 def test_frozen_features_follow_a_changed_source(mfn, roots, tmp_path):

@@ -1,8 +1,9 @@
-"""Backbones: shapes, specs, strict weight loading, freezing, and MobileFaceNet on real aligned faces."""
+"""Backbones, heads and the embedding net on random weights and synthetic tensors: shapes, specs, strict
+weight loading, freezing; checkpoints may only name facematch models. The MobileFaceNet weights on real
+faces: tests/integration/test_models.py."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from facematch.errors import WeightsError
 from facematch.models import backbones as bb
 from facematch.models.backbones import build_backbone
 from facematch.models.heads import LinearHead, MLPHead
+from facematch.models.loading import load_checkpoint_model
 from facematch.models.net import BackboneHead, EmbeddingNet
 
 
@@ -26,38 +28,6 @@ def test_backbone_interface(name, hw, dim, template):
     with torch.no_grad():
         out = b(torch.randn(2, 3, *hw))
     assert out.shape == (2, dim)
-
-
-def test_mobilefacenet_weights_load_strictly(mfn_weights):
-    b = build_backbone("mobilefacenet", weights=str(mfn_weights))
-    ckpt = torch.load(mfn_weights, map_location="cpu", weights_only=True)["net_state_dict"]
-    own = b.net.state_dict()
-    assert set(own) == set(ckpt) and len(own) == 333
-    assert all(torch.equal(own[k], ckpt[k]) for k in own)
-
-
-def _embed(backbone, arrays):
-    from facematch.embedding.embedder import normalize_batch
-
-    with torch.no_grad():
-        return F.normalize(backbone(normalize_batch(np.stack(arrays), backbone.spec)), dim=1)
-
-
-def test_mobilefacenet_same_person_more_similar(mfn_weights, data_dir):
-    from PIL import Image
-
-    root = data_dir / "lfw-aligned-112"
-    def crop(rel):  # the model takes the 96-wide centre of the 112x112 arcface crop
-        return np.asarray(Image.open(root / rel).convert("RGB"))[:, 8:104]
-
-    b = build_backbone("mobilefacenet", weights=str(mfn_weights)).eval()
-    e = _embed(b, [crop("George_W_Bush/George_W_Bush_0007.jpg"), crop("George_W_Bush/George_W_Bush_0016.jpg"),
-                   crop("Colin_Powell/Colin_Powell_0040.jpg"), crop("Colin_Powell/Colin_Powell_0049.jpg")])
-    sim = e @ e.T
-    assert sim[0, 1] > 0.5 and sim[2, 3] > 0.5
-    assert sim[0, 1] > sim[0, 2] + 0.3 and sim[2, 3] > sim[1, 3] + 0.3
-    random_b = build_backbone("mobilefacenet").eval()  # untrained: no such separation expected from weights
-    assert not torch.allclose(_embed(random_b, [crop("George_W_Bush/George_W_Bush_0007.jpg")]), e[:1])
 
 
 def test_freeze_trains_only_last_stages():
@@ -142,3 +112,15 @@ def test_embedding_net_builds_its_head_for_the_backbone():
         assert torch.allclose(net(x), F.normalize(net.head.project(feats), dim=1))
         assert torch.equal(net(feats), net.head(feats))  # cached 2-D features go straight to the head
         assert torch.equal(BackboneHead(net.backbone, net.head)(x), net.project(x))
+
+
+def test_checkpoint_config_nodes_may_only_name_facematch_models(tmp_path):
+    state = {f"backbone.{k}": v for k, v in build_backbone("mobilefacenet").state_dict().items()}
+    for meta in ({"arch": {"_target_": "os.system", "command": "true"}},
+                 {"backbone": "mobilefacenet", "head": {"_target_": "builtins.print", "_partial_": True}},
+                 {"backbone": "mobilefacenet", "head": {"_target_": "facematch.models.heads.LinearHead",
+                                                        "init": {"_target_": "os.getcwd"}}}):
+        ckpt = tmp_path / "evil.ckpt"
+        torch.save({"state_dict": state, "facematch": meta}, ckpt)
+        with pytest.raises(WeightsError, match=r"outside facematch\.models\.\*"):
+            load_checkpoint_model(ckpt)
