@@ -24,7 +24,7 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> dict:
     """Fold ``cfg.data.test_fold``'s result for a trained backbone + head, and the full report."""
     t0 = time.perf_counter()
     fold = int(cfg.data.test_fold)
-    model = EvalModel(BackboneHead(backbone, head).eval(), backbone.spec, "", {"kind": "training run"})
+    model = EvalModel(BackboneHead(backbone, head), backbone.spec, "", {"kind": "training run"})
     pairs = read_pairs(str(cfg.data.pairs), n_folds=int(protocol.n_folds))
     res = verify(model, pairs, eval_source(cfg, backbone.spec.template), protocol,
                  engine_settings(cfg, progress=False), what=str(cfg.data.pairs))

@@ -8,6 +8,7 @@ group, shared by ``train.yaml`` and ``eval.yaml``.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -83,10 +84,11 @@ class Verification:
 
 def trunk_and_tail(module) -> tuple[Any, Any]:
     """A backbone + head model splits into the backbone (whose outputs the embedding cache keeps, shared by
-    every head trained on a frozen copy of it) and the head's projection, run on the cached outputs."""
+    every head trained on a frozen copy of it) and the head's projection, run on the cached outputs. The
+    head is copied in eval mode, as the embedder copies the backbone: the caller's model is never changed."""
     head = getattr(module, "head", None)
     if getattr(module, "backbone", None) is not None and hasattr(head, "project"):
-        return module.backbone, head.eval().project
+        return module.backbone, copy.deepcopy(head).eval().project
     return module, None
 
 
