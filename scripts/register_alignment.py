@@ -1,7 +1,8 @@
 """Is our alignment geometrically the same as the reference crops'? Image registration, image by image.
 
 For ``--n`` images of ``--pairs`` (a seeded sample), this aligns the raw photo (``--src``) onto
-``arcface_112x112`` with facematch's detector (``--landmark-offset`` px added to MTCNN's landmarks), then
+``arcface_112x112`` with facematch's detector (``--landmark-offset`` px added to MTCNN's landmarks; several
+offsets share one detection pass, each registered in turn), then
 finds, by gradient descent on the normalised grey-level difference (blurred, central region), the affine
 warp that best maps our crop onto the reference crop of the same image (``--reference``,
 lfw-aligned-112). It reports where the template's five points of the reference crop sit in our crops:
@@ -9,8 +10,9 @@ median and mean over the images, and the median shift. A shift that is the same 
 convention difference between the two landmark detectors, not noise; it is how the detector's
 ``landmark_offset`` (-0.5 px) was measured:
 
-    python scripts/register_alignment.py --landmark-offset 0 --out /tmp/register_0.json
-    python scripts/register_alignment.py --out /tmp/register_default.json   # residual with the correction
+    python scripts/register_alignment.py --landmark-offset 0 -0.5 --out /tmp/register.json
+
+The JSON holds one entry of ``runs`` per offset (0: the raw detector; -0.5: the residual with the correction).
 
 Hand-written because no installed library registers images (OpenCV's findTransformECC and scikit-image
 are not dependencies); it is ~20 lines of torch ``affine_grid`` / ``grid_sample``.
@@ -31,8 +33,8 @@ import torch.nn.functional as F
 
 from facematch.data.pair_files import read_pairs
 from facematch.errors import cli_errors
-from facematch.faces.align import FaceAligner
-from facematch.faces.detect import LANDMARK_OFFSET
+from facematch.faces.align import align_landmarks, fallback_landmarks
+from facematch.faces.detect import LANDMARK_OFFSET, DetectorSettings, get_detector, select_face
 from facematch.faces.images import load_image
 from facematch.faces.templates import get_template
 from facematch.paths import add_lfw_arguments
@@ -81,7 +83,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_lfw_arguments(ap)
     ap.add_argument("--n", type=int, default=500, help="images to register (seeded sample)")
-    ap.add_argument("--landmark-offset", type=float, default=LANDMARK_OFFSET)
+    ap.add_argument("--landmark-offset", type=float, nargs="+", default=[LANDMARK_OFFSET],
+                    help="pixels added to MTCNN's landmarks; several values share one detection pass")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, help="JSON file to write")
@@ -91,25 +94,31 @@ def main(argv=None) -> int:
     rels = sorted({p for pair in read_pairs(args.pairs) for p in (pair.a, pair.b)})
     pick = np.random.default_rng(args.seed).choice(len(rels), min(args.n, len(rels)), replace=False)
     rels = [rels[i] for i in sorted(pick)]
-    aligner = FaceAligner("arcface_112x112", select="nearest_center", landmark_offset=args.landmark_offset)
-    results = [aligner.align_path(Path(args.src) / rel) for rel in rels]
-    ours = np.stack([r.image for r in results])
+    settings = DetectorSettings(select="nearest_center", landmark_offset=0.0)
+    photos = [load_image(Path(args.src) / rel) for rel in rels]
+    marks = []
+    for photo, det in zip(photos, get_detector(settings).detect(photos)):
+        k = select_face(det, settings.select)
+        marks.append(fallback_landmarks(*photo.size) if k is None else det.landmarks[k].astype(np.float64))
     ref = np.stack([np.asarray(load_image(Path(args.reference) / rel)) for rel in rels])
     template = get_template("arcface_112x112").landmarks
-    pts = reference_points_in_ours(register(ours, ref, args.steps), template)
-    shift = np.median(pts - template, axis=0)
-    result = {
-        "images": len(rels),
-        "landmark_offset": args.landmark_offset,
-        "template": template.round(4).tolist(),
-        "reference_points_in_ours_median": np.median(pts, 0).round(3).tolist(),
-        "reference_points_in_ours_mean": pts.mean(0).round(3).tolist(),
-        "median_shift_per_point": shift.round(3).tolist(),
-        "median_shift_xy": np.median(pts - template, axis=(0, 1)).round(3).tolist(),
-        "elapsed_s": round(time.perf_counter() - t0, 1),
-    }
+    runs = []
+    for offset in args.landmark_offset:
+        ours = np.stack([align_landmarks(p, m + offset, "arcface_112x112") for p, m in zip(photos, marks)])
+        pts = reference_points_in_ours(register(ours, ref, args.steps), template)
+        runs.append({
+            "landmark_offset": offset,
+            "reference_points_in_ours_median": np.median(pts, 0).round(3).tolist(),
+            "reference_points_in_ours_mean": pts.mean(0).round(3).tolist(),
+            "median_shift_per_point": np.median(pts - template, axis=0).round(3).tolist(),
+            "median_shift_xy": np.median(pts - template, axis=(0, 1)).round(3).tolist(),
+        })
+    result = {"images": len(rels), "template": template.round(4).tolist(), "runs": runs,
+              "elapsed_s": round(time.perf_counter() - t0, 1)}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("images", "landmark_offset", "median_shift_xy", "elapsed_s")}))
+    for run in runs:
+        print(json.dumps({"images": len(rels), "landmark_offset": run["landmark_offset"],
+                          "median_shift_xy": run["median_shift_xy"]}))
     return 0
 
 

@@ -26,7 +26,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
 def pytest_collection_modifyitems(config, items):
     """Every test under tests/integration is marked ``integration``; a unit test may not be; a test
-    outside those two folders is a usage error (so the split cannot silently rot)."""
+    outside those two folders is a usage error (so the split cannot silently rot). The ``slow`` tests run
+    first: pytest-xdist hands tests out in this order, so the long ones spread over the workers instead of
+    one of them finishing last while the others idle."""
     for item in items:
         try:
             kind = Path(item.path).resolve().relative_to(TESTS).parts[0]
@@ -39,6 +41,7 @@ def pytest_collection_modifyitems(config, items):
         elif item.get_closest_marker("integration"):
             raise pytest.UsageError(f"{item.nodeid}: a unit test may not be marked integration; move it to "
                                     "tests/integration")
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise file order
 
 
 @pytest.fixture

@@ -77,20 +77,30 @@ def test_cli_json_on_real_photos(photos, mfn_weights):
     assert json.loads(r.stdout)["same"] is True
 
 
-def test_cli_no_face_exit_3(photos, mfn_weights, tmp_path):
-    grey = tmp_path / "grey.png"
-    Image.new("RGB", (200, 200), (128, 128, 128)).save(grey)
-    r = run_cli(["-m", "facematch.cli.compare", str(grey), photos["a"], "--weights", str(mfn_weights)])
-    _single_error(r, 3, f"no face found in {grey}")
-
-
-def test_cli_several_faces_exit_4(two_faces, photos, mfn_weights):
-    r = run_cli(["-m", "facematch.cli.compare", photos["a"], two_faces, "--weights", str(mfn_weights)])
-    _single_error(r, 4, "faces of similar size")
-
-
 def test_cli_unreadable_exit_5(photos, mfn_weights, tmp_path):
+    # in a subprocess: the console-script boundary (exit code, one line, no traceback)
     fake = tmp_path / "notes.jpg"
     fake.write_text("this is not a photo\n")
     r = run_cli(["-m", "facematch.cli.compare", photos["a"], str(fake), "--weights", str(mfn_weights)])
     _single_error(r, 5, f"{fake} is not an image file")
+
+
+def _exit_line(capsys, argv, code: int, needle: str) -> None:
+    """In-process: ``main(argv)`` exits with ``code`` after one "error:" line on stderr and nothing else."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out = capsys.readouterr()
+    assert e.value.code == code, out.err[-2000:]
+    assert "Traceback" not in out.err and out.out == ""
+    errors = [ln for ln in out.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], out.err[-2000:]
+
+
+def test_no_face_exit_3(photos, mfn_weights, tmp_path, capsys):
+    grey = tmp_path / "grey.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(grey)
+    _exit_line(capsys, [str(grey), photos["a"], "--weights", str(mfn_weights)], 3, f"no face found in {grey}")
+
+
+def test_several_faces_exit_4(two_faces, photos, mfn_weights, capsys):
+    _exit_line(capsys, [photos["a"], two_faces, "--weights", str(mfn_weights)], 4, "faces of similar size")

@@ -67,8 +67,7 @@ def test_experiment_rows_train_one_step(cfg_factory, experiment, tmp_path_factor
     assert "initial/val/auc" in metrics  # validate_first, as the rows do
 
 
-@pytest.mark.slow
-def test_wrong_option_lists_valid_ones():
+def test_wrong_option_lists_valid_ones():  # about a second: Lightning is not imported before composing
     r = run_cli(["-m", "facematch.train", "arch=vgg16"])
     assert r.returncode != 0
     assert "Could not find 'arch/vgg16'" in r.stderr
