@@ -143,14 +143,24 @@ def test_bad_input_is_a_one_line_user_error(cfg_factory, aligned_args, override,
 
 
 @pytest.mark.slow
-def test_cli_runs_and_reports_errors_without_traceback(aligned_args, tmp_path):
+def test_cli_runs_and_records_its_overrides(aligned_args, tmp_path):
     r = run_cli(["-m", "facematch.eval", *aligned_args, "eval.plots=false", "eval.tensorboard=false",
                  f"hydra.run.dir={tmp_path / 'cli'}"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "10-fold accuracy" in r.stdout
     assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["overrides"][0] == "arch=mobilefacenet"
-    bad = run_cli(["-m", "facematch.eval", *aligned_args, "arch.weights=/nonexistent/w.ckpt",
-                   f"hydra.run.dir={tmp_path / 'bad'}"])
-    assert bad.returncode == 6 and "Traceback" not in bad.stderr
-    assert [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")] == [
+
+
+
+def test_entry_point_error_is_one_line_and_its_exit_code(cfg_factory, aligned_args, capsys):
+    # what the facematch-eval entry point runs (run_or_exit), in-process: the subprocess above covers the
+    # console-script boundary
+    from facematch.errors import run_or_exit
+
+    cfg = cfg_factory(*aligned_args, "arch.weights=/nonexistent/w.ckpt", config_name="eval")
+    with pytest.raises(SystemExit) as e:
+        run_or_exit(evaluate, cfg)
+    err = capsys.readouterr().err
+    assert e.value.code == 6 and "Traceback" not in err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
         "error: weights file not found: /nonexistent/w.ckpt (check arch.weights=PATH)"]

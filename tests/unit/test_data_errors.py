@@ -34,3 +34,19 @@ def test_malformed_pair_list(tmp_path):
 def test_missing_root_names_env_var(tmp_path):
     with pytest.raises(DataNotFoundError, match="FACEMATCH_DATA_DIR"):
         _dm(tmp_path / "nowhere").setup("fit")
+
+
+def test_every_scanned_image_format_passes_the_index_check_and_other_files_do_not(tmp_path):
+    from PIL import Image
+
+    from facematch.data.identities import check_image
+    from facematch.faces.images import IMAGE_SUFFIXES
+
+    img = Image.new("RGB", (8, 8), (200, 30, 60))
+    for suffix in IMAGE_SUFFIXES:
+        path = tmp_path / f"face{suffix}"
+        (img.convert("L") if suffix == ".pgm" else img).save(path)
+        assert check_image(path) is None, suffix
+    (tmp_path / "page.jpg").write_text("<html>404 not found</html>")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert [check_image(tmp_path / n) for n in ("page.jpg", "empty.jpg", "gone.jpg")] == ["unreadable", "empty", "missing"]
