@@ -24,7 +24,7 @@ from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
 
 COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
-           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "wall time", "model kept"]
+           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "wall time", "model kept"]
 
 WEIGHT_NAMES = {"mobilefacenet_casia": "CASIA-WebFace", "vggface2": "VGGFace2", "casia-webface": "CASIA-WebFace"}
 
@@ -53,7 +53,22 @@ def _data(cfg: dict) -> str:
     old_default = (cfg.get("eval") or {}).get("align_raw", True) if cfg.get("task_name") == "eval" else False
     if mode == "center" and (cfg.get("embed") or {}).get("align_raw", old_default):
         mode = "align"
-    return name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")
+    from facematch.faces.degrade import Degradation
+
+    degrade = Degradation.from_config(data.get("degrade"))
+    return (name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")
+            + (f" @ {degrade.name()}" if degrade is not None else ""))
+
+
+def _arch(arch: dict, trained: bool) -> str:
+    """The backbone and what of it trained: frozen (head only), the last N stages, or all of it (full)."""
+    name = str(arch.get("name", "?"))
+    if not trained:
+        return name
+    if not arch.get("freeze"):
+        return f"{name} (full)"
+    n = int(arch.get("unfreeze_last") or 0)
+    return f"{name} (frozen)" if n == 0 else f"{name} (last {n})"
 
 
 def describe(cfg: dict) -> dict:
@@ -65,11 +80,10 @@ def describe(cfg: dict) -> dict:
     if cfg.get("miner_name") not in (None, "none"):
         loss_name += f" ({cfg['miner_name']})"
     sched = cfg.get("scheduler") or {}
-    frozen = "frozen" if arch.get("freeze") else "full"
     return {
         "exp": cfg.get("exp_name") or cfg.get("task_name") or "?",
         "data": _data(cfg),
-        "arch": f"{arch.get('name', '?')}" + (f" ({frozen})" if trained else ""),
+        "arch": _arch(arch, trained),
         "pretrained on": _pretrained(arch),
         "loss": loss_name if trained else "— (no training)",
         "margin": f"{cfg.get('margin')}" if trained else "—",
@@ -111,7 +125,12 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
     ranked_ok = all("fold_protocol_scores" in m for m in jobs)
     ranked = np.concatenate([m["fold_protocol_scores"] for m in jobs]) if ranked_ok else scores
     pooled = score_metrics(scores, ranked, same, threshold=threshold, fars=(1e-3,))
+    # degraded data: each fold's model also scored on the original crops (what adaptation forgets)
+    clean = [m["undegraded"]["fold_accuracy"] for m in jobs if m.get("undegraded")]
+    undegraded = {"undegraded_accuracy_mean": float(np.mean(clean)), "undegraded_accuracy_std": float(np.std(clean))} \
+        if len(clean) == len(jobs) else {}
     return {
+        **undegraded,
         "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()), "n_folds": len(jobs),
         "val_at_far_1e-3": pooled["val_at_far_1e-3"],
         "val_scores": "protocol" if ranked_ok else "raw cosine",
@@ -145,6 +164,12 @@ def collect(roots: list[Path]) -> list[dict]:
     return rows
 
 
+def _undegraded(r: dict) -> str:
+    if r.get("undegraded_accuracy_mean") is not None:
+        return f"{_fmt_pct(r['undegraded_accuracy_mean'])} ± {_fmt_pct(r['undegraded_accuracy_std'])}"
+    return "—"
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in sorted(rows, key=lambda r: (r["exp"], str(r["margin"]))):
@@ -154,7 +179,7 @@ def markdown(rows: list[dict]) -> str:
         cells = [r["exp"], r["data"], r["arch"], r["pretrained on"], r["loss"], r["margin"], r["optimizer"], r["scheduler"], acc,
                  _fmt_pct(r.get("val_at_far_1e-3")) + (" (raw cos)" if r.get("val_scores") == "raw cosine" else ""),
                  _fmt_pct(r.get("f1_at_threshold")),
-                 _fmt_pct(r.get("accuracy_at_threshold")), _fmt_time(r.get("seconds")), r.get("kept", "—")]
+                 _fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r), _fmt_time(r.get("seconds")), r.get("kept", "—")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

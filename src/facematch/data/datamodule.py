@@ -64,6 +64,7 @@ class FaceDataModule(L.LightningDataModule):
         seed: int = 0,
         preprocess: Mapping[str, Any] | None = None,
         augment: Mapping[str, Any] | None = None,
+        degrade: Mapping[str, Any] | None = None,
         features: Mapping[str, Any] | None = None,
         cache_dir: str | None = None,
     ):
@@ -78,7 +79,7 @@ class FaceDataModule(L.LightningDataModule):
         self.train_samples, self.val_pairs = train_samples, val_pairs
         self.pk = dict(pk or {"p": 16, "k": 4})
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.source = source_from_config(self.root, spec.template, preprocess)
+        self.source = source_from_config(self.root, spec.template, preprocess, degrade=degrade)
         self.augment = dict(augment or {})
         self.features_cfg = dict(features or {"enabled": "auto", "views": 2})
         self.cache_dir = cache_dir or "."
@@ -92,7 +93,7 @@ class FaceDataModule(L.LightningDataModule):
             return
         if not self.root.is_dir():
             raise missing_root_error(self.root)
-        source, transform = self._source_and_transform()
+        train_source, source, transform = self._sources_and_transform()
         index = self._base_index()
         test_people: set[str] = set()
         full_index = index
@@ -118,7 +119,7 @@ class FaceDataModule(L.LightningDataModule):
         self.val_set = PairDataset(val_rows, source, transform(False), labels)
         held_out = val_people | test_people
         self.train_set = self.batches.train_set(
-            train_idx.without(held_out), self._listed_train_rows(index, held_out, full_index), source,
+            train_idx.without(held_out), self._listed_train_rows(index, held_out, full_index), train_source,
             transform(True), labels, self.train_samples, self.seed,
         )
         if self.feature_store is not None:
@@ -187,24 +188,27 @@ class FaceDataModule(L.LightningDataModule):
         return inside
 
     # -- item source: crops, or cached backbone features ---------------------------------------------
-    def _source_and_transform(self):
-        """``(source, transform(train))``: preprocessed crops and the backbone's transforms, or, on the
-        fast path, the feature store and a view picker (a random view for training, the plain one else)."""
+    def _sources_and_transform(self):
+        """``(training source, validation/test source, transform(train))``: preprocessed crops (training
+        draws a random degradation per use, evaluation draw 0) and the backbone's transforms, or, on the
+        fast path, the feature store and a view picker (a random view for training, the plain one of
+        draw 0 else)."""
         if self.feature_store is not None:
-            return self.feature_store, view_picker
-        return self.source, self._transform
+            return self.feature_store, self.feature_store, view_picker
+        return self.source.with_draw(None), self.source, self._transform
 
     def attach_backbone(self, backbone) -> bool:
-        """Serve cached backbone features instead of images when ``features.enabled`` is true, or
-        ``auto`` and the backbone is completely frozen. Call before :meth:`setup`. Returns whether the
-        fast path is on."""
+        """Serve cached trunk activations instead of images when ``features.enabled`` is true, or ``auto``
+        and the backbone has a frozen trunk (``arch.freeze=true``; the last ``arch.unfreeze_last`` stages
+        train on the activations). Call before :meth:`setup`. Returns whether the fast path is on."""
         if self.train_set is not None:
             raise RuntimeError("attach_backbone() must come before setup(): the datasets are built once")
         enabled = self.features_cfg.get("enabled", "auto")
         if enabled == "auto":
-            enabled = backbone.fully_frozen
-        elif enabled and not backbone.fully_frozen:
-            raise FacematchError("data.features.enabled=true needs a frozen backbone (arch.freeze=true, arch.unfreeze_last=0)")
+            enabled = backbone.frozen
+        elif enabled and not backbone.frozen:
+            raise FacematchError("data.features.enabled=true needs a frozen trunk (arch.freeze=true, "
+                                 "arch.unfreeze_last below the number of stages)")
         if not enabled:
             return False
         fc = self.features_cfg
@@ -224,18 +228,23 @@ class FaceDataModule(L.LightningDataModule):
         self.feature_store.ensure(sorted(rels))
         self.stats["features"] = {"views": self.feature_store.views, "images": len(rels),
                                   "cache": str(self.feature_store.path)}
-        log.info("fast path: head trained on cached backbone features (%d views; other augmentation off)",
-                 self.feature_store.views)
+        log.info("fast path: trainable stages + head trained on cached trunk activations (%d views; other "
+                 "augmentation off)", self.feature_store.views)
 
     @torch.no_grad()
     def mean_backbone_feature(self, backbone, max_images: int = 2048) -> torch.Tensor:
         """The mean backbone feature of the training images (for a centred head): from the feature store
-        on the fast path, else from one pass of ``backbone`` over up to ``max_images`` training images."""
-        if self.feature_store is not None:
-            return self.feature_store.stack(sorted(images_of(self.train_set)))[:, 0].float().mean(0)
-        device = next(backbone.parameters()).device
+        on the fast path (the trainable stages run on the cached activations), else from one pass of
+        ``backbone`` over up to ``max_images`` training images."""
         was_training = backbone.training
         backbone.eval()
+        if self.feature_store is not None:
+            acts = self.feature_store.stack(sorted(images_of(self.train_set)))[:, 0].float()
+            tail = backbone.tail()
+            mean = torch.cat([tail(acts[i: i + 1024]) for i in range(0, len(acts), 1024)]).mean(0)
+            backbone.train(was_training)
+            return mean
+        device = next(backbone.parameters()).device
         feats, n = [], 0
         for batch in self.train_dataloader():
             x = batch[0].to(device)

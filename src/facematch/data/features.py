@@ -1,18 +1,23 @@
-"""Frozen-backbone fast path: backbone features computed once, cached on disk, served instead of images.
+"""Frozen-trunk fast path: the frozen part of the backbone computed once per image and view, cached on
+disk, served instead of images.
 
-When the backbone is frozen (``arch.freeze=true``, no unfrozen stages) only the head learns, so the
-backbone's output for an image never changes: computing it every epoch is wasted work. The DataModule
-then serves ``(V, D)`` features per image from a :class:`FeatureStore`, and the LightningModule feeds
-them straight to the head.
+With ``arch.freeze=true`` the backbone splits into a frozen trunk and its last ``arch.unfreeze_last``
+stages (:meth:`~facematch.models.backbones.Backbone.trunk` / ``tail``). The trunk's output for an image
+never changes during training, so computing it every epoch is wasted work: the DataModule serves
+``(K, D)`` flat trunk activations per image from a :class:`FeatureStore`, and the LightningModule runs the
+trainable stages and the head on them (with every stage frozen, the activations are the backbone's
+features and only the head trains).
 
-Augmentation, made explicit: the store keeps ``V = data.features.views`` views per image: ``1`` = the
-plain crop only (augmentation off), ``2`` = the plain crop and its mirror image (horizontal flip is the
-only augmentation; rotation, translation, scale and colour jitter are off in the fast path). Training
-draws one view at random per use; validation and test use the plain view.
+Augmentation, made explicit: the store keeps ``K = views x draws`` views per image: ``views`` = 1 (the crop)
+or 2 (the crop and its mirror image), for each of ``data.degrade.draws`` degradation draws (1 without
+``data.degrade``). Rotation, translation, scale and colour jitter are off on this path. Training draws one
+view at random per use; validation and test use view 0: the plain crop of draw 0, which is the crop
+evaluation scores.
 
-The features go through the embedder and its on-disk cache (:mod:`facematch.embedding`), keyed by the
-backbone's weights, the preprocessing, the source folder and the number of views: the same entries that
-``facematch-eval`` and per-fold scoring use for this backbone, so each is computed once.
+The activations go through the embedder and its on-disk cache (:mod:`facematch.embedding`), keyed by the
+trunk's weights, the preprocessing (degradation and draw included), the source folder and the number of
+views: with every stage frozen, the same entries that ``facematch-eval`` and per-fold scoring use for this
+backbone, so each is computed once.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 class FeatureStore:
-    """Cached ``(V, D)`` backbone features per relative image path."""
+    """Cached ``(K, D)`` trunk activations per relative image path (K = views x degradation draws)."""
 
     def __init__(self, backbone, source, cache_dir: str | Path, views: int = 2, batch_size: int = 128,
                  num_workers: int | str = "auto", progress: bool = True, device: str = "auto",
@@ -41,25 +46,38 @@ class FeatureStore:
             raise FacematchError(
                 f"data.features.views={views} is not supported; use 1 (plain crops) or 2 (plain + mirror)"
             )
-        self.views, self.dim = int(views), backbone.spec.embedding_dim
-        self.embedder = Embedder(backbone, backbone.spec, source, batch_size=batch_size, num_workers=num_workers,
-                                 flip="concat" if views == 2 else "none", precision=precision, device=device,
-                                 runtime=runtime, cache_dir=Path(cache_dir) / "embeddings", progress=progress)
-        self.path = self.embedder.cache.dir
+        degrade = getattr(source, "degrade", None)
+        self.draws = degrade.draws if degrade is not None else 1
+        self.views = int(views) * self.draws
+        trunk = backbone.trunk()
+        self.embedders = [
+            Embedder(trunk, backbone.spec, source.with_draw(d) if degrade is not None else source,
+                     batch_size=batch_size, num_workers=num_workers, flip="concat" if views == 2 else "none",
+                     precision=precision, device=device, runtime=runtime,
+                     cache_dir=Path(cache_dir) / "embeddings", progress=progress)
+            for d in range(self.draws)
+        ]
+        self.path = self.embedders[0].cache.dir
         self.table: dict[str, np.ndarray] = {}
 
     def ensure(self, rels: Sequence[str]) -> None:
-        """Compute (or read from the cache) the features of every image in ``rels``."""
+        """Compute (or read from the cache) the activations of every image in ``rels``."""
         todo = sorted(set(rels) - set(self.table))
         if not todo:
             return
-        feats, paths = self.embedder.embed_views(todo)
-        log.info("backbone features: %d images (%d from the cache) in %.1f s", len(paths),
-                 self.embedder.stats.get("cache_hits", 0), self.embedder.stats.get("seconds", 0.0))
-        self.table.update(zip(paths, feats))
+        per_draw = []
+        for embedder in self.embedders:
+            feats, paths = embedder.embed_views(todo)
+            log.info("trunk activations: %d images x %d views of %d values (%d from the cache) in %.1f s",
+                     len(paths), feats.shape[1], feats.shape[2], embedder.stats.get("cache_hits", 0),
+                     embedder.stats.get("seconds", 0.0))
+            per_draw.append(dict(zip(paths, feats)))
+        self.table.update({r: np.concatenate([d[r] for d in per_draw]) for r in todo})
+        mb = sum(v.nbytes for v in self.table.values()) / 2**20
+        log.info("feature store: %d images, %d views each, %.0f MiB in memory", len(self.table), self.views, mb)
 
     def stack(self, rels: Sequence[str]) -> torch.Tensor:
-        """(N, V, D) features of ``rels``, computing missing ones first."""
+        """(N, K, D) activations of ``rels``, computing missing ones first."""
         self.ensure(rels)
         return torch.from_numpy(np.stack([self.table[r] for r in rels]))
 
@@ -68,12 +86,12 @@ class FeatureStore:
 
     def __getstate__(self):  # DataLoader workers need the table, not the model
         state = dict(self.__dict__)
-        state["embedder"] = None
+        state["embedders"] = None
         return state
 
 
 def view_picker(train: bool) -> Callable[[np.ndarray], torch.Tensor]:
-    """(V, D) -> (D,): a random view for training, the plain view (0) otherwise."""
+    """(K, D) -> (D,): a random view for training, view 0 (the plain crop of draw 0) otherwise."""
     if not train:
         return lambda feats: torch.from_numpy(np.ascontiguousarray(feats[0]))
     return lambda feats: torch.from_numpy(np.ascontiguousarray(feats[random.randrange(len(feats))]))

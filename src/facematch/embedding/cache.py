@@ -1,7 +1,8 @@
 """The on-disk embedding cache: one folder per key, atomically written parts of (paths, vectors, source stamps).
 
 The key (:func:`make_cache_key`) names everything a cached output depends on: the network's weights
-(sha256 of its state dict), the crop source (``FaceSource.key``, resolved root, alignment settings), the
+(sha256 of its state dict), the crop source (``FaceSource.key``, resolved root, alignment settings, the
+degradation and its draw), the
 number of views (crop, or crop and mirror), the dtype and the backbone's input spec. A key's folder holds
 ``meta.json`` (those components, readable) and ``part-*.npz`` files ``{"paths", "emb" float32 (n, V*D),
 "src_size", "src_mtime_ns"}`` read with ``allow_pickle=False``. An entry is used only while its source file
@@ -41,6 +42,7 @@ def source_description(source: Any) -> dict:
         "source": getattr(source, "key", type(source).__name__),
         "root": resolved(root) if root is not None else None,
         "align": {k: v for k, v in sorted((getattr(source, "align_kwargs", None) or {}).items())},
+        **({"degrade": source.degrade_description} if getattr(source, "degrade_description", None) else {}),
     }
 
 

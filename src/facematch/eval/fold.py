@@ -5,6 +5,9 @@ embedded with its trained model, from the crops ``facematch-eval`` scores for th
 (:func:`facematch.eval.job.eval_source`), and the 10-fold protocol runs on them; only fold k's result is
 kept: its threshold and mean feature come from the other nine folds, its accuracy from fold k, whose people
 the model never saw. ``facematch-report`` combines the ten jobs.
+
+With ``data.degrade``, fold k is also scored on the original (undegraded) crops: how much of the
+full-resolution accuracy a model adapted to degraded photos keeps (``undegraded`` in the result).
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> dict:
     fold = int(cfg.data.test_fold)
     model = EvalModel(BackboneHead(backbone, head), backbone.spec, "", {"kind": "training run"})
     pairs = read_pairs(str(cfg.data.pairs), n_folds=int(protocol.n_folds))
-    res = verify(model, pairs, eval_source(cfg, backbone.spec.template), protocol,
-                 engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
-    return {
+    source = eval_source(cfg, backbone.spec.template)
+    res = verify(model, pairs, source, protocol, engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
+    out = {
         **res.fold(fold),
         "protocol": protocol.as_dict(),
         "embedding_cache_key": res.embed_stats.get("cache_key"),
         "all_folds_report": res.report,  # other folds' numbers are on trained-on people: reference only
-        "eval_seconds": time.perf_counter() - t0,
     }
+    if getattr(source, "degrade", None) is not None:
+        clean = verify(model, pairs, eval_source(cfg, backbone.spec.template, degraded=False), protocol,
+                       engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
+        out["undegraded"] = clean.fold(fold)
+    out["eval_seconds"] = time.perf_counter() - t0
+    return out

@@ -37,13 +37,15 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def eval_source(cfg: DictConfig, template: str) -> FaceSource:
+def eval_source(cfg: DictConfig, template: str, *, degraded: bool = True) -> FaceSource:
     """The crops ``facematch-eval`` and per-fold scoring score for ``cfg.data`` (the same for both): raw
-    photos are aligned with the ``align`` group's settings when ``embed.align_raw``."""
+    photos are aligned with the ``align`` group's settings when ``embed.align_raw``; ``data.degrade``
+    applies (draw 0) unless ``degraded`` is false (the original crops)."""
     root = Path(cfg.data.root)
     if not root.is_dir():
         raise missing_root_error(root)
-    return source_from_config(root, template, cfg.data.get("preprocess"), align_raw=bool(cfg.embed.align_raw))
+    return source_from_config(root, template, cfg.data.get("preprocess"), align_raw=bool(cfg.embed.align_raw),
+                              degrade=cfg.data.get("degrade") if degraded else None)
 
 
 def engine_settings(cfg: DictConfig, progress: bool | None = None) -> dict:

@@ -160,3 +160,32 @@ def tsne_plot(
     ax.set_yticks([])
     ax.set_title(title or f"t-SNE of {n} embeddings, {len(keep_ids)} identities (perplexity {perp:g})")
     return _save(fig, path)
+
+
+def learning_curves_plot(history: Sequence[dict], path: str | os.PathLike, title: str = "learning curves") -> Figure:
+    """Validation AUC (left) and the training and validation losses (right) per epoch. ``history`` rows:
+    ``{"epoch", "val/auc", "val/loss", "train/loss_epoch"}`` (missing keys are skipped); an ``epoch`` of -1
+    is the model before training (``validate_first``)."""
+    fig = Figure(figsize=(9.0, 3.8), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_auc, ax_loss = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+
+    def series(key):
+        pts = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    x, y = series("val/auc")
+    ax_auc.plot(x, y, "o-", lw=1.5, ms=4, label="validation AUC")
+    ax_auc.set_xlabel("epoch (-1: before training)")
+    ax_auc.set_ylabel("ROC AUC")
+    ax_auc.set_title(title)
+    for key, label in (("train/loss_epoch", "training loss"), ("val/loss", "validation loss")):
+        x, y = series(key)
+        if x:
+            ax_loss.plot(x, y, "o-", lw=1.5, ms=4, label=label)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    for ax in (ax_auc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from facematch.data.pair_files import Pair, pair_arrays
 from facematch.embedding.embedder import Embedder
@@ -83,13 +84,21 @@ class Verification:
 
 
 def trunk_and_tail(module) -> tuple[Any, Any]:
-    """A backbone + head model splits into the backbone (whose outputs the embedding cache keeps, shared by
-    every head trained on a frozen copy of it) and the head's projection, run on the cached outputs. The
-    head is copied in eval mode, as the embedder copies the backbone: the caller's model is never changed."""
+    """A backbone + head model splits into a trunk (whose outputs the embedding cache keeps) and a tail run
+    on the cached outputs: the backbone and the head's projection, or, for a backbone trained with
+    ``arch.unfreeze_last=N``, its frozen trunk and [its last N stages, the head's projection] (so the trunk's
+    outputs are shared by every fold and model trained on it). The tail is copied in eval mode, as the
+    embedder copies the trunk: the caller's model is never changed."""
     head = getattr(module, "head", None)
-    if getattr(module, "backbone", None) is not None and hasattr(head, "project"):
-        return module.backbone, copy.deepcopy(head).eval().project
-    return module, None
+    backbone = getattr(module, "backbone", None)
+    if backbone is None or not hasattr(head, "project"):
+        return module, None
+    if not getattr(backbone, "frozen", False):
+        return backbone, copy.deepcopy(head).eval().project
+    tail = torch.nn.Sequential(backbone.tail(), head)
+    tail = copy.deepcopy(tail).eval()
+    stages, head_copy = tail[0], tail[1]
+    return backbone.trunk(), lambda x: head_copy.project(stages(x))
 
 
 def embedder_for(model, source, flip: str, engine: Mapping[str, Any] | None = None) -> Embedder:

@@ -9,20 +9,27 @@ Modes:
   on-disk aligned cache (:mod:`facematch.faces.crop_cache`), created on first use in its own folder under
   ``cache_dir`` per template, detector settings and source folder (``<template>-<digest>``).
 
-``key`` names the preprocessing, so caches of crops or embeddings never mix two preprocessings; ``root``
-is the source folder the caches tie their entries to. :func:`source_from_config` is the one place a
+``degrade`` (:mod:`facematch.faces.degrade`, ``data.degrade``) makes every crop look like a low-quality
+photo, deterministically per image and ``draw`` (:meth:`FaceSource.with_draw`; draw ``None``: a random one
+of the configured draws per call, for training on images).
+
+``key`` names the preprocessing (the degradation and its draw included), so caches of crops or embeddings
+never mix two preprocessings; ``root`` is the source folder the caches tie their entries to. :func:`source_from_config` is the one place a
 FaceSource is built from configuration (training's data module, facematch-eval, per-fold scoring).
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from facematch.faces.degrade import Degradation
 from facematch.faces.images import load_image
 from facematch.errors import FacematchError
 from facematch.faces.templates import crop_between, get_template
@@ -52,6 +59,7 @@ class FaceSource:
         src_template: str | None = None,
         center_crop: float = 0.5,
         cache_dir: str | os.PathLike | None = None,
+        degrade: Degradation | None = None,
         **align_kwargs,
     ):
         if mode not in MODES:
@@ -68,6 +76,8 @@ class FaceSource:
         self.center_fraction = float(center_crop)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.align_kwargs = align_kwargs
+        self.degrade = degrade if degrade is not None and degrade.active else None
+        self.draw: int | None = 0
         self._cache = None
         if mode == "align":  # bad detector settings fail here, before any image is read
             from facematch.faces.align import FaceAligner
@@ -77,12 +87,39 @@ class FaceSource:
     @property
     def key(self) -> str:
         if self.mode == "center":
-            return f"center{self.center_fraction:g}-{self.template.name}"
-        if self.mode == "prealigned":
-            return f"prealigned-{self.src_template.name}-{self.template.name}"
-        return f"align-{self.template.name}"
+            base = f"center{self.center_fraction:g}-{self.template.name}"
+        elif self.mode == "prealigned":
+            base = f"prealigned-{self.src_template.name}-{self.template.name}"
+        else:
+            base = f"align-{self.template.name}"
+        if self.degrade is None:
+            return base
+        return f"{base}-{self.degrade.name()}-draw{'random' if self.draw is None else self.draw}"
+
+    @property
+    def degrade_description(self) -> dict | None:
+        """The degradation settings and draw (None without one): part of the embedding cache key."""
+        return None if self.degrade is None else {**self.degrade.describe(), "draw": self.draw}
+
+    def with_draw(self, draw: int | None) -> "FaceSource":
+        """This source serving degradation draw ``draw`` (0: evaluation's; None: a random one of
+        ``degrade.draws`` per call, for training on images). Without a degradation, this source itself."""
+        if self.degrade is None:
+            return self
+        if draw is not None and not 0 <= draw < self.degrade.draws:
+            raise ValueError(f"draw {draw} is out of range (data.degrade.draws={self.degrade.draws})")
+        other = copy.copy(self)
+        other.draw = draw
+        return other
 
     def __call__(self, rel: str) -> np.ndarray:
+        crop = self._crop(rel)
+        if self.degrade is None:
+            return crop
+        draw = random.randrange(self.degrade.draws) if self.draw is None else self.draw
+        return self.degrade(crop, rel, draw)
+
+    def _crop(self, rel: str) -> np.ndarray:
         if self.mode == "align":
             return self._aligned(rel)
         img = load_image(self.root / rel)
@@ -144,14 +181,15 @@ def _plain(node):
 
 
 def source_from_config(root: str | os.PathLike, template: str, preprocess: Mapping | None = None, *,
-                       align_raw: bool = False) -> FaceSource:
+                       align_raw: bool = False, degrade: Mapping | None = None) -> FaceSource:
     """The FaceSource of the dataset folder ``root`` in the backbone's ``template``, as ``preprocess``
     (``data.preprocess``: ``mode``, ``template``, ``center_crop``, ``align``) says.
 
     ``align`` is the one alignment config (``conf/align/mtcnn.yaml``: detector settings and ``cache_dir``),
     used in mode ``align``. ``align_raw`` turns ``center`` (raw photos) into ``align`` with those settings:
     the crops ``facematch-eval`` scores (``eval.align_raw``), and what scoring after training asks for to
-    score the same crops. ``prealigned`` and ``align`` are used as they are.
+    score the same crops. ``prealigned`` and ``align`` are used as they are. ``degrade`` is
+    ``data.degrade`` (:meth:`Degradation.from_config`), applied to every crop served.
     """
     pp = _plain(preprocess or {})
     unknown = sorted(set(pp) - set(PREPROCESS_KEYS))
@@ -168,4 +206,5 @@ def source_from_config(root: str | os.PathLike, template: str, preprocess: Mappi
     cache_dir = align.pop("cache_dir", None)
     detector = {k: v for k, v in align.items() if v is not None} if mode == "align" else {}
     return FaceSource(root, template, mode=mode, src_template=pp.get("template"),
-                      center_crop=pp.get("center_crop", 0.5), cache_dir=cache_dir, **detector)
+                      center_crop=pp.get("center_crop", 0.5), cache_dir=cache_dir,
+                      degrade=Degradation.from_config(_plain(degrade) if degrade is not None else None), **detector)

@@ -26,25 +26,59 @@ class BackboneSpec:
     embedding_dim: int
 
 
+class Stages(nn.Module):
+    """A run of consecutive stages of a backbone, applied in order. ``in_shape``: inputs arrive flat
+    (N, prod(in_shape)) and are reshaped first (cached trunk activations); ``flatten``: outputs leave flat."""
+
+    def __init__(self, stages: list[nn.Module], in_shape: tuple[int, ...] | None = None, flatten: bool = False):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.in_shape = tuple(in_shape) if in_shape else None
+        self.flatten = flatten
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_shape is not None:
+            x = x.reshape(x.shape[0], *self.in_shape)
+        for stage in self.stages:
+            x = stage(x)
+        return x.flatten(1) if self.flatten else x
+
+
 class Backbone(nn.Module):
-    """A feature extractor with its :class:`BackboneSpec` and an ordered list of stages."""
+    """A feature extractor with its :class:`BackboneSpec` and its stages: modules whose composition, in
+    order, is the forward pass (the last one returns the (N, D) features), so the backbone can be cut
+    between any two of them. What a stage is, per backbone (``arch.unfreeze_last=N`` trains the last N):
+
+    - ``mobilefacenet`` (20): ``conv1``, ``dw_conv1``, the 15 bottlenecks, ``conv2``, ``linear7`` (the global
+      depthwise conv), ``linear1`` (the 1x1 projection to 128-d);
+    - ``resnet50`` (17): the stem (conv1, bn1, ReLU, max-pool), the 16 bottleneck blocks of layer1..layer4
+      (the last with the global average pool);
+    - ``inception_resnet_v1`` (27): conv2d_1a, 2a, 2b (+ max-pool), 3b, 4a, 4b, the 5 blocks of repeat_1,
+      mixed_6a, the 10 of repeat_2, mixed_7a, the 5 of repeat_3, block8 (+ average pool, dropout),
+      last_linear, last_bn.
+    """
 
     def __init__(self, spec: BackboneSpec, net: nn.Module, stages: list[nn.Module]):
         super().__init__()
         self.spec = spec
         self.net = net
-        self._stages = stages
+        self._stages = stages  # a plain list: the modules are registered (and saved) under net
         self._frozen: list[nn.Module] = []
+        self._n_tail: int | None = None  # trainable last stages once frozen (None: not frozen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self._stages)
 
     def freeze(self, trainable_stages: int = 0) -> None:
         """Freeze all but the last ``trainable_stages`` stages. Frozen BatchNorms stay in eval mode."""
         n = len(self._stages)
         if not 0 <= trainable_stages <= n:
             raise FacematchError(
-                f"arch.trainable_stages={trainable_stages} is out of range for {self.spec.name} "
+                f"arch.unfreeze_last={trainable_stages} is out of range for {self.spec.name} "
                 f"(0..{n}); use 0 to freeze the whole backbone"
             )
         for p in self.net.parameters():
@@ -53,11 +87,48 @@ class Backbone(nn.Module):
             for p in stage.parameters():
                 p.requires_grad_(True)
         self._frozen = [m for m in self.net.modules() if not any(p.requires_grad for p in m.parameters(recurse=False))]
+        self._n_tail = int(trainable_stages)
+        self.__dict__.pop("_split", None)
         self.train(self.training)
 
     @property
     def fully_frozen(self) -> bool:
         return not any(p.requires_grad for p in self.net.parameters())
+
+    @property
+    def frozen(self) -> bool:
+        """Whether :meth:`freeze` left a frozen trunk (then :meth:`trunk` / :meth:`tail` split it)."""
+        return self._n_tail is not None and self._n_tail < len(self._stages)
+
+    def _split_modules(self) -> tuple[nn.Module, nn.Module]:
+        # Kept out of the module tree (no duplicate state-dict keys): both share this backbone's stages.
+        if "_split" not in self.__dict__:
+            k = self._n_tail or 0
+            n = len(self._stages)
+            if k == 0:
+                trunk, tail = self, nn.Identity()
+            else:
+                trunk = Stages(self._stages[: n - k], flatten=True)
+                was = trunk.training
+                with torch.no_grad():
+                    shape = Stages(self._stages[: n - k]).eval()(torch.zeros(1, 3, *self.spec.input_size)).shape[1:]
+                trunk.train(was)
+                tail = Stages(self._stages[n - k :], in_shape=tuple(shape))
+            self.__dict__["_split"] = (trunk, tail)
+        return self.__dict__["_split"]
+
+    def trunk(self) -> nn.Module:
+        """The frozen stages as one module: images -> flat (N, C*H*W) activations. With every stage frozen,
+        this backbone itself (its features are what ``facematch-eval`` caches for these weights)."""
+        if not self.frozen:
+            raise RuntimeError("trunk() needs a frozen backbone (arch.freeze=true)")
+        return self._split_modules()[0]
+
+    def tail(self) -> nn.Module:
+        """The trainable stages as one module, on :meth:`trunk` outputs; the identity when all are frozen."""
+        if not self.frozen:
+            raise RuntimeError("tail() needs a frozen backbone (arch.freeze=true)")
+        return self._split_modules()[1]
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -179,8 +250,9 @@ def _inception_resnet_v1(weights: str | None, pretrained: str | None) -> Backbon
     if path:
         load_strict(net.model, load_state_dict_file(path), str(path), ignore_prefixes=("logits.",))
     m = net.model
-    stages = [m.conv2d_1a, m.conv2d_2a, m.conv2d_2b, m.conv2d_3b, m.conv2d_4a, m.conv2d_4b, *m.repeat_1,
-              m.mixed_6a, *m.repeat_2, m.mixed_7a, *m.repeat_3, m.block8, m.last_linear, m.last_bn]
+    stages = [m.conv2d_1a, m.conv2d_2a, nn.Sequential(m.conv2d_2b, m.maxpool_3a), m.conv2d_3b, m.conv2d_4a,
+              m.conv2d_4b, *m.repeat_1, m.mixed_6a, *m.repeat_2, m.mixed_7a, *m.repeat_3,
+              nn.Sequential(m.block8, m.avgpool_1a, m.dropout, nn.Flatten(1)), m.last_linear, m.last_bn]
     spec = BackboneSpec("inception_resnet_v1", (160, 160), "facenet_160", embedding_dim=512, **FACENET_NORM)
     return Backbone(spec, net, stages)
 
@@ -197,7 +269,8 @@ def _resnet50(weights: str | None, pretrained: str | None) -> Backbone:
     if weights:
         load_strict(net, load_state_dict_file(weights), str(weights), ignore_prefixes=("fc.",))
     net.fc = nn.Identity()
-    stages = [nn.ModuleList([net.conv1, net.bn1]), *net.layer1, *net.layer2, *net.layer3, *net.layer4]
+    stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), *net.layer1, *net.layer2, *net.layer3,
+              *net.layer4[:-1], nn.Sequential(net.layer4[-1], net.avgpool, nn.Flatten(1))]
     spec = BackboneSpec("resnet50", (112, 112), "arcface_112x112", embedding_dim=2048, **IMAGENET_NORM)
     return Backbone(spec, net, stages)
 

@@ -78,8 +78,10 @@ class MobileFaceNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def stages(self) -> list[nn.Module]:
-        """Blocks in input-to-output order, for unfreezing the last N."""
-        return [self.conv1, self.dw_conv1, *self.blocks, self.conv2, self.linear7, self.linear1]
+        """Blocks in input-to-output order, whose composition is :meth:`forward` (for unfreezing the last N
+        and cutting the network between two of them)."""
+        return [self.conv1, self.dw_conv1, *self.blocks, self.conv2, self.linear7,
+                nn.Sequential(self.linear1, nn.Flatten(1))]
 
     def forward(self, x):
         x = self.dw_conv1(self.conv1(x))

@@ -13,7 +13,8 @@ from facematch.models.heads import EmbeddingHead
 
 
 class EmbeddingNet(nn.Module):
-    """Images (B, 3, H, W), or cached backbone features (B, D), -> L2-normalised embeddings.
+    """Images (B, 3, H, W), or cached flat trunk activations (B, D) of a frozen backbone, -> L2-normalised
+    embeddings.
 
     ``head`` is a module or a factory ``head(in_dim=...)`` (a ``_partial_`` head config): the net passes
     the backbone's feature size, ``backbone.spec.embedding_dim``.
@@ -29,8 +30,9 @@ class EmbeddingNet(nn.Module):
         return self.backbone.spec
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features; cached 2-D features (the frozen-backbone fast path) pass straight through."""
-        return x if x.dim() == 2 else self.backbone(x)
+        """Backbone features; cached flat trunk activations (the frozen-trunk fast path) go through the
+        trainable stages only (nothing, when every stage is frozen)."""
+        return self.backbone.tail()(x) if x.dim() == 2 else self.backbone(x)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The head's output before L2 normalisation (what evaluation scores)."""
