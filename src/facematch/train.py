@@ -33,7 +33,8 @@ def build(cfg: DictConfig):
         spec=backbone.spec, cache_dir=cfg.paths.cache_dir
     )
     if datamodule.attach_backbone(backbone):
-        log.info("frozen backbone: training the head on cached backbone features")
+        log.info("frozen trunk: training the last %d stages and the head on cached trunk activations",
+                 backbone._n_tail or 0)
     return model, datamodule
 
 

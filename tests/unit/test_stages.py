@@ -15,7 +15,7 @@ from facematch.models.heads import LinearHead
 from facematch.models.net import BackboneHead, EmbeddingNet
 
 SHAPES = {"mobilefacenet": (112, 96), "inception_resnet_v1": (160, 160), "resnet50": (112, 112)}
-N_STAGES = {"mobilefacenet": 20, "inception_resnet_v1": 27, "resnet50": 17}
+N_STAGES = {"mobilefacenet": 20, "inception_resnet_v1": 31, "resnet50": 17}
 
 
 def _randomise_bn(module: torch.nn.Module, seed: int = 0) -> None:

@@ -76,7 +76,7 @@ class Degradation:
         gray = float(cfg.get("grayscale") or 0.0)
         if not 0.0 <= gray <= 1.0:
             raise FacematchError(f"data.degrade.grayscale={gray} must be a probability in [0, 1]")
-        draws = int(cfg.get("draws") or 1)
+        draws = int(cfg["draws"]) if cfg.get("draws") is not None else 1
         if draws < 1:
             raise FacematchError(f"data.degrade.draws={draws} must be at least 1")
         d = cls(resolution=_range("resolution", cfg.get("resolution"), 4, 4096),

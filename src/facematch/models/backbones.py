@@ -53,7 +53,7 @@ class Backbone(nn.Module):
       depthwise conv), ``linear1`` (the 1x1 projection to 128-d);
     - ``resnet50`` (17): the stem (conv1, bn1, ReLU, max-pool), the 16 bottleneck blocks of layer1..layer4
       (the last with the global average pool);
-    - ``inception_resnet_v1`` (27): conv2d_1a, 2a, 2b (+ max-pool), 3b, 4a, 4b, the 5 blocks of repeat_1,
+    - ``inception_resnet_v1`` (31): conv2d_1a, 2a, 2b (+ max-pool), 3b, 4a, 4b, the 5 blocks of repeat_1,
       mixed_6a, the 10 of repeat_2, mixed_7a, the 5 of repeat_3, block8 (+ average pool, dropout),
       last_linear, last_bn.
     """

@@ -30,9 +30,11 @@ class EmbeddingNet(nn.Module):
         return self.backbone.spec
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features; cached flat trunk activations (the frozen-trunk fast path) go through the
-        trainable stages only (nothing, when every stage is frozen)."""
-        return self.backbone.tail()(x) if x.dim() == 2 else self.backbone(x)
+        """Backbone features of images; 2-D inputs are cached: flat trunk activations of a frozen backbone
+        (the fast path) go through its trainable stages only, and features (no frozen trunk) pass as they are."""
+        if x.dim() != 2:
+            return self.backbone(x)
+        return self.backbone.tail()(x) if self.backbone.frozen else x
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The head's output before L2 normalisation (what evaluation scores)."""
