@@ -34,7 +34,7 @@ def build(cfg: DictConfig):
     )
     if datamodule.attach_backbone(backbone):
         log.info("frozen trunk: training the last %d stages and the head on cached trunk activations",
-                 backbone._n_tail or 0)
+                 backbone.trainable_stages)
     return model, datamodule
 
 

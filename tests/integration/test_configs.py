@@ -47,17 +47,22 @@ def test_every_experiment_instantiates(cfg_factory, experiment):
     assert type(model.miner) is miner and type(dm.batches) is (PKBatches if cfg.miner_name != "none" else fixed_rows)
     assert type(model.loss) is {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss}[cfg.loss_name]
     assert model.loss.margin == cfg.margin and model.net.backbone.spec.name == cfg.arch.name
-    assert model.net.head.centered == cfg.head.center and model.net.backbone.fully_frozen == cfg.arch.freeze
+    backbone = model.net.backbone
+    assert model.net.head.centered == cfg.head.center and backbone.frozen == cfg.arch.freeze
+    assert backbone.trainable_stages == (cfg.arch.unfreeze_last if cfg.arch.freeze else backbone.n_stages)
     optimizer = model.configure_optimizers()["optimizer"]
     assert type(optimizer).__name__.lower() == cfg.optimizer._target_.rsplit(".")[-1].lower()
 
 
 @pytest.mark.parametrize("experiment", ["exp2_contrastive_adam", "exp3_triplet_adam", "exp3_triplet_batch_hard",
-                                        "exp3_triplet_semi_hard", "exp4_triplet_sgd", "exp5_contrastive_margins"])
+                                        "exp3_triplet_semi_hard", "exp4_triplet_sgd", "exp5_contrastive_margins",
+                                        *(f"adapt{px}_{row}" for px in (16, 24)
+                                          for row in ("head", "stages", "stages_contrastive", "full"))])
 @pytest.mark.usefixtures("data_dir", "mfn_weights")
 def test_experiment_rows_train_one_step(cfg_factory, experiment, tmp_path_factory):
-    """One fast_dev_run step of each fine-tuning row on MobileFaceNet, as configured (pairs, fixed triplets,
-    both miners, the centred head, the frozen backbone's cached features), on a small subset. The irv1 /
+    """One fast_dev_run step of each fine-tuning and adaptation row on MobileFaceNet, as configured (pairs,
+    fixed triplets, both miners, the centred head, the frozen backbone's cached features, the last stages on
+    cached trunk activations of degraded crops, the full backbone on degraded images), on a small subset. The irv1 /
     ResNet-50 variants differ only in arch and data (instantiated above); exp3_triplet_seedlist's list path
     is tested in test_data."""
     cache = tmp_path_factory.getbasetemp() / "experiment-feature-cache"  # shared: the rows' features are the same

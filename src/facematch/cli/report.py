@@ -24,7 +24,8 @@ from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
 
 COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
-           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "wall time", "model kept"]
+           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "Rank-5 / kNN", "final loss", "wall time",
+           "model kept"]
 
 WEIGHT_NAMES = {"mobilefacenet_casia": "CASIA-WebFace", "vggface2": "VGGFace2", "casia-webface": "CASIA-WebFace"}
 
@@ -127,10 +128,18 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
     pooled = score_metrics(scores, ranked, same, threshold=threshold, fars=(1e-3,))
     # degraded data: each fold's model also scored on the original crops (what adaptation forgets)
     clean = [m["undegraded"]["fold_accuracy"] for m in jobs if m.get("undegraded")]
-    undegraded = {"undegraded_accuracy_mean": float(np.mean(clean)), "undegraded_accuracy_std": float(np.std(clean))} \
+    extra = {"undegraded_accuracy_mean": float(np.mean(clean)), "undegraded_accuracy_std": float(np.std(clean))} \
         if len(clean) == len(jobs) else {}
+    # identification among each fold's own (unseen) people, averaged over the folds
+    ident = [m["identification"] for m in jobs if "rank_5" in (m.get("identification") or {})]
+    if len(ident) == len(jobs):
+        extra.update(rank_5=float(np.mean([i["rank_5"] for i in ident])),
+                          knn_accuracy=float(np.mean([i["knn_accuracy"] for i in ident])))
+    losses = [(m.get("train_metrics") or {}).get("train/loss_epoch") for m in jobs]
+    if all(v is not None for v in losses):
+        extra["final_loss"] = float(np.mean(losses))
     return {
-        **undegraded,
+        **extra,
         "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()), "n_folds": len(jobs),
         "val_at_far_1e-3": pooled["val_at_far_1e-3"],
         "val_scores": "protocol" if ranked_ok else "raw cosine",
@@ -179,7 +188,10 @@ def markdown(rows: list[dict]) -> str:
         cells = [r["exp"], r["data"], r["arch"], r["pretrained on"], r["loss"], r["margin"], r["optimizer"], r["scheduler"], acc,
                  _fmt_pct(r.get("val_at_far_1e-3")) + (" (raw cos)" if r.get("val_scores") == "raw cosine" else ""),
                  _fmt_pct(r.get("f1_at_threshold")),
-                 _fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r), _fmt_time(r.get("seconds")), r.get("kept", "—")]
+                 _fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r),
+                 f"{_fmt_pct(r.get('rank_5'))} / {_fmt_pct(r.get('knn_accuracy'))}" if r.get("rank_5") is not None else "—",
+                 f"{r['final_loss']:.4f}" if r.get("final_loss") is not None else "—",
+                 _fmt_time(r.get("seconds")), r.get("kept", "—")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

@@ -8,6 +8,10 @@ the model never saw. ``facematch-report`` combines the ten jobs.
 
 With ``data.degrade``, fold k is also scored on the original (undegraded) crops: how much of the
 full-resolution accuracy a model adapted to degraded photos keeps (``undegraded`` in the result).
+
+Identification (Rank-1, Rank-5, kNN: :mod:`facematch.eval.identification`) is measured on the images of
+fold k's people only (a gallery/probe split of them), whom the model never saw: the second original
+table's columns, per fold.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import time
 
 from omegaconf import DictConfig
 
-from facematch.data.pair_files import read_pairs
+import numpy as np
+
+from facematch.data.pair_files import fold_identities, identity_of, read_pairs
+from facematch.eval.identification import identification_report
 from facematch.eval.job import engine_settings, eval_source
 from facematch.eval.verification import Protocol, verify
 from facematch.models.loading import EvalModel
@@ -33,6 +40,7 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> dict:
     res = verify(model, pairs, source, protocol, engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
     out = {
         **res.fold(fold),
+        "identification": _fold_identification(res, pairs, fold, int(cfg.seed)),
         "protocol": protocol.as_dict(),
         "embedding_cache_key": res.embed_stats.get("cache_key"),
         "all_folds_report": res.report,  # other folds' numbers are on trained-on people: reference only
@@ -43,3 +51,14 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> dict:
         out["undegraded"] = clean.fold(fold)
     out["eval_seconds"] = time.perf_counter() - t0
     return out
+
+
+def _fold_identification(res, pairs, fold: int, seed: int) -> dict:
+    """Rank-1 / Rank-5 / kNN among the images of fold ``fold``'s people (those with 2+ images take part)."""
+    people = fold_identities(pairs, fold)
+    keep = [i for i, p in enumerate(res.paths) if identity_of(p) in people]
+    labels = np.array([identity_of(res.paths[i]) for i in keep])
+    try:
+        return identification_report(res.emb[keep], labels, seed=seed)
+    except ValueError as err:  # no person of the fold has two images in the pairs file
+        return {"skipped": str(err)}

@@ -96,6 +96,11 @@ class Backbone(nn.Module):
         return not any(p.requires_grad for p in self.net.parameters())
 
     @property
+    def trainable_stages(self) -> int:
+        """How many last stages train: all of them unless :meth:`freeze` was called."""
+        return len(self._stages) if self._n_tail is None else self._n_tail
+
+    @property
     def frozen(self) -> bool:
         """Whether :meth:`freeze` left a frozen trunk (then :meth:`trunk` / :meth:`tail` split it)."""
         return self._n_tail is not None and self._n_tail < len(self._stages)
