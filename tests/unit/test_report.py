@@ -71,3 +71,22 @@ def test_combine_folds_pools_scores():
     assert row["accuracy_at_threshold"] == 1.0 and row["f1_at_threshold"] == 1.0 and row["seconds"] == 4.0
     with pytest.raises(Exception, match="duplicate folds"):
         combine_folds(jobs + jobs[:1], threshold=0.6)
+
+
+def test_combine_folds_adds_undegraded_identification_and_final_loss_when_every_fold_has_them():
+    def job(k, acc, clean, r5, loss):
+        return {"fold": k, "fold_accuracy": acc, "fold_scores": [0.9, 0.1], "fold_same": [1, 0],
+                "undegraded": {"fold_accuracy": clean}, "identification": {"rank_5": r5, "knn_accuracy": r5 - 0.1},
+                "train_metrics": {"train/loss_epoch": loss}}
+
+    jobs = [job(0, 0.8, 0.98, 0.9, 0.2), job(1, 0.9, 0.96, 0.7, 0.4)]
+    row = combine_folds(jobs, threshold=0.6)
+    assert row["undegraded_accuracy_mean"] == pytest.approx(0.97) and row["undegraded_accuracy_std"] == pytest.approx(0.01)
+    assert row["rank_5"] == pytest.approx(0.8) and row["knn_accuracy"] == pytest.approx(0.7)
+    assert row["final_loss"] == pytest.approx(0.3)
+    del jobs[1]["undegraded"], jobs[1]["identification"]  # one fold without them: no half-made means
+    row = combine_folds(jobs, threshold=0.6)
+    assert "undegraded_accuracy_mean" not in row and "rank_5" not in row
+    table = markdown([{**row, "exp": "e", "data": "d", "arch": "a", "pretrained on": "p", "loss": "l", "margin": "0.2",
+                       "optimizer": "o", "scheduler": "s"}])
+    assert "| — | — | 0.3000 |" in table  # undegraded acc, Rank-5 / kNN, final loss

@@ -173,6 +173,14 @@ def collect(roots: list[Path]) -> list[dict]:
     return rows
 
 
+def _identification(r: dict) -> str:
+    """Rank-5 / kNN: per-fold rows measure among each fold's own people (mean over folds), an evaluation
+    among all the people of its pairs file, a harder gallery, marked "(all)"."""
+    if r.get("rank_5") is None:
+        return "—"
+    return f"{_fmt_pct(r['rank_5'])} / {_fmt_pct(r.get('knn_accuracy'))}" + ("" if "kept" in r else " (all)")
+
+
 def _undegraded(r: dict) -> str:
     if r.get("undegraded_accuracy_mean") is not None:
         return f"{_fmt_pct(r['undegraded_accuracy_mean'])} ± {_fmt_pct(r['undegraded_accuracy_std'])}"
@@ -189,7 +197,7 @@ def markdown(rows: list[dict]) -> str:
                  _fmt_pct(r.get("val_at_far_1e-3")) + (" (raw cos)" if r.get("val_scores") == "raw cosine" else ""),
                  _fmt_pct(r.get("f1_at_threshold")),
                  _fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r),
-                 f"{_fmt_pct(r.get('rank_5'))} / {_fmt_pct(r.get('knn_accuracy'))}" if r.get("rank_5") is not None else "—",
+                 _identification(r),
                  f"{r['final_loss']:.4f}" if r.get("final_loss") is not None else "—",
                  _fmt_time(r.get("seconds")), r.get("kept", "—")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

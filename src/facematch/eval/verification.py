@@ -87,16 +87,15 @@ def trunk_and_tail(module) -> tuple[Any, Any]:
     """A backbone + head model splits into a trunk (whose outputs the embedding cache keeps) and a tail run
     on the cached outputs: the backbone and the head's projection, or, for a backbone trained with
     ``arch.unfreeze_last=N``, its frozen trunk and [its last N stages, the head's projection] (so the trunk's
-    outputs are shared by every fold and model trained on it). The tail is copied in eval mode, as the
-    embedder copies the trunk: the caller's model is never changed."""
+    outputs are shared by every fold and model trained on it). The tail is copied in eval mode to the CPU,
+    where the embedder runs it on the cached outputs: the caller's model (on any device) is never changed."""
     head = getattr(module, "head", None)
     backbone = getattr(module, "backbone", None)
     if backbone is None or not hasattr(head, "project"):
         return module, None
     if not getattr(backbone, "frozen", False):
-        return backbone, copy.deepcopy(head).eval().project
-    tail = torch.nn.Sequential(backbone.tail(), head)
-    tail = copy.deepcopy(tail).eval()
+        return backbone, copy.deepcopy(head).eval().cpu().project
+    tail = copy.deepcopy(torch.nn.Sequential(backbone.tail(), head)).eval().cpu()
     stages, head_copy = tail[0], tail[1]
     return backbone.trunk(), lambda x: head_copy.project(stages(x))
 
