@@ -184,16 +184,21 @@ def test_embeddings_are_tied_to_their_source_files(mfn, roots, tmp_path):
 
 
 def test_frozen_features_follow_a_changed_source(mfn, roots, tmp_path):
+    import copy
+
     from facematch.data.features import FeatureStore
 
     colour, _, rels = roots
+    backbone = copy.deepcopy(mfn.module)
+    backbone.freeze(0)  # the fast path's backbone: all of it frozen
     source = FaceSource(colour, TEMPLATE, mode="center")
-    store = FeatureStore(mfn.module, source, tmp_path / "cache", views=2, num_workers=0, progress=False)
+    store = FeatureStore(backbone, source, tmp_path / "cache", views=2, num_workers=0, progress=False)
     before = store.stack(rels).numpy()
     touch(colour / REL)
-    store = FeatureStore(mfn.module, source, tmp_path / "cache", views=2, num_workers=0, progress=False)
+    store = FeatureStore(backbone, source, tmp_path / "cache", views=2, num_workers=0, progress=False)
     after = store.stack(rels).numpy()
-    assert store.embedder.stats["computed"] == 1 and store.embedder.stats["stale"] == 1
+    stats = store.embedders[0].stats
+    assert stats["computed"] == 1 and stats["stale"] == 1
     i = rels.index(REL)
     assert not np.allclose(after[i], before[i], atol=1e-3)
     np.testing.assert_array_equal(np.delete(after, i, 0), np.delete(before, i, 0))

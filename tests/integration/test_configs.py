@@ -66,7 +66,8 @@ def test_experiment_rows_train_one_step(cfg_factory, experiment, tmp_path_factor
     ResNet-50 variants differ only in arch and data (instantiated above); exp3_triplet_seedlist's list path
     is tested in test_data."""
     cache = tmp_path_factory.getbasetemp() / "experiment-feature-cache"  # shared: the rows' features are the same
-    cfg = offline(cfg_factory, experiment, *FAST, "trainer.fast_dev_run=true", "logger=csv", f"paths.cache_dir={cache}")
+    cfg = offline(cfg_factory, experiment, *FAST, "data.max_identities=16", "trainer.fast_dev_run=true", "logger=csv",
+                  f"paths.cache_dir={cache}")
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["train/loss_step"])) and 0.0 <= metrics["val/auc"] <= 1.0
     assert "initial/val/auc" in metrics  # validate_first, as the rows do
