@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 from facematch.data.pair_files import read_pairs
 from facematch.errors import cli_errors
-from facematch.faces.align import align_landmarks, fallback_landmarks
-from facematch.faces.detect import LANDMARK_OFFSET, DetectorSettings, get_detector, select_face
+from facematch.faces.align import FaceAligner, align_landmarks
+from facematch.faces.detect import LANDMARK_OFFSET
 from facematch.faces.images import load_image
 from facematch.faces.templates import get_template
 from facematch.paths import add_lfw_arguments
@@ -94,12 +94,9 @@ def main(argv=None) -> int:
     rels = sorted({p for pair in read_pairs(args.pairs) for p in (pair.a, pair.b)})
     pick = np.random.default_rng(args.seed).choice(len(rels), min(args.n, len(rels)), replace=False)
     rels = [rels[i] for i in sorted(pick)]
-    settings = DetectorSettings(select="nearest_center", landmark_offset=0.0)
-    photos = [load_image(Path(args.src) / rel) for rel in rels]
-    marks = []
-    for photo, det in zip(photos, get_detector(settings).detect(photos)):
-        k = select_face(det, settings.select)
-        marks.append(fallback_landmarks(*photo.size) if k is None else det.landmarks[k].astype(np.float64))
+    aligner = FaceAligner("arcface_112x112", select="nearest_center", landmark_offset=0.0)
+    located = aligner.locate([load_image(Path(args.src) / rel) for rel in rels])  # each offset re-warps these
+    photos, marks = [loc[0] for loc in located], [loc[2] for loc in located]
     ref = np.stack([np.asarray(load_image(Path(args.reference) / rel)) for rel in rels])
     template = get_template("arcface_112x112").landmarks
     runs = []

@@ -18,7 +18,7 @@ from facematch.utils.hardware import machine_info
 log = logging.getLogger(__name__)
 
 # Lightning and torch are imported where they are used, not here: a mistyped option or a missing file is
-# reported in about two seconds instead of after importing Lightning (about eight on 2 cores).
+# reported in about a second instead of after importing Lightning (7 to 9 s on 2 cores).
 
 
 def build(cfg: DictConfig):

@@ -51,7 +51,7 @@ class FeatureStore:
         self.views = int(views) * self.draws
         trunk = backbone.trunk()
         self.embedders = [
-            Embedder(trunk, backbone.spec, source.with_draw(d) if degrade is not None else source,
+            Embedder(trunk, backbone.spec, source.with_draw(d),
                      batch_size=batch_size, num_workers=num_workers, flip="concat" if views == 2 else "none",
                      precision=precision, device=device, runtime=runtime,
                      cache_dir=Path(cache_dir) / "embeddings", progress=progress)

@@ -202,36 +202,40 @@ class FaceAligner:
     def detector(self):
         return get_detector(self.detector_settings)
 
-    def align_batch(self, images) -> list[AlignResult]:
-        """Align several images (PIL or HxWx3 uint8); equal-sized images share one detector batch."""
+    def locate(self, images) -> list[tuple[Image.Image, np.ndarray, np.ndarray, str, float | None, int]]:
+        """Per image (PIL or HxWx3 uint8; equal-sized ones share one detector batch): ``(RGB image, box,
+        landmarks, status, prob, n_faces)`` of the face the selection rule picks, at full precision, or the
+        centre-crop fallback's assumed box and landmarks (status ``fallback``) when there is none."""
         pils = [
             im.convert("RGB") if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, np.uint8))
             for im in images
         ]
-        detections = self.detector.detect(pils)
-        results = []
-        for img, det in zip(pils, detections):
+        out = []
+        for img, det in zip(pils, self.detector.detect(pils)):
             w, h = img.size
             k = select_face(det, self.detector_settings.select)
             if k is None:
-                box, marks = fallback_box(w, h), fallback_landmarks(w, h)
-                status, prob = "fallback", None
+                out.append((img, fallback_box(w, h), fallback_landmarks(w, h), "fallback", None, len(det)))
             else:
-                box, marks = det.boxes[k].astype(np.float64), det.landmarks[k].astype(np.float64)
-                status, prob = "ok", float(det.probs[k])
-            results.append(
-                AlignResult(
-                    image=crop_face(img, box, marks, self.template, self.margin),
-                    status=status,
-                    n_faces=len(det),
-                    template=self.template.name,
-                    prob=prob,
-                    box=[round(float(v), 2) for v in box],
-                    landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in marks],
-                    source_size=(w, h),
-                )
+                out.append((img, det.boxes[k].astype(np.float64), det.landmarks[k].astype(np.float64), "ok",
+                            float(det.probs[k]), len(det)))
+        return out
+
+    def align_batch(self, images) -> list[AlignResult]:
+        """Align several images (PIL or HxWx3 uint8); equal-sized images share one detector batch."""
+        return [
+            AlignResult(
+                image=crop_face(img, box, marks, self.template, self.margin),
+                status=status,
+                n_faces=n_faces,
+                template=self.template.name,
+                prob=prob,
+                box=[round(float(v), 2) for v in box],
+                landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in marks],
+                source_size=img.size,
             )
-        return results
+            for img, box, marks, status, prob, n_faces in self.locate(images)
+        ]
 
     def align(self, image) -> AlignResult:
         """Align one image (PIL or HxWx3 uint8)."""

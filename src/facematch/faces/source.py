@@ -14,8 +14,9 @@ photo, deterministically per image and ``draw`` (:meth:`FaceSource.with_draw`; d
 of the configured draws per call, for training on images).
 
 ``key`` names the preprocessing (the degradation and its draw included), so caches of crops or embeddings
-never mix two preprocessings; ``root`` is the source folder the caches tie their entries to. :func:`source_from_config` is the one place a
-FaceSource is built from configuration (training's data module, facematch-eval, per-fold scoring).
+never mix two preprocessings; ``root`` is the source folder the caches tie their entries to.
+:func:`source_from_config` is the one place a FaceSource is built from configuration (training's data
+module, facematch-eval, per-fold scoring).
 """
 
 from __future__ import annotations

@@ -114,10 +114,10 @@ class Backbone(nn.Module):
                 trunk, tail = self, nn.Identity()
             else:
                 trunk = Stages(self._stages[: n - k], flatten=True)
-                was = trunk.training
+                # the tail's input shape, from one zero image (the frozen stages are in eval mode anyway)
+                probe = torch.zeros(1, 3, *self.spec.input_size, device=next(self.net.parameters()).device)
                 with torch.no_grad():
-                    shape = Stages(self._stages[: n - k]).eval()(torch.zeros(1, 3, *self.spec.input_size)).shape[1:]
-                trunk.train(was)
+                    shape = Stages(self._stages[: n - k]).eval()(probe).shape[1:]
                 tail = Stages(self._stages[n - k :], in_shape=tuple(shape))
             self.__dict__["_split"] = (trunk, tail)
         return self.__dict__["_split"]
