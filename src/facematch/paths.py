@@ -28,3 +28,10 @@ def add_lfw_arguments(parser) -> None:
     parser.add_argument("--src", default=str(d / "lfw" / "lfw-deepfunneled"), help="raw LFW photos")
     parser.add_argument("--reference", default=str(d / "lfw-aligned-112"), help="reference aligned crops")
     parser.add_argument("--pairs", default=str(d / "lfw" / "pairs.txt"), help="the images of this pairs file")
+
+
+def calibration_dir() -> Path:
+    """``$FACEMATCH_CALIBRATION_DIR`` or ``<cache dir>/calibrations``: ``<sha256>.json`` operating points of
+    weights files whose own folder cannot be written (``facematch-calibrate``)."""
+    env = os.environ.get("FACEMATCH_CALIBRATION_DIR")
+    return Path(env).expanduser() if env else cache_dir() / "calibrations"

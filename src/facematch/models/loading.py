@@ -68,6 +68,7 @@ class EvalModel:
     fingerprint: str  # sha256 hex, the weights part of the embedding cache key
     description: dict[str, Any] = field(default_factory=dict)
     train_config: dict | None = None  # the resolved training config, for checkpoints
+    calibration: dict | None = None  # operating points stored in the model file (models/calibration.py)
 
 
 def arch_model(arch: Mapping[str, Any]) -> EvalModel:
@@ -182,7 +183,7 @@ def load_checkpoint_model(path: str | os.PathLike) -> EvalModel:
     if config:
         desc["train_loss"] = (config.get("loss") or {}).get("_target_")
         desc["train_preprocess"] = (config.get("data") or {}).get("preprocess")
-    return EvalModel(module, backbone.spec, fingerprint, desc, config)
+    return EvalModel(module, backbone.spec, fingerprint, desc, config, meta.get("calibration"))
 
 
 def load_model(ckpt_path: str | None, arch: Mapping[str, Any] | None) -> EvalModel:

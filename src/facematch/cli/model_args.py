@@ -1,0 +1,119 @@
+"""The model options of the practitioner commands (compare, calibrate, gallery, export, app), in one place.
+
+``--arch NAME [--weights W]`` (a bare backbone; MobileFaceNet's default weights are looked up in
+``$FACEMATCH_WEIGHTS_DIR``) or ``--ckpt C`` (a ``facematch-train`` checkpoint), how it runs (``--device``,
+``--precision``, ``--runtime``, ``--flip``), MTCNN's ``--min-face-size``, and the decision threshold: the
+model's calibrated operating point (:mod:`facematch.models.calibration`) unless ``--threshold`` overrides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facematch.errors import FacematchError, WeightsError
+
+#: Default weights file per backbone, looked up in $FACEMATCH_WEIGHTS_DIR when --weights is not given.
+DEFAULT_WEIGHTS = {"mobilefacenet": "mobilefacenet_casia_068.ckpt"}
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, faces: bool = True) -> None:
+    p.add_argument("--arch", default="mobilefacenet", help="backbone (default: mobilefacenet)")
+    p.add_argument("--weights", default=None,
+                   help="backbone weights file (default for mobilefacenet: $FACEMATCH_WEIGHTS_DIR/"
+                        "mobilefacenet_casia_068.ckpt)")
+    p.add_argument("--ckpt", default=None, help="a facematch-train checkpoint (backbone + head); overrides --arch")
+    p.add_argument("--flip", choices=("none", "sum", "concat"), default="concat",
+                   help="flip test, as facematch-eval's protocol.flip (default: concat)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs (default: auto, the GPU when there is one)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 only where the hardware has it natively (default: auto)")
+    p.add_argument("--runtime", default="auto", help="inference runtime: auto | eager | fused | jit (default: auto)")
+    if faces:
+        p.add_argument("--min-face-size", type=int, default=20, help="smallest face searched, pixels (default: 20)")
+
+
+def add_threshold_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=float, default=None,
+                   help="cosine threshold for 'same' (default: the model's calibrated operating point, "
+                        "see facematch-calibrate)")
+    p.add_argument("--operating-point", default=None,
+                   help="which calibrated point to use, e.g. far_1e-3 or best_accuracy (default: the "
+                        "calibration's default)")
+
+
+def default_weights(arch: str, weights: str | None) -> str:
+    """``weights``, or the backbone's default file in ``$FACEMATCH_WEIGHTS_DIR``."""
+    if weights:
+        return weights
+    from facematch.paths import weights_dir
+
+    name = DEFAULT_WEIGHTS.get(arch)
+    if name is None:
+        raise WeightsError(f"no default weights for {arch}; pass --weights PATH or --ckpt PATH")
+    path = weights_dir() / name
+    if not path.is_file():  # a default that is not there: say how to point at it
+        raise WeightsError(
+            f"weights file not found: {path}; pass --weights PATH or set FACEMATCH_WEIGHTS_DIR to the folder holding {name}"
+        )
+    return str(path)
+
+
+def check_model_file(args: argparse.Namespace) -> str | None:
+    """The weights file to use (None with --ckpt); a missing file or unknown backbone fails here, before any
+    detection or model building."""
+    if args.ckpt:
+        if not Path(args.ckpt).expanduser().is_file():
+            raise WeightsError(f"checkpoint not found: {args.ckpt} (--ckpt PATH to a facematch-train .ckpt file)")
+        return None
+    from facematch.models.backbones import BACKBONES
+
+    if args.arch not in BACKBONES:
+        raise FacematchError(f"unknown backbone '{args.arch}'; choose one of: {', '.join(BACKBONES)}")
+    weights = default_weights(args.arch, args.weights)
+    if not Path(weights).expanduser().is_file():
+        raise WeightsError(f"weights file not found: {weights} (check --weights PATH)")
+    return weights
+
+
+def load_model(args: argparse.Namespace):
+    """The :class:`~facematch.models.loading.EvalModel` the options name."""
+    from facematch.models.loading import build_arch_model, load_checkpoint_model
+
+    weights = check_model_file(args)
+    return load_checkpoint_model(args.ckpt) if args.ckpt else build_arch_model(args.arch, weights)
+
+
+def face_embedder(args: argparse.Namespace, model):
+    """The :class:`~facematch.embedding.photos.FaceEmbedder` of ``model`` with the options' settings."""
+    from facematch.embedding.photos import FaceEmbedder
+    from facematch.models.inference import check_runtime
+
+    return FaceEmbedder(model, flip=args.flip, device=args.device, precision=args.precision,
+                        runtime=check_runtime(args.runtime), min_face_size=getattr(args, "min_face_size", 20))
+
+
+def decision_threshold(args: argparse.Namespace, model, settings: dict) -> dict:
+    """``{"threshold", "source", "operating_point"?, "far"?, "tar"?, "text"}``: ``--threshold`` when given,
+    else the model's calibrated operating point; no calibration stops with one line saying how to make one."""
+    from facematch.models.calibration import find_calibration
+
+    if args.threshold is not None:
+        t = float(args.threshold)
+        if not -1.0 <= t <= 1.0:
+            raise FacematchError(f"--threshold {t:g} is not a cosine in [-1, 1]")
+        return {"threshold": t, "source": "--threshold", "text": f"threshold {t:g} (--threshold)"}
+    cal, notes = find_calibration(model)
+    why = cal.mismatch(settings) if cal is not None else None
+    if cal is None or why:
+        what = model.description.get("ckpt_path") or model.description.get("weights") or model.spec.name
+        reason = f" ({why})" if why else (f" ({notes[0]})" if notes else "")
+        how = f"--ckpt {what}" if model.description.get("kind") == "checkpoint" else f"--arch {model.spec.name} --weights {what}"
+        raise FacematchError(
+            f"{what} has no calibrated threshold{reason}; make one with `facematch-calibrate {how}` "
+            "or pass --threshold T"
+        )
+    p = cal.point(args.operating_point)
+    return {"threshold": float(p["threshold"]), "source": "calibration", "operating_point": p["name"],
+            "far": p["far"], "tar": p["tar"], "calibration": cal.origin, "text": cal.describe(p["name"])}

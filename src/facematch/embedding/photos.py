@@ -1,0 +1,156 @@
+"""A photo -> its faces -> aligned crops -> L2-normalised embeddings: the one path of every practitioner tool.
+
+``facematch-compare``, ``facematch-gallery`` (enroll and search) and ``facematch-app`` all go through
+:class:`FaceEmbedder`: the photo is decoded (:func:`facematch.faces.images.load_image`: EXIF, any colour
+mode, decompression-bomb guard), searched with MTCNN (:mod:`facematch.faces.detect`), each face is aligned
+onto the model's template with its five landmarks (:func:`facematch.faces.align.crop_face`) and the crops
+are embedded by the same :class:`~facematch.embedding.embedder.Embedder` as ``facematch-eval`` (flip test,
+device, precision, runtime), then L2-normalised, so a dot product of two embeddings is their cosine.
+
+Which faces (:meth:`FaceEmbedder.faces`):
+
+- ``all_faces``: every detected face, largest first;
+- otherwise one face: the one ``select`` names (``largest`` / ``nearest_center``), or, with ``select``
+  ``None``, the largest, refusing a photo with another face of similar size (box area at least
+  :data:`SIMILAR_SIZE` of the largest's: :class:`~facematch.errors.MultipleFacesError`); smaller faces
+  (people in the background, common in press photos such as LFW) are ignored.
+- no face: :class:`~facematch.errors.NoFaceError` (no centre-crop fallback for a practitioner's photo).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from facematch.errors import MultipleFacesError, NoFaceError
+
+#: A second face at least this fraction of the largest face's box area makes a photo ambiguous.
+SIMILAR_SIZE = 0.5
+
+
+@dataclass
+class Face:
+    """One detected face: its box ``(x0, y0, x1, y1)`` and five landmarks in photo pixels, MTCNN's
+    probability, and the aligned uint8 crop the model sees."""
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    prob: float
+    crop: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {"box": [round(float(v), 1) for v in self.box], "prob": round(float(self.prob), 4)}
+
+
+@dataclass
+class PhotoFaces:
+    """The faces used from one photo (one, or all with ``all_faces``) and how many were detected."""
+
+    path: str
+    image: Any  # the decoded PIL RGB image
+    faces: list[Face] = field(default_factory=list)
+    n_detected: int = 0
+
+
+def box_areas(boxes: np.ndarray) -> np.ndarray:
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
+
+def pick_faces(det, path: str, select: str | None = None, all_faces: bool = False) -> list[int]:
+    """Indices into ``det`` (a :class:`~facematch.faces.detect.Detection`) of the faces to use (module
+    docstring)."""
+    from facematch.faces.detect import select_face
+
+    n = len(det)
+    if n == 0:
+        raise NoFaceError(f"no face found in {path}; use a photo in which a face is clearly visible")
+    area = box_areas(det.boxes)
+    if all_faces:
+        return [int(i) for i in np.argsort(-area, kind="stable")]
+    if select is None and n > 1:
+        similar = int((area >= SIMILAR_SIZE * area.max()).sum())
+        if similar > 1:
+            raise MultipleFacesError(
+                f"{similar} faces of similar size in {path}; crop it to one person, pass "
+                "--select largest|nearest_center, or search every face (--all-faces)"
+            )
+    return [int(select_face(det, select or "largest"))]
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class FaceEmbedder:
+    """Photos -> faces -> unit-norm embeddings with one model (an
+    :class:`~facematch.models.loading.EvalModel`), as ``facematch-eval`` embeds them (``flip``, ``device``,
+    ``precision``, ``runtime``); ``min_face_size`` is MTCNN's smallest face in pixels."""
+
+    def __init__(self, model, *, flip: str = "concat", device: str = "auto", precision: str = "auto",
+                 runtime: str = "auto", min_face_size: int = 20, batch_size: int = 64):
+        from facematch.embedding.embedder import Embedder
+
+        self.model = model
+        self.spec = model.spec
+        self.flip = flip
+        self.min_face_size = int(min_face_size)
+        self.embedder = Embedder(model.module, model.spec, flip=flip, device=device, precision=precision,
+                                 runtime=runtime, batch_size=batch_size, progress=False)
+
+    @property
+    def settings(self) -> dict:
+        """What the embeddings depend on besides the weights (recorded with calibrations and galleries)."""
+        return {"arch": self.spec.name, "template": self.spec.template, "flip": self.flip,
+                "precision": self.embedder.precision, "device": self.embedder.device_name}
+
+    def detector(self):
+        from facematch.faces.detect import DetectorSettings, get_detector
+
+        return get_detector(DetectorSettings(min_face_size=self.min_face_size, select="largest"))
+
+    def read(self, path: str | os.PathLike):
+        from facematch.faces.images import load_image
+
+        return load_image(path)
+
+    def faces(self, image, path: str, select: str | None = None, all_faces: bool = False) -> PhotoFaces:
+        """The faces of a decoded ``image`` (``path`` names it in errors), aligned to the model's template."""
+        from facematch.faces.align import crop_face
+
+        det = self.detector().detect_one(image)
+        chosen = pick_faces(det, path, select, all_faces)
+        faces = [Face(det.boxes[k].copy(), det.landmarks[k].copy(), float(det.probs[k]),
+                      crop_face(image, det.boxes[k], det.landmarks[k], self.spec.template)) for k in chosen]
+        return PhotoFaces(str(path), image, faces, len(det))
+
+    def photo(self, path: str | os.PathLike, select: str | None = None, all_faces: bool = False) -> PhotoFaces:
+        """Decode ``path`` and find its faces (errors name the file)."""
+        return self.faces(self.read(path), str(path), select, all_faces)
+
+    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 crops -> (N, D) float32 unit-norm embeddings."""
+        crops = np.asarray(crops, np.uint8)
+        if len(crops) == 0:
+            return np.zeros((0, 0), np.float32)
+        return normalize_rows(self.embedder.embed_arrays(crops))
+
+    def embed(self, photos: Sequence[PhotoFaces]) -> list[np.ndarray]:
+        """One (n_faces, D) array per photo, all photos' crops embedded in one batch."""
+        crops = [f.crop for p in photos for f in p.faces]
+        emb = self.embed_crops(crops)
+        out, i = [], 0
+        for p in photos:
+            out.append(emb[i: i + len(p.faces)])
+            i += len(p.faces)
+        return out
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two embeddings (unit-norm or not)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))

@@ -1,0 +1,168 @@
+"""A model's calibrated operating points, stored with the model: read and written here.
+
+A calibration (``facematch-calibrate``) is a small JSON document: the thresholds of named operating
+points (``far_1e-3``, ``best_accuracy``, see :mod:`facematch.eval.calibration`), which one is the
+default, the FAR / TAR each reaches on the calibration pairs, the model's fingerprint and the settings the
+scores depend on (backbone, template, flip test, precision).
+
+Where it lives (:func:`find_calibration` looks in this order; the first whose fingerprint matches wins):
+
+1. inside a ``facematch-train`` checkpoint, ``checkpoint["facematch"]["calibration"]``
+   (:attr:`EvalModel.calibration`);
+2. for a bare weights file ``W``, a sidecar ``W.calibration.json`` beside it (copy one there to ship it
+   with the weights);
+3. ``$FACEMATCH_CALIBRATION_DIR/<sha256>.json`` (default ``.cache/facematch/calibrations``), where
+   ``facematch-calibrate`` writes a bare weights file's calibration (``--out`` names another file);
+4. the calibrations shipped with facematch (``facematch/calibrations/<sha256>.json``), for the weights
+   the README measures.
+
+A calibration whose fingerprint is not the model's (the weights changed) is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from facematch.errors import FacematchError, WeightsError
+from facematch.utils.io import atomic_write, atomic_write_text
+
+FORMAT = "facematch-calibration/1"
+SIDECAR_SUFFIX = ".calibration.json"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "calibrations"
+#: Settings a calibration's scores depend on: a model run otherwise is not calibrated by it.
+MATCHED_SETTINGS = ("arch", "flip")
+
+
+@dataclass
+class Calibration:
+    """Named operating points of one model (``points[name]["threshold"]``), ``default`` naming one."""
+
+    fingerprint: str
+    points: dict[str, dict]
+    default: str
+    settings: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    created: str | None = None
+    origin: str = ""  # where it was read from (not stored)
+
+    def __post_init__(self) -> None:
+        if self.default not in self.points:
+            raise ValueError(f"default operating point {self.default!r} is not among {sorted(self.points)}")
+
+    def point(self, name: str | None = None) -> dict:
+        name = name or self.default
+        if name not in self.points:
+            raise FacematchError(f"operating point {name!r} not in the calibration ({', '.join(self.points)})")
+        return {"name": name, **self.points[name]}
+
+    def threshold(self, name: str | None = None) -> float:
+        return float(self.point(name)["threshold"])
+
+    def describe(self, name: str | None = None) -> str:
+        """``threshold 0.412 (calibrated, far_1e-3 on lfw/pairs.txt: FAR 0.0010, TAR 0.9787)``."""
+        p = self.point(name)
+        where = Path(str(self.data.get("pairs", "?"))).name
+        return (f"threshold {p['threshold']:.4f} (calibrated, {p['name']} on {where}: FAR {p['far']:.4f}, "
+                f"TAR {p['tar']:.4f})")
+
+    def as_dict(self) -> dict:
+        return {"format": FORMAT, "fingerprint": self.fingerprint, "default": self.default, "points": self.points,
+                "settings": self.settings, "data": self.data, "created": self.created}
+
+    @classmethod
+    def from_dict(cls, d: Any, origin: str = "") -> "Calibration":
+        if not isinstance(d, Mapping) or d.get("format") != FORMAT:
+            raise FacematchError(f"{origin or 'calibration'}: not a {FORMAT} document; re-run facematch-calibrate")
+        try:
+            points = {str(k): dict(v) for k, v in dict(d["points"]).items()}
+            for v in points.values():
+                v["threshold"] = float(v["threshold"])
+            return cls(str(d["fingerprint"]), points, str(d["default"]), dict(d.get("settings") or {}),
+                       dict(d.get("data") or {}), d.get("created"), origin)
+        except (KeyError, TypeError, ValueError) as err:
+            raise FacematchError(f"{origin or 'calibration'}: malformed calibration ({err}); re-run facematch-calibrate") from None
+
+    def mismatch(self, settings: Mapping[str, Any]) -> str | None:
+        """Why this calibration does not apply to a model run with ``settings`` (None: it does)."""
+        for k in MATCHED_SETTINGS:
+            if k in self.settings and k in settings and self.settings[k] != settings[k]:
+                return f"calibrated with {k}={self.settings[k]}, this run uses {k}={settings[k]}"
+        return None
+
+
+def read_calibration(path: str | os.PathLike) -> Calibration:
+    p = Path(path).expanduser()
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise FacematchError(f"calibration file not found: {p}") from None
+    except (OSError, ValueError) as err:
+        raise FacematchError(f"{p}: not a readable calibration JSON ({err}); re-run facematch-calibrate") from None
+    return Calibration.from_dict(doc, str(p))
+
+
+def sidecar_path(weights: str | os.PathLike) -> Path:
+    return Path(str(Path(weights).expanduser()) + SIDECAR_SUFFIX)
+
+
+def candidate_files(fingerprint: str, weights: str | None = None) -> list[Path]:
+    """Where a calibration of ``fingerprint`` may be, in lookup order (module docstring, 2-4)."""
+    from facematch.paths import calibration_dir
+
+    files = [sidecar_path(weights)] if weights else []
+    return files + [calibration_dir() / f"{fingerprint}.json", SHIPPED_DIR / f"{fingerprint}.json"]
+
+
+def find_calibration(model) -> tuple[Calibration | None, list[str]]:
+    """``(calibration or None, notes)`` for an :class:`~facematch.models.loading.EvalModel`: the first
+    stored calibration whose fingerprint is the model's; ``notes`` say what was passed over and why."""
+    notes: list[str] = []
+    embedded = getattr(model, "calibration", None)
+    if embedded:
+        try:
+            cal = Calibration.from_dict(embedded, model.description.get("ckpt_path") or "the model file")
+            if cal.fingerprint == model.fingerprint:
+                return cal, notes
+            notes.append(f"{cal.origin}: its calibration is of other weights (ignored)")
+        except FacematchError as err:
+            notes.append(str(err))
+    for f in candidate_files(model.fingerprint, model.description.get("weights")):
+        if not f.is_file():
+            continue
+        try:
+            cal = read_calibration(f)
+        except FacematchError as err:
+            notes.append(str(err))
+            continue
+        if cal.fingerprint != model.fingerprint:
+            notes.append(f"{f}: calibrated other weights (sha256 {cal.fingerprint[:12]}...; ignored)")
+            continue
+        return cal, notes
+    return None, notes
+
+
+def write_into_checkpoint(path: str | os.PathLike, cal: Calibration) -> Path:
+    """Store ``cal`` in a ``facematch-train`` checkpoint (``["facematch"]["calibration"]``), atomically."""
+    import torch
+
+    from facematch.models.backbones import torch_load_weights
+
+    p = Path(path).expanduser()
+    ckpt = torch_load_weights(p, "checkpoint", "pass --ckpt PATH to a .ckpt file written by facematch-train")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("facematch"), dict):
+        raise WeightsError(f"{p} is not a facematch-train checkpoint; calibrate a bare weights file with --weights")
+    ckpt["facematch"]["calibration"] = cal.as_dict()
+    return atomic_write(p, lambda fh: torch.save(ckpt, fh))
+
+
+def write_sidecar(cal: Calibration, out: str | os.PathLike | None = None) -> Path:
+    """Write ``cal`` as JSON: to ``out`` when given, else into the calibration folder as ``<sha256>.json``
+    (keyed by the weights, so the weights' own folder, often read-only or shared, is never written)."""
+    from facematch.paths import calibration_dir
+
+    text = json.dumps(cal.as_dict(), indent=2, sort_keys=True) + "\n"
+    return atomic_write_text(Path(out).expanduser() if out else calibration_dir() / f"{cal.fingerprint}.json", text)
