@@ -37,15 +37,43 @@ def run_main(capsys, *args):
 
 
 def test_same_person_and_different_people(photos, mfn_weights, capsys):
+    """The shipped calibration of the shared MobileFaceNet is the default threshold (FAR 1e-3 on LFW)."""
+    from facematch.models.calibration import SHIPPED_DIR
+    from facematch.utils.io import sha256_file
+
+    shipped = json.loads((SHIPPED_DIR / f"{sha256_file(mfn_weights)}.json").read_text())
+    t = shipped["points"]["far_1e-3"]["threshold"]
     code, out = run_main(capsys, photos["a"], photos["b"], "--weights", str(mfn_weights), "--json")
     r = json.loads(out.out)
-    assert code == 0 and set(r) == {"similarity", "same", "threshold"}
-    assert r["same"] is True and r["similarity"] >= 0.6 and r["threshold"] == 0.6
+    assert code == 0 and r["threshold_source"] == "calibration" and r["operating_point"] == "far_1e-3"
+    assert r["threshold"] == pytest.approx(t, abs=1e-6) and r["far"] <= 1e-3 and r["tar"] > 0.9
+    assert r["same"] is True and r["similarity"] >= t
     code, out = run_main(capsys, photos["a"], photos["other"], "--weights", str(mfn_weights), "--json")
     r = json.loads(out.out)
     assert r["same"] is False and r["similarity"] < 0.3
     code, out = run_main(capsys, photos["a"], photos["b"], "--weights", str(mfn_weights), "--threshold", "0.99")
     assert out.out.startswith("similarity 0.") and "different people" in out.out and "< 0.99" in out.out
+    assert "(--threshold)" in out.out
+
+
+def test_issue_pair_same_with_calibrated_default(lfw_root, mfn_weights, capsys):
+    """The pair of the issue (0.41, judged different at the old fixed 0.6) is the same man at the
+    calibrated threshold; the text output names the threshold with its FAR and TAR."""
+    a, b = (str(lfw_root / "Tony_Blair" / f"Tony_Blair_000{i}.jpg") for i in (1, 2))
+    code, out = run_main(capsys, a, b, "--weights", str(mfn_weights))
+    assert code == 0 and "same person" in out.out
+    assert "calibrated, far_1e-3 on pairs.txt: FAR 0.00" in out.out and "TAR 0.9" in out.out
+
+
+def test_uncalibrated_model_says_how(photos, mfn_weights, tmp_path, capsys, monkeypatch):
+    """Other weights (a re-saved copy: another sha256) have no calibration: one line naming the fix."""
+    import torch
+
+    monkeypatch.setenv("FACEMATCH_CALIBRATION_DIR", str(tmp_path / "none"))
+    other = tmp_path / "resaved.ckpt"
+    torch.save({"net_state_dict": torch.load(mfn_weights, map_location="cpu", weights_only=True)["net_state_dict"]}, other)
+    _exit_line(capsys, [photos["a"], photos["b"], "--weights", str(other)], 2,
+               f"{other} has no calibrated threshold; make one with `facematch-calibrate --arch mobilefacenet --weights {other}`")
 
 
 def test_several_faces_need_select(two_faces, photos, mfn_weights, capsys):

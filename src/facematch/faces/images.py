@@ -54,8 +54,14 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
         raise UnreadableImageError(f"{path} is a directory, not an image file") from None
     except OSError as err:
         raise UnreadableImageError(f"{path} cannot be read ({err.strerror or err})") from None
+    return load_image_bytes(data, str(path), max_pixels)
+
+
+def load_image_bytes(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode ``data`` (a file's bytes: an upload, a read file) as an RGB image, or raise a one-line
+    :class:`UnreadableImageError` naming it ``name``; the one decoder behind :func:`load_image`."""
     if not data:
-        raise UnreadableImageError(f"{path} is an empty (0-byte) file; re-copy or delete it")
+        raise UnreadableImageError(f"{name} is an empty (0-byte) file; re-copy or delete it")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -63,7 +69,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             w, h = img.size
             if w * h > max_pixels:
                 raise UnreadableImageError(
-                    f"{path} is {w}x{h} pixels, over the {max_pixels:,}-pixel limit "
+                    f"{name} is {w}x{h} pixels, over the {max_pixels:,}-pixel limit "
                     "(decompression-bomb guard); downscale it first"
                 )
             img.load()
@@ -71,15 +77,15 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UnreadableImageError(
-            f"{path} is too large to decode safely ({err}); downscale it first"
+            f"{name} is too large to decode safely ({err}); downscale it first"
         ) from None
     except UnidentifiedImageError:
         raise UnreadableImageError(
-            f"{path} is not an image file PIL can read (JPEG, PNG, ...); replace or remove it"
+            f"{name} is not an image file PIL can read (JPEG, PNG, ...); replace or remove it"
         ) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise UnreadableImageError(
-            f"{path} is corrupt or truncated ({err}); re-download or remove it"
+            f"{name} is corrupt or truncated ({err}); re-download or remove it"
         ) from None
     return to_rgb(img)
 

@@ -1,0 +1,46 @@
+"""Who is in this photo? Each face of a photo searched against a :class:`~facematch.gallery.store.Gallery`.
+
+The photo takes the one path of :class:`~facematch.embedding.photos.FaceEmbedder` (decode, MTCNN, 5-point
+alignment, embedding), as the gallery's own faces did at enrolment; the gallery refuses a different model.
+A face is the best-matching identity when that identity's best similarity is ``>= threshold`` (the
+model's calibrated operating point, :func:`facematch.cli.model_args.decision_threshold`), else
+``"unknown"``; the ``top_k`` candidates are listed either way.
+"""
+
+from __future__ import annotations
+
+import os
+
+UNKNOWN = "unknown"
+
+
+def identify(matches: list[dict], threshold: float) -> tuple[str, float | None]:
+    """``(identity or "unknown", best similarity)`` of one face's ranked matches."""
+    if not matches:
+        return UNKNOWN, None
+    best = matches[0]
+    return (best["name"] if best["similarity"] >= threshold else UNKNOWN), float(best["similarity"])
+
+
+def search_photo(face_embedder, gallery, path: str | os.PathLike, *, top_k: int = 5, threshold: dict,
+                 select: str | None = None, all_faces: bool = False) -> dict:
+    """Search the face of ``path`` (every face with ``all_faces``; ``select`` as ``facematch-compare``)::
+
+        {"photo": path, "threshold": t, "decision": threshold (the dict given),
+         "faces": [{"box": [x0, y0, x1, y1], "identity": name | "unknown", "similarity": best,
+                    "matches": [{"name", "similarity", "crop", "photo"}, ...]}, ...]}
+
+    ``threshold`` is a :func:`~facematch.cli.model_args.decision_threshold` dict (``{"threshold": t, ...}``).
+    A photo with no face (or, without ``select`` / ``all_faces``, several of similar size) raises the
+    :class:`~facematch.errors.FacematchError` of :meth:`FaceEmbedder.photo`."""
+    gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)
+    t = float(threshold["threshold"])
+    photo = face_embedder.photo(path, select=select, all_faces=all_faces)
+    (emb,) = face_embedder.embed([photo])
+    faces = []
+    for face, matches in zip(photo.faces, gallery.search(emb, top_k) if len(emb) else []):
+        identity, best = identify(matches, t)
+        faces.append({"box": face.as_dict()["box"], "identity": identity, "similarity": best,
+                      "matches": matches})
+    return {"photo": str(path), "threshold": t, "decision": dict(threshold), "n_detected": photo.n_detected,
+            "faces": faces}
