@@ -224,3 +224,27 @@ class IsolationGuard:
             return
         self.violations.append(what)
         raise UnitIsolationError(f"a unit test {what}: move it to tests/integration")
+
+
+# ---------------------------------------------------------------------------------------------------
+# what a DDP rank receives
+
+
+class RecordBatchLabels:
+    """A Lightning callback (``+callbacks.record._target_=tests.helpers.RecordBatchLabels``) that appends
+    each training batch's labels, with rank, epoch and step, to ``out_dir/labels_rank<r>.jsonl``."""
+
+    def __new__(cls, out_dir: str):
+        import json
+
+        from lightning.pytorch.callbacks import Callback
+
+        class _Record(Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                path = Path(out_dir) / f"labels_rank{trainer.global_rank}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                row = {"epoch": trainer.current_epoch, "step": batch_idx, "labels": batch[1].tolist()}
+                with path.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+
+        return _Record()

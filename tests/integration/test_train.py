@@ -96,16 +96,39 @@ def test_margin_multirun(tmp_path, mfn_weights, monkeypatch):
         assert (run / "train_metrics.json").is_file()
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("data_dir")
-def test_ddp_two_processes_on_cpu(tmp_path, mfn_weights):
+def _ddp_pk_run(tmp_path, mfn_weights, name: str) -> list[list[dict]]:
+    """A 2-process CPU DDP run (gloo) with P x K batches (batch-hard triplets), 2 epochs; what each rank's
+    training batches held, as recorded by tests.helpers.RecordBatchLabels."""
+    rec = tmp_path / name / "labels"
     r = run_cli(["-m", "facematch.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                 "arch=mobilefacenet", f"arch.weights={mfn_weights}", "trainer.fast_dev_run=true", "logger=csv",
-                 *FAST, f"hydra.run.dir={tmp_path}/ddp"], timeout=600)
+                 "arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "loss=triplet",
+                 "miner=batch_hard", "trainer.max_epochs=2", "trainer.limit_val_batches=1", "evaluate=false",
+                 "test=false", "logger=csv", "callbacks=none", *FAST,
+                 "+callbacks.record._target_=tests.helpers.RecordBatchLabels", f"+callbacks.record.out_dir={rec}",
+                 f"hydra.run.dir={tmp_path}/{name}"], timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     assert "distributed_backend=gloo" in out and "All distributed processes registered. Starting with 2 processes" in out
-    assert (tmp_path / "ddp" / "train_metrics.json").is_file()
+    assert (tmp_path / name / "train_metrics.json").is_file()
+    return [[json.loads(line) for line in (rec / f"labels_rank{k}.jsonl").read_text().splitlines()] for k in (0, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
+def test_ddp_pk_batches_whole_on_every_rank(tmp_path, mfn_weights):
+    """On each of 2 ranks every batch holds K=2 images of each of P=4 people; the ranks' batches of one step
+    share nobody; epochs differ; a second run with the same seed receives exactly the same batches."""
+    first = _ddp_pk_run(tmp_path, mfn_weights, "a")
+    for rank0, rank1 in [first]:
+        assert len(rank0) == len(rank1) == 4  # 2 epochs x max(8, 32) // (8 x 2) batches
+        for b0, b1 in zip(rank0, rank1):
+            assert (b0["epoch"], b0["step"]) == (b1["epoch"], b1["step"])
+            for b in (b0, b1):
+                counts = {c: b["labels"].count(c) for c in b["labels"]}
+                assert len(counts) == 4 and set(counts.values()) == {2}, b
+            assert not set(b0["labels"]) & set(b1["labels"])
+        assert [b["labels"] for b in rank0 if b["epoch"] == 0] != [b["labels"] for b in rank0 if b["epoch"] == 1]
+    assert _ddp_pk_run(tmp_path, mfn_weights, "b") == first
 
 
 @pytest.mark.parametrize("args,needle", [

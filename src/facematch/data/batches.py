@@ -41,7 +41,14 @@ class RowBatches:
         return ResampledRows(self.dataset([], source, transform, labels), self.draw, index, n, seed)
 
     def train_loader(self, dataset: Dataset, make_loader: Callable[..., DataLoader], batch_size: int,
-                     n: int, pk: dict) -> DataLoader:
+                     n: int, pk: dict, *, seed: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+        """Shuffled rows; under DDP ``trainer=ddp`` wraps nothing, so the rows are dealt out here."""
+        if world > 1:
+            from torch.utils.data import DistributedSampler
+
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                         drop_last=len(dataset) > batch_size * world)
+            return make_loader(dataset, sampler=sampler, drop_last=len(dataset) > batch_size * world)
         return make_loader(dataset, shuffle=True, drop_last=len(dataset) > batch_size)
 
 
@@ -64,8 +71,9 @@ class TripletBatches(RowBatches):
 
 
 class PKBatches:
-    """P identities x K images per batch (``pytorch_metric_learning``'s ``MPerClassSampler``) over every
-    training image of a person with two or more; an epoch is ``max(P x K, n)`` images."""
+    """P identities x K images per batch (:class:`~facematch.data.pk_sampler.PKBatchSampler`, whole on every
+    DDP rank) over every training image of a person with two or more; an epoch is ``max(P x K, n)`` images
+    over all ranks together."""
 
     def list_file(self, train_list: str | None, train_triplets: str | None) -> None:
         if train_list or train_triplets:
@@ -81,9 +89,10 @@ class PKBatches:
         return ImageDataset(paths, targets, source, transform)
 
     def train_loader(self, dataset: ImageDataset, make_loader: Callable[..., DataLoader], batch_size: int,
-                     n: int, pk: dict) -> DataLoader:
-        from pytorch_metric_learning.samplers import MPerClassSampler
+                     n: int, pk: dict, *, seed: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+        from facematch.data.pk_sampler import PKBatchSampler
 
         p, k = int(pk["p"]), int(pk["k"])
-        sampler = MPerClassSampler(dataset.targets, m=k, batch_size=p * k, length_before_new_iter=max(p * k, n))
-        return make_loader(dataset, sampler=sampler, batch_size=p * k, drop_last=True)
+        sampler = PKBatchSampler(dataset.targets, p, k, batches=max(p * k, n) // (p * k * world), seed=seed,
+                                 num_replicas=world, rank=rank)
+        return make_loader(dataset, batch_sampler=sampler, batch_size=None)

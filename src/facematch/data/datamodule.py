@@ -264,13 +264,22 @@ class FaceDataModule(L.LightningDataModule):
 
     # -------------------------------------------------------------------------------------------------
     def _loader(self, dataset, shuffle=False, **kw):
-        return DataLoader(
-            dataset, batch_size=kw.pop("batch_size", self.batch_size), shuffle=shuffle,
-            num_workers=self.num_workers, persistent_workers=False, worker_init_fn=one_thread_worker, **kw,
-        )
+        if "batch_sampler" in kw:  # the sampler makes the batches: DataLoader takes no batch_size then
+            kw.pop("batch_size", None)
+        else:
+            kw["batch_size"] = kw.pop("batch_size", self.batch_size)
+        return DataLoader(dataset, shuffle=shuffle, num_workers=self.num_workers, persistent_workers=False,
+                          worker_init_fn=one_thread_worker, **kw)
+
+    def replicas(self) -> tuple[int, int]:
+        """``(rank, world size)`` of the trainer this module is attached to (``(0, 1)`` without one)."""
+        trainer = getattr(self, "trainer", None)
+        return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
 
     def train_dataloader(self):
-        return self.batches.train_loader(self.train_set, self._loader, self.batch_size, self.train_samples, self.pk)
+        rank, world = self.replicas()
+        return self.batches.train_loader(self.train_set, self._loader, self.batch_size, self.train_samples, self.pk,
+                                         seed=self.seed, rank=rank, world=world)
 
     def val_dataloader(self):
         return self._loader(self.val_set)
