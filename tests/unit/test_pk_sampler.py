@@ -74,3 +74,23 @@ def test_datamodule_loader_uses_it(monkeypatch):
     assert len(loader) == 48 // (6 * 2)
     for _, y in loader:
         assert len(set(np.asarray(y).tolist())) == 3 and len(y) == 6
+
+
+def test_row_batches_are_dealt_to_ranks():
+    """Pair / triplet rows under DDP: each rank gets its own shuffled half, the halves cover every row once."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from facematch.data.batches import PairBatches
+
+    ds = TensorDataset(torch.arange(20))
+
+    def make_loader(d, **kw):
+        return DataLoader(d, batch_size=4, **kw)
+
+    seen = []
+    for rank in (0, 1):
+        loader = PairBatches().train_loader(ds, make_loader, 4, 20, {}, seed=3, rank=rank, world=2)
+        seen.append([int(i) for (b,) in loader for i in b])
+    assert len(seen[0]) == len(seen[1]) == 8 and not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0]) != seen[0] or sorted(seen[1]) != seen[1]  # shuffled

@@ -1,7 +1,8 @@
 """The model options of the practitioner commands (compare, calibrate, gallery, export, app), in one place.
 
 ``--arch NAME [--weights W]`` (a bare backbone; MobileFaceNet's default weights are looked up in
-``$FACEMATCH_WEIGHTS_DIR``) or ``--ckpt C`` (a ``facematch-train`` checkpoint), how it runs (``--device``,
+``$FACEMATCH_WEIGHTS_DIR``), ``--ckpt C`` (a ``facematch-train`` checkpoint) or ``--onnx FILE`` (a
+``facematch-export`` file, run by onnxruntime), how it runs (``--device``,
 ``--precision``, ``--runtime``, ``--flip``), MTCNN's ``--min-face-size``, and the decision threshold: the
 model's calibrated operating point (:mod:`facematch.models.calibration`) unless ``--threshold`` overrides it.
 """
@@ -17,19 +18,28 @@ from facematch.errors import FacematchError, WeightsError
 DEFAULT_WEIGHTS = {"mobilefacenet": "mobilefacenet_casia_068.ckpt"}
 
 
-def add_model_arguments(p: argparse.ArgumentParser, *, faces: bool = True) -> None:
+def add_weights_arguments(p: argparse.ArgumentParser, *, onnx: bool = True) -> None:
+    """Which model: ``--arch [--weights]``, ``--ckpt`` and (``onnx``) ``--onnx``."""
     p.add_argument("--arch", default="mobilefacenet", help="backbone (default: mobilefacenet)")
     p.add_argument("--weights", default=None,
                    help="backbone weights file (default for mobilefacenet: $FACEMATCH_WEIGHTS_DIR/"
                         "mobilefacenet_casia_068.ckpt)")
     p.add_argument("--ckpt", default=None, help="a facematch-train checkpoint (backbone + head); overrides --arch")
+    if onnx:
+        p.add_argument("--onnx", default=None, metavar="FILE",
+                       help="a model exported by facematch-export, run by onnxruntime; overrides --arch and --ckpt")
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, faces: bool = True) -> None:
+    add_weights_arguments(p)
     p.add_argument("--flip", choices=("none", "sum", "concat"), default="concat",
                    help="flip test, as facematch-eval's protocol.flip (default: concat)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (default: auto, the GPU when there is one)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 only where the hardware has it natively (default: auto)")
-    p.add_argument("--runtime", default="auto", help="inference runtime: auto | eager | fused | jit (default: auto)")
+    p.add_argument("--runtime", default="auto", help="inference runtime: auto | eager | fused | jit | onnx (default: auto; "
+                        "onnx: through onnxruntime)")
     if faces:
         p.add_argument("--min-face-size", type=int, default=20, help="smallest face searched, pixels (default: 20)")
 
@@ -61,8 +71,12 @@ def default_weights(arch: str, weights: str | None) -> str:
 
 
 def check_model_file(args: argparse.Namespace) -> str | None:
-    """The weights file to use (None with --ckpt); a missing file or unknown backbone fails here, before any
-    detection or model building."""
+    """The weights file to use (None with --ckpt or --onnx); a missing file or unknown backbone fails here,
+    before any detection or model building."""
+    if getattr(args, "onnx", None):
+        if not Path(args.onnx).expanduser().is_file():
+            raise WeightsError(f"ONNX model not found: {args.onnx} (--onnx FILE written by facematch-export)")
+        return None
     if args.ckpt:
         if not Path(args.ckpt).expanduser().is_file():
             raise WeightsError(f"checkpoint not found: {args.ckpt} (--ckpt PATH to a facematch-train .ckpt file)")
@@ -82,6 +96,10 @@ def load_model(args: argparse.Namespace):
     from facematch.models.loading import build_arch_model, load_checkpoint_model
 
     weights = check_model_file(args)
+    if getattr(args, "onnx", None):
+        from facematch.models.onnx_runtime import load_onnx_model
+
+        return load_onnx_model(args.onnx)
     return load_checkpoint_model(args.ckpt) if args.ckpt else build_arch_model(args.arch, weights)
 
 
@@ -107,9 +125,11 @@ def decision_threshold(args: argparse.Namespace, model, settings: dict) -> dict:
     cal, notes = find_calibration(model)
     why = cal.mismatch(settings) if cal is not None else None
     if cal is None or why:
-        what = model.description.get("ckpt_path") or model.description.get("weights") or model.spec.name
+        d = model.description
+        what = d.get("onnx_path") or d.get("ckpt_path") or d.get("weights") or model.spec.name
         reason = f" ({why})" if why else (f" ({notes[0]})" if notes else "")
-        how = f"--ckpt {what}" if model.description.get("kind") == "checkpoint" else f"--arch {model.spec.name} --weights {what}"
+        how = {"checkpoint": f"--ckpt {what}", "onnx": f"--onnx {what}"}.get(
+            d.get("kind"), f"--arch {model.spec.name} --weights {what}")
         raise FacematchError(
             f"{what} has no calibrated threshold{reason}; make one with `facematch-calibrate {how}` "
             "or pass --threshold T"

@@ -21,6 +21,8 @@ from facematch.utils.io import atomic_write_bytes
 
 #: Height each photo is drawn at, and the side of each aligned crop, in pixels.
 PHOTO_HEIGHT = 320
+#: A wide photo (a panorama) is drawn smaller rather than wider than this.
+MAX_PHOTO_WIDTH = 2 * PHOTO_HEIGHT
 CROP_SIDE = 160
 PAD = 16
 SAME_COLOUR = (22, 130, 60)
@@ -43,23 +45,31 @@ def verdict(same: bool) -> str:
     return "same person" if same else "different people"
 
 
-def photo_with_boxes(photo, height: int = PHOTO_HEIGHT, labels: Sequence[str] | None = None) -> Image.Image:
-    """``photo.image`` scaled to ``height`` with each used face's box drawn (labelled when ``labels``)."""
-    img = photo.image.convert("RGB")
-    scale = height / img.height
-    out = img.resize((max(1, round(img.width * scale)), height), Image.Resampling.LANCZOS)
+def draw_boxes(image: Image.Image, boxes, height: int = PHOTO_HEIGHT, labels: Sequence[str] | None = None,
+               max_width: int | None = None) -> Image.Image:
+    """``image`` scaled to ``height`` (less if it would be wider than ``max_width``) with each box
+    ``(x0, y0, x1, y1)`` (photo pixels) drawn, labelled when ``labels`` are given."""
+    img = image.convert("RGB")
+    scale = min(height / img.height, (max_width or 1 << 30) / img.width)
+    out = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
     draw = ImageDraw.Draw(out)
     width = max(2, height // 120)
     f = font(max(12, height // 20))
-    for i, face in enumerate(photo.faces):
-        x0, y0, x1, y1 = (float(v) * scale for v in np.asarray(face.box).ravel()[:4])
+    for i, box in enumerate(boxes):
+        x0, y0, x1, y1 = (float(v) * scale for v in np.asarray(box, np.float64).ravel()[:4])
         draw.rectangle((x0, y0, x1, y1), outline=BOX_COLOUR, width=width)
         if labels is not None and i < len(labels):
-            tx, ty = x0, max(0.0, y0 - f.size - 6)
+            tx, ty = x0, max(0.0, y0 - getattr(f, "size", 11) - 6)
             l, t, r, b = draw.textbbox((tx, ty), labels[i], font=f)
             draw.rectangle((l - 3, t - 2, r + 3, b + 2), fill=BOX_COLOUR)
             draw.text((tx, ty), labels[i], fill=INK, font=f)
     return out
+
+
+def photo_with_boxes(photo, height: int = PHOTO_HEIGHT, labels: Sequence[str] | None = None,
+                     max_width: int | None = None) -> Image.Image:
+    """:func:`draw_boxes` of a photo's used faces."""
+    return draw_boxes(photo.image, [face.box for face in photo.faces], height, labels, max_width)
 
 
 def crop_image(crop: np.ndarray, side: int = CROP_SIDE) -> Image.Image:
@@ -68,18 +78,21 @@ def crop_image(crop: np.ndarray, side: int = CROP_SIDE) -> Image.Image:
 
 
 def _fit_text(draw: ImageDraw.ImageDraw, text: str, f, width: int) -> str:
+    """``text``, cut (with "...") to fit ``width`` pixels: the longest prefix that fits, by bisection."""
     if draw.textlength(text, font=f) <= width:
         return text
-    while text and draw.textlength(text + "...", font=f) > width:
-        text = text[:-1]
-    return text + "..."
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if draw.textlength(text[:mid] + "...", font=f) <= width else (lo, mid - 1)
+    return text[:lo] + "..."
 
 
 def compare_image(photos: Sequence, similarity: float, same: bool, threshold_text: str) -> Image.Image:
     """The picture (module docstring) of two photos' first faces."""
     if len(photos) != 2:
         raise ValueError(f"compare_image draws two photos, got {len(photos)}")
-    panels = [photo_with_boxes(p) for p in photos]
+    panels = [photo_with_boxes(p, max_width=MAX_PHOTO_WIDTH) for p in photos]
     crops = [crop_image(p.faces[0].crop) for p in photos]
     names = [Path(str(p.path)).name for p in photos]
     col = [max(panel.width, CROP_SIDE, 200) for panel in panels]
@@ -92,7 +105,7 @@ def compare_image(photos: Sequence, similarity: float, same: bool, threshold_tex
     x = PAD
     for name, panel, crop, w in zip(names, panels, crops, col):
         draw.text((x, PAD), _fit_text(draw, name, f_name, w), fill=MUTED, font=f_name)
-        canvas.paste(panel, (x + (w - panel.width) // 2, PAD + name_h))
+        canvas.paste(panel, (x + (w - panel.width) // 2, PAD + name_h + (PHOTO_HEIGHT - panel.height) // 2))
         cy = PAD + name_h + PHOTO_HEIGHT + PAD
         cx = x + (w - CROP_SIDE) // 2
         canvas.paste(crop, (cx, cy))

@@ -1,6 +1,6 @@
 """``facematch-eval``: a composed ``eval`` config -> the one evaluation job -> outputs in the run dir.
 
-Model (``ckpt_path`` or ``arch``), pairs (``data.pairs``: LFW ``pairs.txt`` or a ``pathA pathB label``
+Model (``ckpt_path``, ``onnx_path`` or ``arch``), pairs (``data.pairs``: LFW ``pairs.txt`` or a ``pathA pathB label``
 list), crops (:func:`eval_source`: raw photos are aligned when ``embed.align_raw``) and ``protocol`` go
 to :func:`facematch.eval.verification.verify`; this module adds identification (Rank-1/5, kNN), the
 figures (ROC, F1 curve, score histogram, t-SNE), TensorBoard, ``metrics.json`` and a table on stdout.
@@ -86,7 +86,7 @@ def evaluate(cfg: DictConfig) -> dict:
         raise FacematchError("data.pairs is not set; pass data.pairs=PATH (LFW pairs.txt or a 'pathA pathB label' list)")
     if cfg.eval.get("align") is not None:  # the pre-`align`-group name: it would be ignored
         raise FacematchError("eval.align.* is now align.* (conf/align/mtcnn.yaml, shared with training), e.g. align.select=largest")
-    model = load_model(cfg.get("ckpt_path"), _plain(cfg.arch))
+    model = load_model(cfg.get("ckpt_path"), _plain(cfg.arch), cfg.get("onnx_path"))
     spec = model.spec
     source = eval_source(cfg, spec.template)
     pairs_file = str(cfg.data.pairs)

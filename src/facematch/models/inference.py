@@ -6,6 +6,10 @@ Runtimes (``runtime=``):
 - ``fused``: BatchNorm folded into the preceding convolution (``torch.fx.experimental.optimization.fuse``),
   then ``channels_last``: the same arithmetic in fewer passes over memory.
 - ``jit``: traced, frozen and ``torch.jit.optimize_for_inference`` (BN folding plus oneDNN layouts); CPU fp32.
+- ``onnx``: exported to ONNX in memory (:func:`facematch.models.onnx_export.onnx_bytes`) and run by
+  onnxruntime (:class:`~facematch.models.onnx_runtime.OnnxModule`); fp32, CPU (or onnxruntime's CUDA
+  provider when it has one). A model loaded from an ONNX file (``--onnx`` / ``onnx_path``) runs this way
+  under every runtime: it is the only way to run it (``auto`` tries nothing else on it).
 - ``auto``: every candidate that applies is built and timed on the first real batch; the fastest one whose
   output agrees with eager fp32 within :data:`MAX_COSINE_GAP` is kept (:func:`choose`). ``jit`` is a
   candidate only for jobs large enough to repay its build time.
@@ -29,7 +33,7 @@ from facematch.errors import FacematchError
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "eager", "fused", "jit")
+RUNTIMES = ("auto", "eager", "fused", "jit", "onnx")
 #: A rewritten model is used only if every embedding of the probe batch has cosine >= 1 - this with eager fp32.
 MAX_COSINE_GAP = 1e-4
 #: ``auto`` compares runtimes only for jobs of at least this many images (a pair of photos runs eager) ...
@@ -72,9 +76,37 @@ def _copy(module: nn.Module, device: torch.device) -> nn.Module:
     return net
 
 
+def is_onnx(module: nn.Module) -> bool:
+    from facematch.models.onnx_runtime import OnnxModule
+
+    return isinstance(module, OnnxModule)
+
+
+def _onnx(module: nn.Module, runtime: str, device: torch.device, bf16: bool,
+          example: torch.Tensor | None) -> InferenceModel:
+    """``runtime=onnx``: a copy of an OnnxModule (its own session, opened with the job's thread count), or a
+    PyTorch module exported in memory at the example's input size."""
+    from facematch.models.onnx_export import onnx_bytes
+    from facematch.models.onnx_runtime import OnnxModule
+
+    if bf16:
+        log.info("onnxruntime runs this model in fp32 (bf16 applies to PyTorch runtimes only)")
+    if is_onnx(module):
+        if runtime not in ("onnx", "auto"):
+            log.info("runtime=%s does not apply to an ONNX model; using onnx", runtime)
+        net = copy.deepcopy(module)
+    else:
+        if example is None:
+            raise ValueError("runtime=onnx needs an example batch to export at its input size")
+        net = OnnxModule(onnx_bytes(module, tuple(example.shape[2:])), name=f"{type(module).__name__} (runtime=onnx)")
+    return InferenceModel(net, "onnx", device, channels_last=False)
+
+
 def build(module: nn.Module, runtime: str, device: torch.device, *, bf16: bool = False,
           example: torch.Tensor | None = None) -> InferenceModel:
     """An :class:`InferenceModel` of ``module`` for ``runtime`` (not ``auto``)."""
+    if runtime == "onnx" or is_onnx(module):
+        return _onnx(module, runtime, device, bf16, example)
     if runtime == "eager" or bf16 or device.type != "cpu":
         if runtime not in ("eager", "auto"):
             log.info("runtime=%s applies to CPU fp32 only; using eager", runtime)
@@ -107,7 +139,10 @@ def _seconds(model: InferenceModel, x: torch.Tensor, repeats: int = 2) -> tuple[
 
 def choose(module: nn.Module, x: torch.Tensor, device: torch.device, *, n_images: int, bf16: bool = False,
            probe_rows: int = 64) -> InferenceModel:
-    """``runtime=auto``: the candidate that runs ``x[:probe_rows]`` fastest and matches eager fp32 on it."""
+    """``runtime=auto``: the candidate that runs ``x[:probe_rows]`` fastest and matches eager fp32 on it
+    (an ONNX model: onnx, its only runtime)."""
+    if is_onnx(module):
+        return build(module, "onnx", device, bf16=bf16)
     eager = build(module, "eager", device, bf16=bf16)
     if bf16 or device.type != "cpu" or n_images < AUTO_MIN_IMAGES:
         return eager

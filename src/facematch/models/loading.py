@@ -12,6 +12,8 @@ and a JSON-ready description. Both are built the way training builds them, by in
   (:class:`~facematch.models.net.BackboneHead`), scored like raw backbone features. The fingerprint is the
   sha256 of the backbone and head weights (names, dtypes, shapes and bytes), so two files holding the same
   weights share cached embeddings.
+- ``load_model(..., onnx_path)``: a file written by ``facematch-export``, run by onnxruntime
+  (:func:`facematch.models.onnx_runtime.load_onnx_model`), with the fingerprint of the weights it came from.
 - ``arch_model(arch)`` / ``build_arch_model(name, weights, pretrained)``: a backbone from an ``arch``
   config node. Output: the raw backbone features (no head: with the default identity head it would only
   L2-normalise, which the protocol does itself after the optional mean subtraction, as the reference LFW
@@ -186,10 +188,17 @@ def load_checkpoint_model(path: str | os.PathLike) -> EvalModel:
     return EvalModel(module, backbone.spec, fingerprint, desc, config, meta.get("calibration"))
 
 
-def load_model(ckpt_path: str | None, arch: Mapping[str, Any] | None) -> EvalModel:
-    """``ckpt_path`` wins when given; otherwise the ``arch`` config node."""
+def load_model(ckpt_path: str | None, arch: Mapping[str, Any] | None, onnx_path: str | None = None) -> EvalModel:
+    """``onnx_path`` (a ``facematch-export`` file, run by onnxruntime) or ``ckpt_path`` when given (not
+    both); otherwise the ``arch`` config node."""
+    if onnx_path:
+        if ckpt_path:
+            raise FacematchError("pass ckpt_path=PATH or onnx_path=FILE.onnx, not both")
+        from facematch.models.onnx_runtime import load_onnx_model
+
+        return load_onnx_model(onnx_path)
     if ckpt_path:
         return load_checkpoint_model(ckpt_path)
     if not arch or not (arch.get("name") or arch.get("_target_")):
-        raise FacematchError("nothing to evaluate: pass ckpt_path=PATH or arch=NAME arch.weights=PATH")
+        raise FacematchError("nothing to evaluate: pass ckpt_path=PATH, onnx_path=FILE.onnx or arch=NAME arch.weights=PATH")
     return arch_model(arch)
