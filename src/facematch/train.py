@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +38,18 @@ def build(cfg: DictConfig):
         log.info("frozen trunk: training the last %d stages and the head on cached trunk activations",
                  backbone.trainable_stages)
     return model, datamodule
+
+
+def mlflow_logger(**kwargs):
+    """Lightning's ``MLFlowLogger`` for ``logger=mlflow`` (conf/logger/mlflow.yaml), local and offline. MLflow 3
+    refuses its file store unless MLFLOW_ALLOW_FILE_STORE=true (its sqlite backend needs sqlalchemy + alembic,
+    which mlflow-skinny lacks), and ``import mlflow`` sends usage telemetry unless MLFLOW_DISABLE_TELEMETRY=true;
+    both are set here (unless set already), before mlflow is imported. Hydra refuses to set them from a config."""
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return MLFlowLogger(**kwargs)
 
 
 def select_on_validation(cfg, trainer, model, initial: dict, initial_state: dict | None) -> str:
@@ -116,12 +130,16 @@ def train(cfg: DictConfig) -> dict:
         if fold_result is not None:  # what facematch-report combines across the folds of a multirun
             write_json(out_dir / "metrics.json", {**fold_result, "seconds": time.perf_counter() - start,
                                                   "train_metrics": metrics})
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:  # WandbLogger leaves its run open: a multirun's next job would log into it
+        wandb.finish()
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return run_or_exit(train, cfg).get(cfg.monitor)
+    """Returns the validation metric a sweeper optimises (hparams_search: ``optimized_metric``; else ``monitor``)."""
+    return run_or_exit(train, cfg).get(cfg.get("optimized_metric") or cfg.monitor)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def test_bare_weights_into_calibration_dir(pairs, mfn_weights, lfw_root, tmp_pat
     doc = json.loads(capsys.readouterr().out)
     stored = tmp_path / "cals" / f"{sha256_file(mfn_weights)}.json"
     assert doc["stored"] == str(stored) and doc["default"] == "far_1e-1"
-    assert set(doc["points"]) == {"far_1e-1", "best_accuracy"} and doc["data"]["n_pairs"] == 24
+    assert set(doc["points"]) == {"far_1e-1", "best_accuracy", "open_set_far_1e-1"} and doc["data"]["n_pairs"] == 24
+    assert doc["search_default"] == "open_set_far_1e-1" and doc["points"]["open_set_far_1e-1"]["gallery_size"] > 1
     p = doc["points"]["far_1e-1"]
     assert p["far"] <= 0.1 and p["n_different"] == 12 and p["n_same"] == 12
     # compare now takes this calibration (the calibration dir comes before the shipped one)

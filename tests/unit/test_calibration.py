@@ -93,3 +93,42 @@ def test_write_into_checkpoint(tmp_path):
     bad.write_text(json.dumps({"format": "other"}))
     with pytest.raises(FacematchError, match="not a facematch-calibration"):
         read_calibration(bad)
+
+
+def test_open_set_points_on_a_tiny_gallery():
+    from facematch.eval.calibration import open_set_points, open_set_split
+
+    # ann and bob have two images (gallery: the first by path), cy and dee one each (impostors)
+    paths = ["bob/2.jpg", "ann/1.jpg", "cy/1.jpg", "ann/2.jpg", "bob/1.jpg", "dee/1.jpg"]
+    labels = [p.split("/")[0] for p in paths]
+    g, k, imp = open_set_split(labels, paths)
+    assert [paths[i] for i in g] == ["ann/1.jpg", "bob/1.jpg"] and [paths[i] for i in k] == ["ann/2.jpg", "bob/2.jpg"]
+    assert sorted(paths[i] for i in imp) == ["cy/1.jpg", "dee/1.jpg"]
+    e = {"ann/1.jpg": [1, 0, 0], "ann/2.jpg": [0.9, 0.1, 0], "bob/1.jpg": [0, 1, 0], "bob/2.jpg": [0.1, 0.8, 0.2],
+         "cy/1.jpg": [0.5, 0.5, 0.7], "dee/1.jpg": [0, 0.2, 1]}
+    pts = open_set_points(np.array([e[p] for p in paths], float), labels, paths, fars=(0.4,))
+    p = pts["open_set_far_4e-1"]
+    cy_top = 0.5 / np.linalg.norm([0.5, 0.5, 0.7])  # the highest impostor score: must not pass
+    assert p["threshold"] == pytest.approx(cy_top, abs=1e-6) and p["far"] == 0.0 and p["gallery_size"] == 2 and p["rank_1"] == 1.0
+    assert p["tar"] == 1.0  # both known probes score above cy's best match
+
+
+def test_a_search_uses_the_1_to_n_point(tmp_path, monkeypatch):
+    import argparse
+
+    from facematch.cli.model_args import decision_threshold
+
+    fp = "ab" * 32
+    cal = _cal(fp)
+    cal.points["open_set_far_1e-3"] = {"rule": "open_set", "threshold": 0.63, "far": 0.0007, "tar": 0.57,
+                                       "gallery_size": 1559}
+    cal.search_default = "open_set_far_1e-3"
+    monkeypatch.setenv("FACEMATCH_CALIBRATION_DIR", str(tmp_path))
+    write_sidecar(cal)
+    args = argparse.Namespace(threshold=None, operating_point=None)
+    settings = {"arch": "mobilefacenet", "flip": "concat"}
+    assert decision_threshold(args, _model(fp), settings)["threshold"] == 0.37
+    d = decision_threshold(args, _model(fp), settings, search=True)
+    assert d["threshold"] == 0.63 and "gallery of 1559 people" in d["text"] and "DIR 0.5700" in d["text"]
+    args.operating_point = "best_accuracy"
+    assert decision_threshold(args, _model(fp), settings, search=True)["threshold"] == 0.28

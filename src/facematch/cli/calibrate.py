@@ -80,12 +80,12 @@ def portable_path(path) -> str:
 
 
 def calibrate(args: argparse.Namespace):
-    from pathlib import Path
 
     from facematch.config import instantiate_node
     from facematch.data.pair_files import read_pairs
     from facematch.embedding.embedder import resolve
-    from facematch.eval.calibration import BEST_ACCURACY, far_point_name, operating_points
+    from facematch.data.pair_files import identity_of
+    from facematch.eval.calibration import BEST_ACCURACY, far_point_name, open_set_point_name, open_set_points, operating_points
     from facematch.eval.job import engine_settings, eval_source
     from facematch.eval.verification import verify
     from facematch.models.calibration import Calibration
@@ -101,12 +101,15 @@ def calibrate(args: argparse.Namespace):
     pairs = read_pairs(pairs_file, n_folds=int(protocol.n_folds))
     res = verify(model, pairs, source, protocol, engine_settings(cfg), what=pairs_file)
     points = operating_points(res.cosine, res.same, args.far)
+    open_set = open_set_points(res.emb, [identity_of(p) for p in res.paths], res.paths, args.far)
+    points.update(open_set)
     default = args.default or far_point_name(args.far[0])
     if default not in points:
         raise FacematchError(f"--default {default} is not one of: {', '.join(points)} (or add its --far)")
     device, precision = resolve(args.device, args.precision)
     cal = Calibration(
         fingerprint=model.fingerprint, points=points, default=default,
+        search_default=open_set_point_name(args.far[0]) if open_set else None,
         settings={"arch": model.spec.name, "template": model.spec.template, "flip": args.flip,
                   "precision": precision, "score": "cosine", "model": model.description.get("kind")},
         data={"pairs": portable_path(pairs_file), "root": portable_path(cfg.data.root),
@@ -138,11 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"facematch-calibrate: {cal.settings['arch']} ({model.description.get('kind')}, sha256 "
           f"{cal.fingerprint[:12]}...), {cal.data['n_pairs']} pairs of {cal.data['pairs']}")
     for name, p in cal.points.items():
-        mark = "*" if name == cal.default else " "
-        print(f" {mark} {name:<14} threshold {p['threshold']:.4f}  FAR {p['far']:.4f}  TAR {p['tar']:.4f}  "
-              f"accuracy {p['accuracy']:.4f}")
-    print(f"  (* default; {cal.points[cal.default]['n_different']} different / "
-          f"{cal.points[cal.default]['n_same']} same pairs)")
+        mark = "*" if name == cal.default else ("+" if name == cal.search_default else " ")
+        rest = (f"DIR {p['tar']:.4f}  gallery of {p['gallery_size']}, {p['n_known']} known / {p['n_impostors']} "
+                "impostor probes" if p["rule"] == "open_set" else f"TAR {p['tar']:.4f}  accuracy {p['accuracy']:.4f}")
+        print(f" {mark} {name:<22} threshold {p['threshold']:.4f}  FAR {p['far']:.4f}  {rest}")
+    d = cal.points[cal.default]
+    print(f"  (* default of facematch-compare, on {d['n_different']} different / {d['n_same']} same pairs; "
+          "+ default of a gallery search)")
     print(f"  stored: {where}" if where else "  not stored (--dry-run)")
     return 0
 

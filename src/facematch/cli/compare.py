@@ -36,6 +36,7 @@ from pathlib import Path
 
 from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
+from facematch.embedding.photos import accepted, pair_similarity
 from facematch.errors import DataNotFoundError, cli_errors, debug_enabled
 
 
@@ -74,9 +75,8 @@ def compare(args: argparse.Namespace) -> dict:
     fe = face_embedder(args, model)
     decision = decision_threshold(args, model, fe.settings)  # before detection: a missing calibration fails fast
     photos = [fe.faces(img, p, args.select) for img, p in zip(images, paths)]
-    a, b = (e[0] for e in fe.embed(photos))
-    sim = float(a.astype("float64") @ b.astype("float64"))
-    return {"similarity": sim, "same": bool(sim >= decision["threshold"]), "decision": decision,
+    sim = pair_similarity(fe, photos)
+    return {"similarity": sim, "same": accepted(sim, decision["threshold"]), "decision": decision,
             "photos": photos, "arch": model.spec.name}
 
 

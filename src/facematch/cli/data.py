@@ -4,9 +4,14 @@ caches against their source files (check-cache).
     facematch-data download lfw --dest DIR [--base-url URL] [--archive lfw.tgz] [--sha256 HEX]
     facematch-data prepare SRC [OUT] --template arcface_112x112 [--pairs FILE] [--workers N] [--cache-dir DIR]
     facematch-data verify ROOT --pairs FILE [--report FILE]
+    facematch-data pack SRC OUT [--prealigned TEMPLATE] [--pairs FILE] [--part-size N] [--force]
+    facematch-data verify OUT                      # a packed set: every shard's sha256, every item decoded
     facematch-data check-cache DIR [--src ROOT] [--report FILE]
 
 ``download``: :mod:`facematch.cli.download`.
+
+``pack``: :mod:`facematch.data.pack` (format and integrity checks: :mod:`facematch.faces.packed`); train from
+the result with ``data=packed data.root=OUT``.
 
 ``prepare`` aligns with the settings of ``conf/align/mtcnn.yaml`` by default (the face nearest the centre), into
 the keyed folder ``<--cache-dir>/<template>-<digest>`` (default ``$FACEMATCH_CACHE_DIR/aligned``, the
@@ -94,9 +99,49 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 # verify
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from facematch.data.pack import pack
+
+    index = pack(args.src, args.out, pairs=args.pairs, prealigned=args.prealigned, part_size=args.part_size,
+                 chunk_bytes=args.chunk_bytes, force=args.force, progress=not args.no_progress)
+    st, pp = index["stats"], index["preprocess"]
+    size = sum(r["bytes"] for p in index["parts"] for r in p["files"].values())
+    dropped = sum(len(v) for v in index["dropped"].values())
+    print(f"{index['count']} images of {len(index['identities'])} identities packed into {args.out} "
+          f"({len(index['parts'])} parts, {size / 1e6:.1f} MB; {st['parts_written']} written now, "
+          f"{st['parts_reused']} already done) in {st['seconds']} s; preprocess: {pp['mode']}"
+          + (f" {pp['template']}" if pp.get("template") else "")
+          + (f"; {dropped} unusable image(s) left out {{{', '.join(f'{k}: {len(v)}' for k, v in index['dropped'].items())}}}"
+             if dropped else ""))
+    print(f"train from it: facematch-train data=packed data.root={args.out}")
+    return 0
+
+
+def cmd_verify_packed(args: argparse.Namespace) -> int:
+    from facematch.faces.packed import PackedSet
+
+    packed = PackedSet.open(args.root)
+    r = packed.verify(progress=not args.no_progress)
+    missing = []
+    if args.pairs:
+        missing = [rel for rel in pair_images(args.pairs) if rel not in packed]
+    print(f"{args.root}: {r['items']} images in {r['parts']} parts, {r['files']} shard files ({r['bytes'] / 1e6:.1f} MB): "
+          "sha256 ok, every item read back and decoded"
+          + (f"; {len(missing)} image(s) of {args.pairs} missing" if args.pairs else ""))
+    rows = [("missing", rel, "") for rel in missing]
+    show_problems(rows, ("missing",), args.show, args.report, ("problem", "path", "message"))
+    return 1 if rows else 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from facematch.faces.images import load_image
+    from facematch.faces.packed import is_packed
 
+    if is_packed(args.root):
+        return cmd_verify_packed(args)
+    if not args.pairs:
+        raise FacematchError(f"verify {args.root} needs --pairs FILE (the images to check); only a packed set "
+                             "(facematch-data pack) is checked whole without one")
     root = Path(args.root)
     if not root.is_dir():
         raise DataNotFoundError(f"dataset folder not found: {root} (pass the folder holding <identity>/<file>)")
@@ -217,10 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  facematch-data prepare data/lfw/lfw-deepfunneled --template sphereface_112x96 "
         "--pairs data/lfw/pairs.txt\n"
         "  facematch-data prepare data/lfw/lfw-deepfunneled data/lfw-aligned --template arcface_112x112\n"
+        "  facematch-data pack data/lfw-aligned-112 data/lfw-aligned-112.packed --prealigned arcface_112x112\n"
         "  facematch-data verify data/lfw/lfw-deepfunneled --pairs data/lfw/pairs.txt\n"
         "  facematch-data check-cache .cache/facematch",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,verify,check-cache}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,pack,verify,check-cache}")
 
     d = sub.add_parser("download", help="fetch LFW and its pairs files (resumable, sha256-checked)",
                        description="Fetch the LFW archive and pairs files, check sha256, extract safely.")
@@ -266,11 +312,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_prepare)
 
-    v = sub.add_parser("verify", help="report missing and unreadable images of a pairs file",
-                       description="Check every image a pairs file uses exists under ROOT and decodes; "
-                       "exit status 1 if any is missing or unreadable.")
-    v.add_argument("root", help="dataset folder the pairs file's paths are relative to")
-    v.add_argument("--pairs", required=True, help="LFW pairs.txt / View 1 file, or a 'pathA pathB label' list")
+    from facematch.data.pack import CHUNK_BYTES, PART_SIZE
+
+    k = sub.add_parser("pack", help="pack an identity-folder dataset into litdata shards (data=packed)",
+                       description="Pack SRC/<identity>/<file> (or an aligned-crop cache made by prepare) into "
+                       "litdata shards with an identity index in OUT, the original bytes of each file; resumable "
+                       "(finished parts are kept). Train from it with data=packed data.root=OUT.")
+    k.add_argument("src", help="dataset folder holding <identity>/<file>, or an aligned-crop cache folder")
+    k.add_argument("out", help="folder to create or complete (then copy it to an object store if you like)")
+    k.add_argument("--prealigned", default=None, choices=sorted(TEMPLATES), metavar="TEMPLATE",
+                   help="SRC holds crops already aligned to TEMPLATE (lfw-aligned-112: arcface_112x112); recorded "
+                   "as the preprocessing data=packed uses (default: raw photos, centre crop; a prepare cache "
+                   "records its own template)")
+    k.add_argument("--pairs", default=None, help="only the images this pairs file uses (LFW pairs.txt or a list)")
+    k.add_argument("--part-size", type=int, default=PART_SIZE,
+                   help=f"images per part, the unit a resumed pack redoes (default {PART_SIZE})")
+    k.add_argument("--chunk-bytes", default=CHUNK_BYTES, help=f"litdata chunk size (default {CHUNK_BYTES})")
+    k.add_argument("--force", action="store_true", help="replace a pack of other settings in OUT")
+    k.add_argument("--no-progress", action="store_true", help="no progress bar")
+    k.set_defaults(func=cmd_pack)
+
+    v = sub.add_parser("verify", help="report missing and unreadable images of a pairs file, or check a packed set",
+                       description="Check every image a pairs file uses exists under ROOT and decodes; for a "
+                       "packed set (facematch-data pack), check every shard's sha256 and decode every item "
+                       "(--pairs optional: also report its images missing from the set). Exit status 1 if any "
+                       "image is missing or unreadable; a damaged shard is one error line naming it.")
+    v.add_argument("root", help="dataset folder the pairs file's paths are relative to, or a packed folder")
+    v.add_argument("--pairs", default=None, help="LFW pairs.txt / View 1 file, or a 'pathA pathB label' list")
     add_report_arguments(v)
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_verify)

@@ -112,9 +112,11 @@ def face_embedder(args: argparse.Namespace, model):
                         runtime=check_runtime(args.runtime), min_face_size=getattr(args, "min_face_size", 20))
 
 
-def decision_threshold(args: argparse.Namespace, model, settings: dict) -> dict:
+def decision_threshold(args: argparse.Namespace, model, settings: dict, *, search: bool = False) -> dict:
     """``{"threshold", "source", "operating_point"?, "far"?, "tar"?, "text"}``: ``--threshold`` when given,
-    else the model's calibrated operating point; no calibration stops with one line saying how to make one."""
+    else the model's calibrated operating point (for a gallery ``search``, its 1:N point when it has one: a
+    1:1 threshold lets a stranger's best match in a gallery of N people pass far more often than its FAR);
+    no calibration stops with one line saying how to make one."""
     from facematch.models.calibration import find_calibration
 
     if args.threshold is not None:
@@ -134,6 +136,7 @@ def decision_threshold(args: argparse.Namespace, model, settings: dict) -> dict:
             f"{what} has no calibrated threshold{reason}; make one with `facematch-calibrate {how}` "
             "or pass --threshold T"
         )
-    p = cal.point(args.operating_point)
+    name = getattr(args, "operating_point", None) or ((cal.search_default if search else None) or cal.default)
+    p = cal.point(name)
     return {"threshold": float(p["threshold"]), "source": "calibration", "operating_point": p["name"],
             "far": p["far"], "tar": p["tar"], "calibration": cal.origin, "text": cal.describe(p["name"])}

@@ -35,6 +35,7 @@ from facematch.data.identities import IdentityIndex, missing_root_error
 from facematch.data.pair_files import fold_identities, read_lfw_pairs, read_pair_list, read_pairs
 from facematch.data.transforms import build_transform
 from facematch.errors import FacematchError
+from facematch.faces.packed import is_url
 from facematch.faces.source import source_from_config
 from facematch.models.backbones import BackboneSpec
 from facematch.utils.hardware import one_thread_worker
@@ -69,7 +70,7 @@ class FaceDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
     ):
         super().__init__()
-        self.root = Path(root)
+        self.root = str(root) if is_url(root) else Path(root)  # a packed set may be an object-store URL
         self.spec = spec
         self.batches = batches if batches is not None else PairBatches()
         self.pairs_file = pairs
@@ -91,7 +92,7 @@ class FaceDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        if not self.root.is_dir():
+        if isinstance(self.root, Path) and not self.root.is_dir():
             raise missing_root_error(self.root)
         train_source, source, transform = self._sources_and_transform()
         index = self._base_index()

@@ -3,6 +3,8 @@
 Pairs, triplets and P x K batches are all drawn from an :class:`IdentityIndex` (see ``sampling.py``).
 Images are paths relative to the dataset root; the identity of an image is its parent folder, which
 holds for LFW (``<Name>/<Name>_NNNN.jpg``), VGGFace2 (``<identity>/<file>.jpg``) and the seed lists.
+A packed dataset root (``facematch-data pack``, a folder or an object-store URL) is indexed from its
+facematch index instead of a folder scan: the same sorted paths, so the same labels and item order.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Iterable
 from facematch.data.pair_files import identity_of
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.faces.images import list_images
+from facematch.faces.packed import is_packed, open_packed
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class IdentityIndex:
     def from_folder(cls, root: str | os.PathLike, check: bool = True) -> "IdentityIndex":
         """Scan ``root/<identity>/<image>`` (:func:`~facematch.faces.images.list_images`, the scan ``prepare``
         uses, kept to that depth); files that are empty or not images are dropped and counted."""
+        if is_packed(root):
+            return cls.from_paths(root, open_packed(root).rels, check=False)
         root = Path(root)
         if not root.is_dir():
             raise missing_root_error(root)
@@ -79,13 +84,17 @@ class IdentityIndex:
 
     @classmethod
     def from_paths(cls, root: str | os.PathLike, rel_paths: Iterable[str], check: bool = True) -> "IdentityIndex":
-        root = Path(root)
-        if not root.is_dir():
+        packed = open_packed(root) if is_packed(root) else None
+        root = packed.root if packed is not None else Path(root)
+        if packed is None and not root.is_dir():
             raise missing_root_error(root)
         images: dict[str, list[str]] = defaultdict(list)
         dropped: dict[str, list[str]] = defaultdict(list)
         for rel in sorted(set(rel_paths)):
-            reason = check_image(root / rel) if check else None
+            if packed is not None:  # checked when packed: present or missing
+                reason = None if rel in packed else "missing"
+            else:
+                reason = check_image(root / rel) if check else None
             if reason:
                 dropped[reason].append(rel)
             else:

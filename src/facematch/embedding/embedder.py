@@ -190,7 +190,8 @@ class Embedder:
             raise ValueError("Embedder.embed needs a source (rel_path -> crop)")
         t0 = time.perf_counter()
         paths = list(dict.fromkeys(rel_paths))
-        root = getattr(self.source, "root", None)  # entries are tied to root/path (none for in-memory sources)
+        # entries are tied to root/path (none for in-memory sources; a packed set's digest is in its key)
+        root = getattr(self.source, "stamp_root", getattr(self.source, "root", None))
         cache = self.cache
         done = cache.load(root, paths) if cache is not None else {}
         todo = [p for p in paths if p not in done]

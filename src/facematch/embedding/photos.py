@@ -183,6 +183,18 @@ class FaceEmbedder:
         return out
 
 
+def accepted(similarity: float, threshold: float) -> bool:
+    """The one decision rule of compare, the gallery and the app: a match iff ``similarity >= threshold``
+    (the rule every threshold of :mod:`facematch.eval.metrics` is computed for)."""
+    return bool(similarity >= threshold)
+
+
+def pair_similarity(face_embedder: "FaceEmbedder", photos: Sequence[PhotoFaces]) -> float:
+    """Cosine similarity of the (first) face of two photos, both embedded in one batch."""
+    a, b = (e[0] for e in face_embedder.embed(photos))
+    return float(a.astype(np.float64) @ b.astype(np.float64))
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two embeddings (unit-norm or not)."""
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()

@@ -49,3 +49,45 @@ def operating_points(scores, same, fars: Sequence[float] = (1e-3,)) -> dict[str,
     for p in points.values():
         p.update(n_same=int(y.sum()), n_different=int((~y).sum()))
     return points
+
+
+def open_set_point_name(far: float) -> str:
+    """``1e-2`` -> ``"open_set_far_1e-2"``: the 1:N operating point at that false-accept rate."""
+    return f"open_set_{far_point_name(far)}"
+
+
+def open_set_split(labels: Sequence[str], paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(gallery, known probes, impostor probes)`` index arrays: the first image (by path) of every identity
+    with two or more images is its gallery face and its other images are probes; every image of an identity
+    with one image is an impostor probe (LFW's open-set protocol; README, Gallery)."""
+    by_id: dict[str, list[int]] = {}
+    for i in np.argsort(np.asarray(paths, dtype=object), kind="stable"):
+        by_id.setdefault(labels[i], []).append(int(i))
+    gallery = [ix[0] for ix in by_id.values() if len(ix) > 1]
+    known = [j for ix in by_id.values() if len(ix) > 1 for j in ix[1:]]
+    impostors = [ix[0] for ix in by_id.values() if len(ix) == 1]
+    return np.array(gallery, int), np.array(known, int), np.array(impostors, int)
+
+
+def open_set_points(emb: np.ndarray, labels: Sequence[str], paths: Sequence[str],
+                    fars: Sequence[float] = (1e-3,)) -> dict[str, dict]:
+    """1:N operating points (``open_set_far_<rate>``) from the calibration images themselves: the threshold
+    a gallery search needs so that a stranger's best match passes it at the target rate, for a gallery of
+    this size (``gallery_size``: a larger gallery needs a higher threshold). Rates as in
+    :mod:`facematch.eval.open_set`: ``far`` (FPIR) over impostor probes, ``tar`` = DIR over known ones."""
+    from facematch.eval.metrics import l2_normalize
+    from facematch.eval.open_set import open_set_report
+
+    labels = np.asarray(labels, dtype=object)
+    g, k, imp = open_set_split(labels, paths)
+    if len(g) < 2 or len(k) == 0 or len(imp) == 0:
+        return {}
+    x = l2_normalize(emb).astype(np.float32)
+    sims = x @ x[g].T  # one gallery face per identity: its best face is that face
+    top = sims.argmax(1)
+    rep = open_set_report(sims[k, top[k]], labels[g][top[k]] == labels[k], sims[imp, top[imp]], fars=fars)
+    return {open_set_point_name(far): {"rule": "open_set", "target_far": float(far), "threshold": p["threshold"],
+                                       "far": p["far"], "tar": p["dir"], "gallery_size": int(len(g)),
+                                       "n_known": rep["n_known"], "n_impostors": rep["n_impostors"],
+                                       "rank_1": rep["rank_1"]}
+            for far, p in zip(fars, rep["dir_at_far"].values())}

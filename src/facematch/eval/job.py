@@ -27,6 +27,7 @@ from facematch.embedding.embedder import resolve
 from facematch.errors import FacematchError
 from facematch.models.loading import load_model
 from facematch.eval.verification import Protocol, Verification, verify
+from facematch.faces.packed import is_url
 from facematch.faces.source import FaceSource, source_from_config
 from facematch.utils.hardware import machine_info
 
@@ -41,8 +42,8 @@ def eval_source(cfg: DictConfig, template: str, *, degraded: bool = True) -> Fac
     """The crops ``facematch-eval`` and per-fold scoring score for ``cfg.data`` (the same for both): raw
     photos are aligned with the ``align`` group's settings when ``embed.align_raw``; ``data.degrade``
     applies (draw 0) unless ``degraded`` is false (the original crops)."""
-    root = Path(cfg.data.root)
-    if not root.is_dir():
+    root = str(cfg.data.root) if is_url(cfg.data.root) else Path(cfg.data.root)  # a packed set may be a URL
+    if isinstance(root, Path) and not root.is_dir():
         raise missing_root_error(root)
     return source_from_config(root, template, cfg.data.get("preprocess"), align_raw=bool(cfg.embed.align_raw),
                               degrade=cfg.data.get("degrade") if degraded else None)

@@ -15,6 +15,12 @@ of the configured draws per call, for training on images).
 
 ``key`` names the preprocessing (the degradation and its draw included), so caches of crops or embeddings
 never mix two preprocessings; ``root`` is the source folder the caches tie their entries to.
+
+A packed dataset (:mod:`facematch.faces.packed`, ``facematch-data pack``) is read through a ``reader``
+(``rel -> the file's bytes``) instead of files under ``root``; everything after the bytes (decode, crop,
+degradation) is this class's code for both, so a packed set serves the folder tree's very pixels. Its
+``root`` is the packed folder (caches never mix with the folder tree's), its ``key`` carries the pack's
+content digest, and ``stamp_root`` is None: cache entries are tied to that digest, not to file stamps.
 :func:`source_from_config` is the one place a FaceSource is built from configuration (training's data
 module, facematch-eval, per-fold scoring).
 """
@@ -22,6 +28,7 @@ module, facematch-eval, per-fold scoring).
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -31,9 +38,12 @@ import numpy as np
 from PIL import Image
 
 from facematch.faces.degrade import Degradation
-from facematch.faces.images import load_image
+from facematch.faces.images import load_image, load_image_bytes
 from facematch.errors import FacematchError
+from facematch.faces.packed import is_packed, open_packed
 from facematch.faces.templates import crop_between, get_template
+
+log = logging.getLogger(__name__)
 
 MODES = ("center", "prealigned", "align")
 #: The keys of ``data.preprocess``; ``align`` is the alignment config (``conf/align/``).
@@ -61,6 +71,7 @@ class FaceSource:
         center_crop: float = 0.5,
         cache_dir: str | os.PathLike | None = None,
         degrade: Degradation | None = None,
+        reader=None,
         **align_kwargs,
     ):
         if mode not in MODES:
@@ -70,7 +81,13 @@ class FaceSource:
                 "data.preprocess.mode=prealigned needs data.preprocess.template=NAME "
                 "(the template the files are aligned to, e.g. arcface_112x112)"
             )
-        self.root = Path(root)
+        if reader is not None and mode == "align":
+            raise FacematchError(
+                f"{root} is a packed dataset: it cannot be detected and aligned on the fly (mode align / "
+                "embed.align_raw); align the source folder first (`facematch-data prepare SRC CROPS --template T`), "
+                "pack CROPS, and read it with data=packed (or set embed.align_raw=false)")
+        self.reader = reader
+        self.root = Path(root) if reader is None else reader.root
         self.template = get_template(template)
         self.src_template = get_template(src_template) if src_template else None
         self.mode = mode
@@ -93,9 +110,17 @@ class FaceSource:
             base = f"prealigned-{self.src_template.name}-{self.template.name}"
         else:
             base = f"align-{self.template.name}"
+        if self.reader is not None:
+            base = f"{base}-packed{self.reader.content_digest[:12]}"
         if self.degrade is None:
             return base
         return f"{base}-{self.degrade.name()}-draw{'random' if self.draw is None else self.draw}"
+
+    @property
+    def stamp_root(self):
+        """The folder whose files cache entries are stamped against: ``root``, or None for a packed set
+        (immutable; its content digest is in ``key``)."""
+        return self.root if self.reader is None else None
 
     @property
     def degrade_description(self) -> dict | None:
@@ -123,7 +148,7 @@ class FaceSource:
     def _crop(self, rel: str) -> np.ndarray:
         if self.mode == "align":
             return self._aligned(rel)
-        img = load_image(self.root / rel)
+        img = load_image(self.root / rel) if self.reader is None else load_image_bytes(self.reader(rel), self.reader.name(rel))
         if self.mode == "center":
             return center_crop(img, self.template.size, self.center_fraction)
         arr = np.asarray(img, dtype=np.uint8)
@@ -200,6 +225,15 @@ def source_from_config(root: str | os.PathLike, template: str, preprocess: Mappi
             "detection and alignment settings are the `align` group's: align.select, align.cache_dir, ... "
             "(conf/align/mtcnn.yaml)"
         )
+    reader = None
+    if is_packed(root):  # a packed set: its bytes through its reader; its recorded preprocessing by default
+        reader = open_packed(root)
+        recorded = reader.preprocess
+        if not pp.get("mode"):
+            pp["mode"], pp["template"] = recorded["mode"], recorded.get("template")
+        elif (pp.get("mode"), pp.get("template") or None) != (recorded["mode"], recorded.get("template")):
+            log.warning("%s was packed as %s; data.preprocess says mode=%s template=%s", root, recorded,
+                        pp.get("mode"), pp.get("template"))
     mode = pp.get("mode") or "center"
     if mode == "center" and align_raw:
         mode = "align"
@@ -207,5 +241,5 @@ def source_from_config(root: str | os.PathLike, template: str, preprocess: Mappi
     cache_dir = align.pop("cache_dir", None)
     detector = {k: v for k, v in align.items() if v is not None} if mode == "align" else {}
     return FaceSource(root, template, mode=mode, src_template=pp.get("template"),
-                      center_crop=pp.get("center_crop", 0.5), cache_dir=cache_dir,
+                      center_crop=pp.get("center_crop", 0.5), cache_dir=cache_dir, reader=reader,
                       degrade=Degradation.from_config(_plain(degrade) if degrade is not None else None), **detector)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from facematch.embedding.photos import accepted
+
 UNKNOWN = "unknown"
 
 
@@ -19,7 +21,7 @@ def identify(matches: list[dict], threshold: float) -> tuple[str, float | None]:
     if not matches:
         return UNKNOWN, None
     best = matches[0]
-    return (best["name"] if best["similarity"] >= threshold else UNKNOWN), float(best["similarity"])
+    return (best["name"] if accepted(best["similarity"], threshold) else UNKNOWN), float(best["similarity"])
 
 
 def search_photo(face_embedder, gallery, path: str | os.PathLike, *, top_k: int = 5, threshold: dict,
@@ -33,14 +35,21 @@ def search_photo(face_embedder, gallery, path: str | os.PathLike, *, top_k: int 
     ``threshold`` is a :func:`~facematch.cli.model_args.decision_threshold` dict (``{"threshold": t, ...}``).
     A photo with no face (or, without ``select`` / ``all_faces``, several of similar size) raises the
     :class:`~facematch.errors.FacematchError` of :meth:`FaceEmbedder.photo`."""
+    gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)  # before any detection
+    photo = face_embedder.photo(path, select=select, all_faces=all_faces)
+    return search_faces(face_embedder, gallery, photo, top_k=top_k, threshold=threshold)
+
+
+def search_faces(face_embedder, gallery, photo, *, top_k: int = 5, threshold: dict) -> dict:
+    """:func:`search_photo` of faces already found (a :class:`~facematch.embedding.photos.PhotoFaces`, e.g.
+    of an uploaded image): the same dict, ``"photo"`` being ``photo.path``."""
     gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)
     t = float(threshold["threshold"])
-    photo = face_embedder.photo(path, select=select, all_faces=all_faces)
     (emb,) = face_embedder.embed([photo])
     faces = []
     for face, matches in zip(photo.faces, gallery.search(emb, top_k) if len(emb) else []):
         identity, best = identify(matches, t)
         faces.append({"box": face.as_dict()["box"], "identity": identity, "similarity": best,
                       "matches": matches})
-    return {"photo": str(path), "threshold": t, "decision": dict(threshold), "n_detected": photo.n_detected,
+    return {"photo": str(photo.path), "threshold": t, "decision": dict(threshold), "n_detected": photo.n_detected,
             "faces": faces}

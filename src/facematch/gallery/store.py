@@ -72,6 +72,7 @@ class Gallery:
         self.manifest = manifest
         self._rows: list[np.ndarray] = [np.asarray(embeddings, np.float32)] if len(embeddings) else []
         self._index: VectorIndex | None = None
+        self._stamps: dict[tuple[str, str], Any] | None = None  # (name, photo) -> stamp, built when first asked
 
     # ------------------------------------------------------------------------------ opening, saving
 
@@ -114,9 +115,11 @@ class Gallery:
             raise FacematchError(f"{mpath} is not a {FORMAT} manifest{broken}")
         try:
             entries, model = list(manifest["entries"]), dict(manifest["model"])
-            str(model["fingerprint"]), dict(model["settings"]), check_kind(manifest.get("index", "flat"))
-            for e in entries:
-                str(e["name"]), str(e["photo"]), str(e["crop"])
+            if not isinstance(model["fingerprint"], str) or not isinstance(model["settings"], dict):
+                raise ValueError("model record")
+            check_kind(manifest.get("index", "flat"))
+            if not all(isinstance(e[k], str) for e in entries for k in ("name", "photo", "crop")):
+                raise ValueError("entry without a name, photo or crop")
         except (KeyError, TypeError, ValueError, FacematchError) as err:
             raise FacematchError(f"{mpath} is malformed ({type(err).__name__}: {err}){broken}") from None
         emb = np.zeros((0, 0), np.float32)
@@ -183,8 +186,10 @@ class Gallery:
 
     def enrolled(self, name: str, photo: str, stamp: Sequence[int] | None) -> bool:
         """Whether ``photo`` is already enrolled as ``name`` from a file with this ``stamp``."""
-        want = list(stamp) if stamp is not None else None
-        return any(e["name"] == name and e["photo"] == photo and e.get("stamp") == want for e in self.entries)
+        if self._stamps is None:
+            self._stamps = {(e["name"], e["photo"]): e.get("stamp") for e in self.entries}
+        key = (name, photo)
+        return key in self._stamps and self._stamps[key] == (list(stamp) if stamp is not None else None)
 
     def crop_path(self, entry: Mapping) -> Path:
         return self.root / entry["crop"]
@@ -214,33 +219,37 @@ class Gallery:
         ``name`` and ``photo`` (the file changed since) is replaced."""
         name, photo = check_name(name), str(photo)
         vec = np.asarray(embedding, np.float32).reshape(1, -1)
-        emb = self.embeddings
-        if emb.size and emb.shape[1] != vec.shape[1]:
-            raise ValueError(f"embedding of size {vec.shape[1]}, gallery holds size {emb.shape[1]}")
+        if self._rows and self._rows[0].shape[1] != vec.shape[1]:
+            raise ValueError(f"embedding of size {vec.shape[1]}, gallery holds size {self._rows[0].shape[1]}")
         rel = f"{FACES}/{name}/{Path(photo).stem}-{digest(photo, 8)}.png"
         atomic_write(self.root / rel, lambda fh: fh.write(_png_bytes(crop)))
-        keep = [i for i, e in enumerate(self.entries) if not (e["name"] == name and e["photo"] == photo)]
-        if len(keep) < len(self.entries):
-            self.manifest["entries"] = [self.entries[i] for i in keep]
-            self._rows = [emb[keep]] if keep else []
+        self.enrolled(name, photo, None)  # builds the (name, photo) lookup
+        if (name, photo) in self._stamps:  # re-enrolled (the file changed): drop the old entry
+            self._keep([i for i, e in enumerate(self.entries) if (e["name"], e["photo"]) != (name, photo)])
+            self.enrolled(name, photo, None)  # rebuilt without it
         entry = {"name": name, "photo": photo, "stamp": list(stamp) if stamp is not None else None,
                  "box": [round(float(v), 1) for v in box] if box is not None else None, "crop": rel}
         self.entries.append(entry)
         self._rows.append(vec)
+        self._stamps[(name, photo)] = entry["stamp"]
         self._index = None
         return entry
+
+    def _keep(self, rows: list[int]) -> None:
+        """Keep only these entries (and their embedding rows)."""
+        emb = self.embeddings
+        self.manifest["entries"] = [self.entries[i] for i in rows]
+        self._rows = [emb[rows]] if rows else []
+        self._stamps = self._index = None
 
     def remove(self, name: str) -> int:
         """Delete every face of ``name`` and save; returns how many. An unknown name is a user error."""
         if name not in {e["name"] for e in self.entries}:
             raise FacematchError(f"no identity '{name}' in gallery {self.root} "
                                  f"(`facematch-gallery list --gallery {self.root}` shows the names)")
-        emb = self.embeddings
         keep = [i for i, e in enumerate(self.entries) if e["name"] != name]
         n = len(self.entries) - len(keep)
-        self.manifest["entries"] = [self.entries[i] for i in keep]
-        self._rows = [emb[keep]] if keep else []
-        self._index = None
+        self._keep(keep)
         self.save()  # the commit; the crops go after it, so a killed removal leaves only orphan files
         shutil.rmtree(self.root / FACES / check_name(name), ignore_errors=True)
         return n

@@ -48,10 +48,12 @@ class Calibration:
     data: dict = field(default_factory=dict)
     created: str | None = None
     origin: str = ""  # where it was read from (not stored)
+    search_default: str | None = None  # the 1:N point a gallery search uses (``open_set_far_*``)
 
     def __post_init__(self) -> None:
-        if self.default not in self.points:
-            raise ValueError(f"default operating point {self.default!r} is not among {sorted(self.points)}")
+        for name in (self.default, self.search_default):
+            if name is not None and name not in self.points:
+                raise ValueError(f"operating point {name!r} is not among {sorted(self.points)}")
 
     def point(self, name: str | None = None) -> dict:
         name = name or self.default
@@ -66,12 +68,16 @@ class Calibration:
         """``threshold 0.412 (calibrated, far_1e-3 on lfw/pairs.txt: FAR 0.0010, TAR 0.9787)``."""
         p = self.point(name)
         where = Path(str(self.data.get("pairs", "?"))).name
+        if p.get("rule") == "open_set":
+            return (f"threshold {p['threshold']:.4f} (calibrated 1:N, {p['name']} on the images of {where}, gallery "
+                    f"of {p['gallery_size']} people: FAR {p['far']:.4f}, DIR {p['tar']:.4f})")
         return (f"threshold {p['threshold']:.4f} (calibrated, {p['name']} on {where}: FAR {p['far']:.4f}, "
                 f"TAR {p['tar']:.4f})")
 
     def as_dict(self) -> dict:
-        return {"format": FORMAT, "fingerprint": self.fingerprint, "default": self.default, "points": self.points,
-                "settings": self.settings, "data": self.data, "created": self.created}
+        return {"format": FORMAT, "fingerprint": self.fingerprint, "default": self.default,
+                "search_default": self.search_default, "points": self.points, "settings": self.settings,
+                "data": self.data, "created": self.created}
 
     @classmethod
     def from_dict(cls, d: Any, origin: str = "") -> "Calibration":
@@ -82,7 +88,7 @@ class Calibration:
             for v in points.values():
                 v["threshold"] = float(v["threshold"])
             return cls(str(d["fingerprint"]), points, str(d["default"]), dict(d.get("settings") or {}),
-                       dict(d.get("data") or {}), d.get("created"), origin)
+                       dict(d.get("data") or {}), d.get("created"), origin, d.get("search_default"))
         except (KeyError, TypeError, ValueError) as err:
             raise FacematchError(f"{origin or 'calibration'}: malformed calibration ({err}); re-run facematch-calibrate") from None
 

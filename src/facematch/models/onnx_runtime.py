@@ -1,0 +1,188 @@
+"""Running an ONNX model with onnxruntime: :class:`OnnxModule` and :func:`load_onnx_model`.
+
+:class:`OnnxModule` is a torch module whose forward runs an onnxruntime session, so the
+:class:`~facematch.embedding.embedder.Embedder` (and everything above it) calls it like any backbone. It
+keeps the serialized model, not a session: the session is opened on first use, for the device of the
+input (``CUDAExecutionProvider`` for CUDA inputs when onnxruntime has it, otherwise the CPU) with as many
+intra-op threads as torch has then (the Embedder sets torch's threads for the job; onnxruntime has its own
+pool, which would otherwise take every core beside the crop-decoding workers). Copies (``deepcopy``, what
+:mod:`facematch.models.inference` makes) share the bytes and open their own session.
+
+:func:`load_onnx_model` reads a file written by ``facematch-export`` (:mod:`.onnx_export`) into an
+:class:`~facematch.models.loading.EvalModel`: the backbone's spec from the registry, checked against the
+file's metadata; the fingerprint and calibration of the weights it was exported from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from facematch.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+FIX = "export one with facematch-export --ckpt C | --arch A --weights W --out FILE.onnx"
+
+
+def session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads or torch.get_num_threads()))
+    opts.inter_op_num_threads = 1
+    # no busy-waiting between runs: the pool shares its cores with the crop decoders and the torch pool
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def providers_for(device_type: str) -> list[str]:
+    import onnxruntime as ort
+
+    if device_type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxModule(nn.Module):
+    """NCHW float batch -> (N, D) float32 features, computed by onnxruntime on ``model_bytes``.
+
+    ``fingerprint`` (the exported weights' sha256) is kept as a buffer, so the module's state dict, which
+    the Embedder hashes into its embedding-cache key when it is given no fingerprint, differs per model."""
+
+    def __init__(self, model_bytes: bytes, fingerprint: str = "", name: str = "onnx model"):
+        super().__init__()
+        self.model_bytes = model_bytes
+        self.name = name
+        self.register_buffer("fingerprint", torch.tensor(list(fingerprint.encode()), dtype=torch.uint8))
+        self._sessions: dict[str, Any] = {}
+
+    def __deepcopy__(self, memo):
+        return OnnxModule(self.model_bytes, bytes(self.fingerprint.tolist()).decode(), self.name)
+
+    def session(self, device_type: str = "cpu"):
+        """The onnxruntime session for inputs on ``device_type``, opened on first use."""
+        if device_type not in self._sessions:
+            import onnxruntime as ort
+
+            opts = session_options()
+            try:
+                sess = ort.InferenceSession(self.model_bytes, opts, providers=providers_for(device_type))
+            except Exception as err:  # onnxruntime's own errors (a graph it cannot run)
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                raise WeightsError(f"onnxruntime cannot open {self.name}: {first}; re-export it with facematch-export") from None
+            self._sessions[device_type] = sess
+            log.info("onnxruntime session for %s: %s, %d threads", self.name, sess.get_providers()[0],
+                     opts.intra_op_num_threads)
+        return self._sessions[device_type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sess = self.session(x.device.type)
+        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        out = sess.run(None, {sess.get_inputs()[0].name: arr})[0]
+        return torch.from_numpy(out).to(x.device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading a facematch-export file
+
+
+def read_onnx(path: str | os.PathLike) -> tuple[bytes, Any, dict[str, Any]]:
+    """``(bytes, onnx.ModelProto, facematch metadata)`` of ``path``; one-line WeightsError otherwise."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from facematch.models.onnx_export import FORMAT, KEYS, PREFIX
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise WeightsError(f"ONNX model not found: {p} (--onnx / onnx_path=FILE.onnx; {FIX})")
+    data = p.read_bytes()
+    try:
+        proto = onnx.load_model_from_string(data)
+    except (DecodeError, RuntimeError, ValueError) as err:
+        raise WeightsError(f"{p} is not an ONNX model ({type(err).__name__}); {FIX}") from None
+    if not proto.graph.node:
+        raise WeightsError(f"{p} is not an ONNX model (no graph); {FIX}")
+    try:
+        meta = {e.key[len(PREFIX):]: json.loads(e.value) for e in proto.metadata_props if e.key.startswith(PREFIX)}
+    except ValueError:
+        raise WeightsError(f"{p}: its facematch metadata is not JSON; {FIX}") from None
+    if meta.get("format") != FORMAT or any(k not in meta for k in KEYS):
+        missing = [k for k in KEYS if k not in meta]
+        what = f"format {meta.get('format')!r}, not {FORMAT}" if "format" in meta else "no facematch metadata"
+        raise WeightsError(f"{p} has {what}{f' (missing {missing[:3]})' if missing and meta else ''}; {FIX}")
+    return data, proto, meta
+
+
+@lru_cache(maxsize=None)
+def registry_spec(name: str):
+    """The registry's :class:`BackboneSpec` of backbone ``name`` (built once, random init, no weights read)."""
+    from facematch.models.backbones import BACKBONES, build_backbone
+
+    if name not in BACKBONES:
+        raise WeightsError(f"the ONNX model is of backbone {name!r}, unknown here (known: {', '.join(BACKBONES)})")
+    return build_backbone(name).spec
+
+
+def _graph_io(proto, p: Path) -> tuple[list, int | None]:
+    """The graph's input shape (dims as ints or names) and output feature size (None when symbolic)."""
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if len(inputs) != 1 or len(proto.graph.output) != 1:
+        raise WeightsError(f"{p}: expected one input and one output, found {len(inputs)} and {len(proto.graph.output)}; {FIX}")
+
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in v.type.tensor_type.shape.dim]
+
+    out = dims(proto.graph.output[0])
+    return dims(inputs[0]), (out[1] if len(out) == 2 and isinstance(out[1], int) else None)
+
+
+def load_onnx_model(path: str | os.PathLike):
+    """An :class:`~facematch.models.loading.EvalModel` running the ``facematch-export`` file ``path``."""
+    import hashlib
+
+    from facematch.models.loading import EvalModel
+
+    p = Path(path).expanduser()
+    data, proto, meta = read_onnx(p)
+    spec = registry_spec(str(meta["arch"]))
+    in_dims, out_dim = _graph_io(proto, p)
+    wanted = {"input_size": list(spec.input_size), "template": spec.template, "mean": list(spec.mean),
+              "std": list(spec.std)}
+    for key, value in wanted.items():
+        if meta[key] != value and not (key in ("mean", "std") and _close(meta[key], value)):
+            raise WeightsError(f"{p}: its {key} {meta[key]} is not {spec.name}'s {value} here; re-export it with facematch-export")
+    if in_dims[1:] != [3, *spec.input_size] or meta["input_layout"] != "NCHW":
+        raise WeightsError(f"{p}: its input is {meta['input_layout']} {in_dims}, not (N, 3, {spec.input_size[0]}, "
+                           f"{spec.input_size[1]}); re-export it with facematch-export")
+    dim = int(meta["embedding_dim"])
+    if out_dim is not None and out_dim != dim:
+        raise WeightsError(f"{p}: its graph outputs {out_dim} features but its metadata says {dim}; re-export it")
+    original = meta["description"] if isinstance(meta["description"], dict) else {}
+    desc = {
+        "kind": "onnx",
+        "onnx_path": str(p),
+        "onnx_sha256": hashlib.sha256(data).hexdigest(),
+        "arch": spec.name,
+        "fingerprint_of": "the exported PyTorch weights",
+        "output": original.get("output"),
+        "embedding_dim": dim,
+        "opset": meta["opset"],
+        "exporter": meta["exporter"],
+        "exported_from": original,
+    }
+    module = OnnxModule(data, str(meta["fingerprint"]), name=str(p))
+    return EvalModel(module, spec, str(meta["fingerprint"]), desc, None, meta["calibration"] or None)
+
+
+def _close(a, b, tol: float = 1e-6) -> bool:
+    return len(a) == len(b) and all(abs(float(x) - float(y)) <= tol for x, y in zip(a, b))
