@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from facematch.faces.packed import is_packed
 from facematch.models.backbones import BackboneSpec
 
 from facematch.utils.io import NO_STAMP, atomic_write, atomic_write_text, digest, resolved, stamp_problem
@@ -191,8 +192,8 @@ class EmbeddingCache:
             src_root is not None and made_from != resolved(src_root)) else None
         out["entries"] = len(entries) + unstamped
         for rel, (_, stamp) in sorted(entries.items()):
-            problem = ("foreign", foreign) if foreign else (
-                stamp_problem(Path(made_from) / rel, stamp) if made_from else None)
+            problem = ("foreign", foreign) if foreign else (  # a packed set's digest is in the key, not stamps
+                stamp_problem(Path(made_from) / rel, stamp) if made_from and not is_packed(made_from) else None)
             if problem:
                 out["problems"].append((problem[0], rel, problem[1]))
         return out

@@ -30,6 +30,7 @@ from facematch.models.loading import state_dict_sha256
 from facematch.embedding.flip import check_flip, combine_views, n_views, with_mirrors
 from facematch.errors import FacematchError
 from facematch.models.backbones import BackboneSpec
+from facematch.models.onnx_runtime import OnnxModule
 from facematch.models.inference import InferenceModel, build, check_runtime, choose
 from facematch.utils.hardware import one_thread_worker, plan_workers, resolve_device, resolve_precision
 from facematch.utils.io import NO_STAMP, stamp_before_reading
@@ -101,10 +102,12 @@ class Embedder:
         self.num_workers = num_workers
         self.flip = check_flip(flip)
         self.views = n_views(flip)
+        self.runtime = check_runtime(str(runtime))
         self.device_name, self.precision = resolve(device, precision)
+        if self.runtime == "onnx" or isinstance(model, OnnxModule):  # onnxruntime computes in fp32
+            self.precision = "fp32"
         self.device = torch.device(self.device_name)
         self.bf16 = self.precision == "bf16"
-        self.runtime = check_runtime(str(runtime))
         self.progress = progress
         self.save_every = max(1, int(save_every))
         self.cache_dir, self._fingerprint = cache_dir, fingerprint
