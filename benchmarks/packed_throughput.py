@@ -49,6 +49,8 @@ def datamodule(data: list[str], batches: int, workers: int, out: Path):
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(out)
     HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
     _, dm = build(cfg)
     dm.setup("fit")
     return dm

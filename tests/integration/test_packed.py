@@ -36,6 +36,7 @@ def _run(cfg_factory, tmp_path, name: str, data: list[str], mfn_weights) -> tupl
     return metrics, [json.loads(line) for line in (rec / "labels_rank0.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_training_from_packed_lfw_matches_the_folder_tree(cfg_factory, tmp_path, packed_aligned, mfn_weights):
     """Decoded images (no feature cache), P x K batch-hard triplets, test fold 0: identical batches and metrics."""
     folder, folder_batches = _run(cfg_factory, tmp_path, "folder", ["data=lfw_aligned"], mfn_weights)
