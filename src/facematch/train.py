@@ -49,6 +49,8 @@ def mlflow_logger(**kwargs):
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from lightning.pytorch.loggers import MLFlowLogger
 
+    if kwargs.get("tags") is not None:  # MLFlowLogger adds mlflow.runName to the dict it is given: a plain one
+        kwargs["tags"] = dict(kwargs["tags"])
     return MLFlowLogger(**kwargs)
 
 
@@ -107,15 +109,22 @@ def train(cfg: DictConfig) -> dict:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     fold_result = None
-    # (skipped in fast_dev_run: a smoke test should not embed every image of pairs.txt)
-    if cfg.get("evaluate") and cfg.data.get("test_fold") is not None and trainer.is_global_zero and not trainer.fast_dev_run:
+    # (skipped in fast_dev_run: a smoke test should not embed every image of pairs.txt). In a distributed run
+    # whose process group is up, every rank scores (the images are embedded across them: facematch.eval.sharding)
+    # and rank 0 writes; otherwise rank 0 alone.
+    from facematch.eval.sharding import distributed
+
+    sharded = distributed() is not None
+    if cfg.get("evaluate") and cfg.data.get("test_fold") is not None and (trainer.is_global_zero or sharded) \
+            and not trainer.fast_dev_run:
         from facematch.eval.fold import score_fold
 
         selected = select_on_validation(cfg, trainer, model, initial, initial_state if initial else None)
         fold_result = score_fold(model.backbone, model.head, cfg, protocol)
         fold_result["selected"] = selected
-        log.info("fold %d accuracy (10-fold protocol, threshold from the other folds): %.4f (model: %s)",
-                 fold_result["fold"], fold_result["fold_accuracy"], selected)
+        if trainer.is_global_zero:
+            log.info("fold %d accuracy (10-fold protocol, threshold from the other folds): %.4f (model: %s)",
+                     fold_result["fold"], fold_result["fold_accuracy"], selected)
     if trainer.is_global_zero:
         ckpt = trainer.checkpoint_callback
         write_json(out_dir / "train_metrics.json", {

@@ -110,7 +110,9 @@ def test_auto_runtime_is_chosen_among_those_that_match(mfn, source):
 
 
 def test_cache_second_call_reuses_embeddings(mfn, source, tmp_path, monkeypatch):
-    e1 = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", cache_dir=tmp_path, progress=False)
+    # fp32 named: `auto` is bf16 on a CPU with native bf16, and the key below is the fp32 one
+    e1 = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", precision="fp32", cache_dir=tmp_path,
+                  progress=False)
     emb, paths = e1.embed(RELS + RELS[:2])
     key = e1.cache.key
     assert paths == RELS and emb.shape == (5, 256)  # duplicates removed, first-seen order
@@ -121,13 +123,14 @@ def test_cache_second_call_reuses_embeddings(mfn, source, tmp_path, monkeypatch)
         raise AssertionError("the model must not run on a warm cache")
 
     monkeypatch.setattr(mfn.module, "forward", boom)
-    e = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", cache_dir=tmp_path)
+    e = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", precision="fp32", cache_dir=tmp_path)
     again, paths2 = e.embed(list(reversed(RELS)))
     assert paths2 == list(reversed(RELS))
     np.testing.assert_array_equal(again, emb[::-1])
     assert e.stats["cache_hit"] and e.stats["cache_hits"] == 5 and e.stats["computed"] == 0
     # the sum of the two views comes from the same entries: one cache serves every flip mode but none
-    summed = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="sum", cache_dir=tmp_path).embed(RELS)[0]
+    summed = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="sum", precision="fp32",
+                      cache_dir=tmp_path).embed(RELS)[0]
     np.testing.assert_allclose(summed, emb[:, :128] + emb[:, 128:], rtol=1e-6)
 
 
@@ -145,7 +148,7 @@ def test_tail_runs_per_view_on_cached_trunk_outputs(mfn, source, tmp_path):
     out, _ = e.embed(RELS)
     assert out.shape == (5, 64)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
-    plain = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", cache_dir=tmp_path)
+    plain = Embedder(mfn.module, mfn.spec, source, num_workers=0, flip="concat", precision="fp32", cache_dir=tmp_path)
     plain.embed(RELS)
     assert plain.stats["cache_hits"] == 5  # the head's run filled the backbone's entries
 

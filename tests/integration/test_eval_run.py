@@ -79,7 +79,7 @@ def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights,
                       f"data.pairs={tiny_pairs(data_dir, tmp_path / 'p.txt', per_class=1)}",
                       f"align.cache_dir={tmp_path / 'aligned'}", f"embed.cache_dir={tmp_path / 'emb'}",
                       "embed.num_workers=0", "embed.progress=false", "eval.tsne_identities=0", "eval.tensorboard=false",
-                      config_name="eval")
+                      "embed.precision=fp32", config_name="eval")
     m = evaluate(cfg)
     from facematch.data.pair_files import read_pairs
 

@@ -55,7 +55,7 @@ def test_fast_path_head_sees_the_same_features_as_the_backbone(cfg_factory, mfn_
     from facematch.train import build
 
     cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned",
-                      *FAST, f"paths.cache_dir={tmp_path}/cache")
+                      *FAST, f"paths.cache_dir={tmp_path}/cache", "data.features.precision=fp32")  # compared with fp32
     model, dm = build(cfg)
     dm.setup("fit")
     rel = dm.val_set.rows[0].a

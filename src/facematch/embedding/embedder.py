@@ -112,6 +112,7 @@ class Embedder:
         self.save_every = max(1, int(save_every))
         self.cache_dir, self._fingerprint = cache_dir, fingerprint
         self._cache: EmbeddingCache | None = None
+        self.merge_cache = True  # merge the cache's parts when there are many (off on a sharded job's other ranks)
         self.stats: dict[str, Any] = {}
         self._net: InferenceModel | None = None
         self._expected = 0  # images the current job will embed (auto runtime: is tracing worth it?)
@@ -255,5 +256,5 @@ class Embedder:
             flush()  # keep whatever was computed, also on an error or Ctrl-C
             if bar is not None:
                 bar.close()
-        if cache is not None and len(cache.parts()) > MERGE_ABOVE:
+        if cache is not None and self.merge_cache and len(cache.parts()) > MERGE_ABOVE:
             cache.merge()

@@ -4,6 +4,12 @@ Model (``ckpt_path``, ``onnx_path`` or ``arch``), pairs (``data.pairs``: LFW ``p
 list), crops (:func:`eval_source`: raw photos are aligned when ``embed.align_raw``) and ``protocol`` go
 to :func:`facematch.eval.verification.verify`; this module adds identification (Rank-1/5, kNN), the
 figures (ROC, F1 curve, score histogram, t-SNE), TensorBoard, ``metrics.json`` and a table on stdout.
+
+Sharded over several processes (the images split across them, the metrics those of one process; rank 0
+writes the outputs)::
+
+    torchrun --nproc-per-node=2 -m facematch.eval.run arch=mobilefacenet arch.weights=W data=lfw_aligned \
+        data.root=D/lfw-aligned-112 data.pairs=D/lfw/pairs.txt hydra.run.dir=OUT
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from facematch.data.pair_files import identity_of, read_pairs, sniff_format
 from facematch.embedding.embedder import resolve
 from facematch.errors import FacematchError
 from facematch.models.loading import load_model
+from facematch.eval.sharding import is_rank_zero, process_group_from_env
 from facematch.eval.verification import Protocol, Verification, verify
 from facematch.faces.packed import is_url
 from facematch.faces.source import FaceSource, source_from_config
@@ -78,7 +85,16 @@ def _output_dir(cfg: DictConfig) -> Path:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Run one evaluation from a composed ``eval`` config; returns the metrics written to metrics.json."""
+    """Run one evaluation from a composed ``eval`` config; returns the metrics written to metrics.json.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) a process group is set up for the job and the images are embedded
+    across the ranks (:mod:`facematch.eval.sharding`); only rank 0 writes the outputs and prints the table
+    (the other ranks return the verification report)."""
+    with process_group_from_env(cfg.embed.get("device")):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
     protocol: Protocol = instantiate_node(cfg.protocol)
     out_dir = _output_dir(cfg)
@@ -95,6 +111,8 @@ def evaluate(cfg: DictConfig) -> dict:
     log.info("%d pairs, preprocessing %s", len(pairs), source.key)
     engine = engine_settings(cfg)
     res = verify(model, pairs, source, protocol, engine, what=pairs_file)
+    if not is_rank_zero():  # sharded: rank 0 writes everything
+        return dict(res.report)
     emb, paths, embed_stats = res.emb, res.paths, res.embed_stats
 
     ident: dict[str, Any] = {}

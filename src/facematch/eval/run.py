@@ -4,6 +4,12 @@
         data.pairs=D/lfw/pairs.txt hydra.run.dir=OUT
     facematch-eval ckpt_path=outputs/runs/train/.../checkpoints/last.ckpt data=lfw
 
+Sharded across processes (each embeds part of the images; the metrics are those of one process; rank 0
+writes the outputs; give every rank the same ``hydra.run.dir``)::
+
+    torchrun --nproc-per-node=2 -m facematch.eval.run arch=mobilefacenet arch.weights=W data=lfw_aligned \
+        data.root=D/lfw-aligned-112 data.pairs=D/lfw/pairs.txt hydra.run.dir=OUT
+
 The work is in :mod:`facematch.eval.job`; see ``conf/eval.yaml`` for every option.
 """
 

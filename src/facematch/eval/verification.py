@@ -21,7 +21,7 @@ from facematch.data.pair_files import Pair, pair_arrays
 from facematch.embedding.embedder import Embedder
 from facematch.embedding.flip import FLIP_MODES
 from facematch.errors import FacematchError
-from facematch.eval import ten_fold
+from facematch.eval import sharding, ten_fold
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,18 @@ def embedder_for(model, source, flip: str, engine: Mapping[str, Any] | None = No
 def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,
            engine: Mapping[str, Any] | None = None, *, what: str = "the pairs") -> Verification:
     """Embed every distinct image of ``pairs`` once (through the cache), score the pairs under
-    ``protocol`` and compute the 10-fold and pooled metrics."""
+    ``protocol`` and compute the 10-fold and pooled metrics. In a process group of 2+ ranks, every rank
+    must call it: the images are embedded across the ranks (:mod:`facematch.eval.sharding`) and every
+    rank returns the same result."""
     t0 = time.perf_counter()
     rels = list(dict.fromkeys(r for p in pairs for r in (p.a, p.b)))
     embedder = embedder_for(model, source, protocol.flip, engine)
-    emb, paths = embedder.embed(rels)
+    if sharding.distributed() is None:
+        emb, paths = embedder.embed(rels)
+        embed_stats = embedder.stats
+    else:  # each rank embeds its share; every rank gets all the outputs and scores them (facematch.eval.sharding)
+        views, paths, embed_stats = sharding.embed_views_sharded(embedder, rels)
+        emb = embedder.finish(views) if paths else np.zeros((0, 0), np.float32)
     ia, ib, same, folds = pair_arrays(list(pairs), paths)
     t1 = time.perf_counter()
     try:
@@ -129,7 +136,7 @@ def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,
             threshold=float(protocol.threshold), fars=protocol.fars, return_scores=True)
     except ValueError as err:  # e.g. a list file with one fold or one class
         raise FacematchError(f"cannot score {what}: {err}") from None
-    stats = {**embedder.stats, "cache_key": embedder.cache.key if embedder.cache is not None else None,
+    stats = {**embed_stats, "cache_key": embedder.cache.key if embedder.cache is not None else None,
              "embed_s": t1 - t0, "protocol_s": time.perf_counter() - t1}
     return Verification(report, paths, emb, np.asarray(same, bool), np.asarray(folds),
                         ten_fold.cosine_scores(emb[ia], emb[ib]), np.asarray(ranked), stats)
