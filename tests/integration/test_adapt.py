@@ -51,6 +51,7 @@ def test_last_stages_row_scores_degraded_and_original_crops(cfg_factory, data_di
     assert m["undegraded"]["fold_scores"] != m["fold_scores"]  # the original crops score differently
     curves = json.loads((out / "learning_curves.json").read_text())
     assert [r["epoch"] for r in curves] == [-1, 0] and "val/auc" in curves[1] and "train/loss_epoch" in curves[1]
+    assert 0.0 < curves[1]["train/active_triplets"] <= 1.0 and "train/active_triplets" not in curves[0]
     assert (out / "learning_curves.png").stat().st_size > 0
     (out / ".hydra").mkdir(exist_ok=True)
     from omegaconf import OmegaConf

@@ -99,3 +99,29 @@ def test_triplet_is_pml_and_reads_labelled_pairs_as_their_labels():
     assert pml(emb, labels, pairs_of(same)).item() == 0.0
     assert torch.equal(ours(emb, labels, pairs_of(same)), pml(emb, labels))
     assert ours(emb, labels, pairs_of(same)).item() > 0
+
+
+def test_active_fraction_counts_open_hinges_and_high_margins_train_the_same_model():
+    """On L2-normalised embeddings, batch-hard triplets keep every hinge open at margins 1.7 and 1.9: the
+    two losses differ by the constant 0.2 and give the same gradient; at 0.2, separated people close some."""
+    from pytorch_metric_learning.miners import BatchHardMiner
+
+    torch.manual_seed(0)
+    labels = torch.arange(8).repeat_interleave(4)
+    centres = F.normalize(torch.randn(8, 16), dim=1)
+    base = centres[labels] + 0.15 * torch.randn(32, 16)
+    miner = BatchHardMiner(distance=LpDistance(normalize_embeddings=True))
+
+    def run(margin):
+        x = base.clone().requires_grad_(True)
+        loss_fn = TripletMarginLoss(margin=margin, distance=LpDistance(normalize_embeddings=True), reducer=MeanReducer())
+        tuples = miner(x, labels)
+        loss = loss_fn(x, labels, tuples)
+        loss.backward()
+        return loss.item(), x.grad, loss_fn.active_fraction(x, tuples)
+
+    (l17, g17, f17), (l19, g19, f19), (_, _, f02) = run(1.7), run(1.9), run(0.2)
+    assert f17 == 1.0 and f19 == 1.0 and 0.0 <= f02 < 1.0
+    assert l19 - l17 == pytest.approx(0.2, abs=1e-5) and torch.allclose(g17, g19, atol=1e-7)
+    loss_fn = TripletMarginLoss(margin=0.2)
+    assert loss_fn.active_fraction(base, None) is None  # every valid triplet: nothing given to count

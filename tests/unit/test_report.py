@@ -90,3 +90,24 @@ def test_combine_folds_adds_undegraded_identification_and_final_loss_when_every_
     table = markdown([{**row, "exp": "e", "data": "d", "arch": "a", "pretrained on": "p", "loss": "l", "margin": "0.2",
                        "optimizer": "o", "scheduler": "s"}])
     assert "| — | — | 0.3000 |" in table  # undegraded acc, Rank-5 / kNN, final loss
+
+
+def test_rows_whose_config_carries_published_figures_get_them_side_by_side(tmp_path):
+    published = {"source": "paper X", "rows": [{"margin": 0.7, "pair_accuracy": 0.8823, "knn_accuracy": 0.755,
+                                                "rank_5": 0.579}]}
+    for margin in (0.7, 1.9):
+        path = tmp_path / str(margin)
+        _train_fold_run(path, 0, "triplet", "batch_hard")
+        cfg = yaml.safe_load((path / ".hydra" / "config.yaml").read_text())
+        cfg.update(margin=margin, published=published, exp_name="scratch")
+        (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        metrics = json.loads((path / "metrics.json").read_text())
+        metrics.update(fold_accuracy=0.75, identification={"rank_5": 0.3, "knn_accuracy": 0.14},
+                       train_metrics={"train/loss_epoch": 1.91})
+        (path / "metrics.json").write_text(json.dumps(metrics))
+    _train_fold_run(tmp_path / "other" / "0", 0, "triplet", "none")  # no published table: not in the second one
+    table = markdown(collect([tmp_path]))
+    side = table.split("Next to the published figures (paper X):")[1]
+    assert "| scratch | mobilefacenet (frozen) | 0.7 | 1 | 75.00 / 88.23 | 14.00 / 75.50 | 30.00 / 57.90 | 1.9100 / — |" in side
+    assert "| scratch | mobilefacenet (frozen) | 1.9 | 1 | 75.00 / — | 14.00 / — | 30.00 / — | 1.9100 / — |" in side
+    assert "| exp3 |" not in side and side.count("| scratch |") == 2

@@ -163,14 +163,30 @@ def collect(roots: list[Path]) -> list[dict]:
             desc = describe(cfg)
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
-                fold_groups[key].append({**metrics, "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6))})
+                fold_groups[key].append({**metrics, "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
+                                         "_published": _published(cfg)})
             else:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
                 rows.append({**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
                              "val_scores": "protocol" if metrics.get("ranking_scores") == "protocol" else "raw cosine"})
     for (parent, desc), jobs in fold_groups.items():
-        rows.append({**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent})
+        row = {**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent}
+        if jobs[0].get("_published") is not None:
+            row["published"] = jobs[0]["_published"]
+        rows.append(row)
     return rows
+
+
+def _published(cfg: dict) -> dict | None:
+    """The published figures a row's config carries for its margin (``published.rows``, e.g. the second
+    original table in ``conf/experiment/scratch_resnet50.yaml``): ``{"source", "margin", figures...}``, an
+    empty figure set where nothing was published for this margin, None where the config has no table."""
+    table = cfg.get("published") or {}
+    if not table.get("rows"):
+        return None
+    margin = cfg.get("margin")
+    match = next((r for r in table["rows"] if margin is not None and abs(float(r["margin"]) - float(margin)) < 1e-9), {})
+    return {**{k: v for k, v in match.items() if k != "margin"}, "source": table.get("source", "published")}
 
 
 def _identification(r: dict) -> str:
@@ -201,6 +217,35 @@ def markdown(rows: list[dict]) -> str:
                  f"{r['final_loss']:.4f}" if r.get("final_loss") is not None else "—",
                  _fmt_time(r.get("seconds")), r.get("kept", "—")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    published = [r for r in rows if r.get("published") is not None]
+    if published:
+        lines += ["", published_markdown(published)]
+    return "\n".join(lines)
+
+
+PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
+                     ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
+
+
+def published_markdown(rows: list[dict]) -> str:
+    """Rows whose config carries published figures, each figure next to ours ("ours / published"). Ours
+    are over the folds the row ran (pair accuracy: the 10-fold protocol's mean over them; kNN and Rank-5:
+    among each fold's own people)."""
+    sources = sorted({r["published"]["source"] for r in rows})
+    head = ["exp", "arch", "margin", "folds"] + [f"{name} (ours / published)" for name, _, _ in PUBLISHED_COLUMNS]
+    lines = [f"Next to the published figures ({'; '.join(sources)}):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def fmt(key: str, x) -> str:
+        if x is None:
+            return "—"
+        return f"{x:.4f}" if key == "final_loss" else _fmt_pct(x)
+
+    for r in sorted(rows, key=lambda r: (r["exp"], str(r["margin"]))):
+        pub = r["published"]
+        cells = [r["exp"], r["arch"], r["margin"], str(r.get("n_folds", "—"))]
+        cells += [f"{fmt(ours, r.get(ours))} / {fmt(ours, pub.get(theirs))}" for _, ours, theirs in PUBLISHED_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torchvision.transforms import v2
 
 from facematch.models.backbones import BackboneSpec
 
 
+def _to_image(crop):
+    """An HxWx3 crop as a CHW image tensor. Arrays are copied first: crops are often read-only (``np.asarray``
+    of a PIL image, cached crops), which ``torch.from_numpy`` inside ``v2.ToImage`` warns about."""
+    return v2.functional.to_image(np.array(crop, copy=True) if isinstance(crop, np.ndarray) else crop)
+
+
 def build_transform(spec: BackboneSpec, augment: Mapping[str, Any] | None = None, train: bool = False):
     """uint8 HxWx3 array -> normalised float CHW tensor. Augmentation applies only when ``train``."""
-    ops: list = [v2.ToImage()]
+    ops: list = [_to_image]
     if train and augment and augment.get("enabled", False):
         if augment.get("hflip", 0):
             ops.append(v2.RandomHorizontalFlip(p=float(augment["hflip"])))

@@ -1,7 +1,8 @@
 """Learning curves of a training run: validation AUC and loss, training loss, per epoch.
 
 A Lightning callback (``callbacks.learning_curves``): after each validation epoch it records the epoch's
-``val/auc``, ``val/loss`` and ``train/loss_epoch`` (the model before training too, with ``validate_first``,
+``val/auc``, ``val/loss``, ``train/loss_epoch`` and, for a hinge loss on given triplets,
+``train/active_triplets`` (the fraction whose hinge is open) (the model before training too, with ``validate_first``,
 as epoch -1), and rewrites ``learning_curves.json`` and ``learning_curves.png`` in the run folder, so a
 stopped run keeps its curves. TensorBoard gets the same values from the module's own logging.
 """
@@ -15,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 
 from facematch.utils.io import atomic_write_text
 
-KEYS = ("val/auc", "val/loss", "train/loss_epoch")
+KEYS = ("val/auc", "val/loss", "train/loss_epoch", "train/active_triplets")
 
 
 class LearningCurves(Callback):
@@ -31,6 +32,7 @@ class LearningCurves(Callback):
         row = {"epoch": epoch, **{k: float(metrics[k]) for k in KEYS if k in metrics}}
         if epoch < 0:
             row.pop("train/loss_epoch", None)
+            row.pop("train/active_triplets", None)
         self.history = [r for r in self.history if r["epoch"] != epoch] + [row]
         self.history.sort(key=lambda r: r["epoch"])
         self.write()

@@ -163,8 +163,9 @@ def tsne_plot(
 
 
 def learning_curves_plot(history: Sequence[dict], path: str | os.PathLike, title: str = "learning curves") -> Figure:
-    """Validation AUC (left) and the training and validation losses (right) per epoch. ``history`` rows:
-    ``{"epoch", "val/auc", "val/loss", "train/loss_epoch"}`` (missing keys are skipped); an ``epoch`` of -1
+    """Validation AUC and the fraction of active triplets (left), the training and validation losses (right)
+    per epoch. ``history`` rows: ``{"epoch", "val/auc", "val/loss", "train/loss_epoch",
+    "train/active_triplets"}`` (missing keys are skipped); an ``epoch`` of -1
     is the model before training (``validate_first``)."""
     fig = Figure(figsize=(9.0, 3.8), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
@@ -176,8 +177,11 @@ def learning_curves_plot(history: Sequence[dict], path: str | os.PathLike, title
 
     x, y = series("val/auc")
     ax_auc.plot(x, y, "o-", lw=1.5, ms=4, label="validation AUC")
+    x, y = series("train/active_triplets")  # triplet losses: the fraction of mined triplets that still train
+    if x:
+        ax_auc.plot(x, y, "s--", lw=1.0, ms=3, label="active triplets (fraction)")
     ax_auc.set_xlabel("epoch (-1: before training)")
-    ax_auc.set_ylabel("ROC AUC")
+    ax_auc.set_ylabel("ROC AUC / fraction")
     ax_auc.set_title(title)
     for key, label in (("train/loss_epoch", "training loss"), ("val/loss", "validation loss")):
         x, y = series(key)

@@ -110,6 +110,10 @@ class SiameseModule(L.LightningModule):
             tuples = self.miner(embeddings, labels)
         loss = self.loss(embeddings, labels, tuples)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch[0].shape[0])
+        active = getattr(self.loss, "active_fraction", None)  # losses with a hinge say how many triplets train
+        fraction = active(embeddings, tuples) if active is not None else None
+        if fraction is not None:
+            self.log("train/active_triplets", fraction, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
         return loss
 
     def _pair_step(self, batch, metrics: MetricCollection, prefix: str):
