@@ -98,6 +98,9 @@ def train(cfg: DictConfig) -> dict:
     log.info("fitting %s on %s", type(model).__name__, cfg.arch.name)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     metrics = {**initial, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and ckpt.best_model_score is not None:  # the best epoch's, not the last one's
+        metrics[f"best/{cfg.monitor}"] = float(ckpt.best_model_score)
 
     if cfg.get("test") and cfg.data.get("test_fold") is not None:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -147,8 +150,12 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Returns the validation metric a sweeper optimises (hparams_search: ``optimized_metric``; else ``monitor``)."""
-    return run_or_exit(train, cfg).get(cfg.get("optimized_metric") or cfg.monitor)
+    """Returns the validation metric a sweeper optimises (hparams_search: ``optimized_metric``; else
+    ``monitor``): the best epoch's value where it is the monitored metric (the checkpoint the run keeps),
+    else the last epoch's."""
+    metrics = run_or_exit(train, cfg)
+    name = cfg.get("optimized_metric") or cfg.monitor
+    return metrics.get(f"best/{name}", metrics.get(name))
 
 
 if __name__ == "__main__":

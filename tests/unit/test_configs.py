@@ -115,8 +115,9 @@ def test_trainer_options_instantiate(cfg_factory, trainer):
 
 @pytest.mark.parametrize("logger", options("logger"))
 @pytest.mark.parametrize("callbacks", options("callbacks"))
-def test_logger_and_callbacks_instantiate(cfg_factory, logger, callbacks):
-    cfg = cfg_factory(f"logger={logger}", f"callbacks={callbacks}")
+def test_logger_and_callbacks_instantiate(cfg_factory, logger, callbacks, tmp_path):
+    # loggers that open a store when built (mlflow) write it under paths.log_dir: a temporary one, not ./outputs
+    cfg = cfg_factory(f"logger={logger}", f"callbacks={callbacks}", f"paths.log_dir={tmp_path}")
     loggers = instantiate_collection(cfg.get("logger"))
     cbs = instantiate_collection(cfg.get("callbacks"))
     assert loggers and all(hasattr(x, "log_metrics") for x in loggers)

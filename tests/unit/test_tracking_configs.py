@@ -116,3 +116,18 @@ def test_debug_overrides_the_experiment_and_yields_to_the_command_line(cfg_facto
     assert "mlflow" in cfg.logger and "csv" not in cfg.logger  # the command line wins over debug
     cli = cfg_factory(f"debug={debug}", "evaluate=true", "trainer.max_epochs=2", out="cli")
     assert cli.evaluate is True and cli.trainer.max_epochs == 2
+
+
+def test_a_sweep_trial_returns_its_best_epoch_for_the_monitored_metric(monkeypatch):
+    """What Optuna maximises is the checkpoint a trial keeps (best epoch), not the last epoch's value; a
+    metric that is not monitored has only its last value."""
+    from omegaconf import OmegaConf
+
+    import facematch.train
+
+    metrics = {"val/auc": 0.61, "best/val/auc": 0.83, "val/loss": 0.4}
+    monkeypatch.setattr(facematch.train, "run_or_exit", lambda fn, cfg: metrics)
+    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc"})) == 0.83
+    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/loss"})) == 0.4
+    del metrics["best/val/auc"]  # no checkpoint (fast_dev_run): the last value
+    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/auc"})) == 0.61
