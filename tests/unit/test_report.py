@@ -111,3 +111,13 @@ def test_rows_whose_config_carries_published_figures_get_them_side_by_side(tmp_p
     assert "| scratch | mobilefacenet (frozen) | 0.7 | 1 | 75.00 / 88.23 | 14.00 / 75.50 | 30.00 / 57.90 | 1.9100 / — |" in side
     assert "| scratch | mobilefacenet (frozen) | 1.9 | 1 | 75.00 / — | 14.00 / — | 30.00 / — | 1.9100 / — |" in side
     assert "| exp3 |" not in side and side.count("| scratch |") == 2
+
+
+def test_a_malformed_published_table_is_one_clear_error(tmp_path):
+    _train_fold_run(tmp_path / "bad" / "0", 0, "triplet", "batch_hard")
+    cfg_path = tmp_path / "bad" / "0" / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["published"] = {"rows": [{"pair_accuracy": 0.88}]}  # no margin
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(Exception, match="published.rows"):
+        collect([tmp_path])

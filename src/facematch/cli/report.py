@@ -185,7 +185,11 @@ def _published(cfg: dict) -> dict | None:
     if not table.get("rows"):
         return None
     margin = cfg.get("margin")
-    match = next((r for r in table["rows"] if margin is not None and abs(float(r["margin"]) - float(margin)) < 1e-9), {})
+    rows = table["rows"]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("margin"), (int, float)) for r in rows):
+        raise FacematchError("published.rows in a run's config must be a list of {margin: <number>, <figure>: "
+                             "<fraction>, ...}; fix conf/experiment/<row>.yaml (see scratch_resnet50.yaml)")
+    match = next((r for r in rows if margin is not None and abs(float(r["margin"]) - float(margin)) < 1e-9), {})
     return {**{k: v for k, v in match.items() if k != "margin"}, "source": table.get("source", "published")}
 
 
