@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from facematch.embedding.embedder import normalize_batch  # noqa: E402
 from facematch.embedding.embedder import Embedder  # noqa: E402
-from facematch.faces.source import FaceSource  # noqa: E402
+from facematch.data.source import FaceSource  # noqa: E402
 from facematch.models import inference  # noqa: E402
 from facematch.models.backbones import build_backbone  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402

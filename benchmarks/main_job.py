@@ -47,7 +47,7 @@ PLAIN_LOOP = r"""
 import json, sys, time, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 import facematch  # allocator settings
-from facematch.faces.source import FaceSource
+from facematch.data.source import FaceSource
 from facematch.models.backbones import build_backbone
 rels = json.loads(open(sys.argv[2]).read())
 src = FaceSource(sys.argv[3], "sphereface_112x96", mode="prealigned", src_template="arcface_112x112")

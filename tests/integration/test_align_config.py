@@ -9,7 +9,7 @@ from facematch.cli.data import build_parser, prepare_folder, prepare_settings
 from facematch.errors import FacematchError
 from facematch.faces.align import FaceAligner
 from facematch.faces.crop_cache import AlignedCache
-from facematch.faces.source import source_from_config
+from facematch.data.source import source_from_config
 from facematch.train import build
 
 TEMPLATE = "sphereface_112x96"  # MobileFaceNet's

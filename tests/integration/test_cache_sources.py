@@ -21,7 +21,7 @@ from facematch.models.loading import build_arch_model
 from facematch.faces.align import FaceAligner
 from facematch.faces.crop_cache import AlignedCache, crop_path, read_record, record_stamp
 from facematch.faces.prepare import prepare
-from facematch.faces.source import FaceSource
+from facematch.data.source import FaceSource
 from facematch.utils.io import file_stamp
 from tests.helpers import tiny_pairs
 

@@ -227,7 +227,7 @@ def test_prepare_cli_restricted_to_a_pairs_file(tmp_path, capsys):
 
 
 def test_prepare_without_out_fills_the_keyed_folder_training_and_eval_read(tmp_path, capsys):
-    from facematch.faces.source import FaceSource
+    from facematch.data.source import FaceSource
 
     listing = tmp_path / "pairs.txt"
     listing.write_text("1\nAaron_Eckhart 1 1\nAbdullah_Gul 13 Al_Pacino 2\n")  # 3 distinct images

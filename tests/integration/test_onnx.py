@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from facematch.embedding.embedder import Embedder
-from facematch.faces.source import FaceSource
+from facematch.data.source import FaceSource
 from facematch.models.inference import MAX_COSINE_GAP
 from facematch.models.loading import build_arch_model
 from facematch.models.onnx_export import export_model

@@ -10,7 +10,7 @@ caches against their source files (check-cache).
 
 ``download``: :mod:`facematch.cli.download`.
 
-``pack``: :mod:`facematch.data.pack` (format and integrity checks: :mod:`facematch.faces.packed`); train from
+``pack``: :mod:`facematch.data.pack` (format and integrity checks: :mod:`facematch.data.shards`); train from
 the result with ``data=packed data.root=OUT``.
 
 ``prepare`` aligns with the settings of ``conf/align/mtcnn.yaml`` by default (the face nearest the centre), into
@@ -118,7 +118,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_packed(args: argparse.Namespace) -> int:
-    from facematch.faces.packed import PackedSet
+    from facematch.data.shards import PackedSet
 
     packed = PackedSet.open(args.root)
     r = packed.verify(progress=not args.no_progress)
@@ -135,7 +135,7 @@ def cmd_verify_packed(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from facematch.faces.images import load_image
-    from facematch.faces.packed import is_packed
+    from facematch.data.shards import is_packed
 
     if is_packed(args.root):
         return cmd_verify_packed(args)
@@ -229,7 +229,9 @@ def cmd_check_cache(args: argparse.Namespace) -> int:
         else:
             from facematch.embedding.cache import EmbeddingCache
 
-            results.append(EmbeddingCache(d.parent, d.name).check(args.src))
+            from facematch.data.shards import is_packed
+
+            results.append(EmbeddingCache(d.parent, d.name).check(args.src, stamped=lambda root: not is_packed(root)))
     rows = [(kind, r["folder"], rel, why) for r in results for kind, rel, why in r["problems"]]
     counts = Counter(kind for kind, *_ in rows)
     for r in results:

@@ -54,7 +54,7 @@ def _data(cfg: dict) -> str:
     old_default = (cfg.get("eval") or {}).get("align_raw", True) if cfg.get("task_name") == "eval" else False
     if mode == "center" and (cfg.get("embed") or {}).get("align_raw", old_default):
         mode = "align"
-    from facematch.faces.degrade import Degradation
+    from facematch.data.degrade import Degradation
 
     degrade = Degradation.from_config(data.get("degrade"))
     return (name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")

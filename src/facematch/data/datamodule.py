@@ -35,8 +35,8 @@ from facematch.data.identities import IdentityIndex, missing_root_error
 from facematch.data.pair_files import fold_identities, read_lfw_pairs, read_pair_list, read_pairs
 from facematch.data.transforms import build_transform
 from facematch.errors import FacematchError
-from facematch.faces.packed import is_url
-from facematch.faces.source import source_from_config
+from facematch.data.shards import is_url
+from facematch.data.source import source_from_config
 from facematch.models.backbones import BackboneSpec
 from facematch.utils.hardware import one_thread_worker
 

@@ -34,8 +34,8 @@ from facematch.errors import FacematchError
 from facematch.models.loading import load_model
 from facematch.eval.sharding import is_rank_zero, process_group_from_env
 from facematch.eval.verification import Protocol, Verification, verify
-from facematch.faces.packed import is_url
-from facematch.faces.source import FaceSource, source_from_config
+from facematch.data.shards import is_url
+from facematch.data.source import FaceSource, source_from_config
 from facematch.utils.hardware import machine_info
 
 log = logging.getLogger(__name__)
