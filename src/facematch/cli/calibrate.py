@@ -8,15 +8,14 @@ The pairs (LFW View 2 ``pairs.txt`` by default, or a ``pathA pathB label`` list)
 evaluation job (:func:`facematch.eval.verification.verify`: the ``data`` config's crops, raw photos
 detected and aligned as ``facematch-compare`` aligns them, the embedding cache), scored by raw cosine as
 ``facematch-compare`` and the gallery score, and the thresholds at each ``--far`` and at the best accuracy
-are computed (:mod:`facematch.eval.calibration`). The calibration goes inside a checkpoint, or for a bare
+are computed (:func:`facematch.calibration.compute.calibrate`). The calibration goes inside a checkpoint, or for a bare
 weights file into ``$FACEMATCH_CALIBRATION_DIR/<sha256>.json`` (``--out`` names another file); see
-:mod:`facematch.models.calibration` for where compare and the gallery look.
+:mod:`facematch.calibration.store` for where compare and the gallery look.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import sys
 import warnings
@@ -68,60 +67,20 @@ def compose_eval(args: argparse.Namespace):
     return cfg
 
 
-def portable_path(path) -> str:
-    """``path`` as ``$FACEMATCH_DATA_DIR/...`` when it lies under the data folder (a calibration names its
-    data the same way on every machine), else absolute."""
-    from pathlib import Path
-
-    from facematch.paths import data_dir
-
-    p, root = Path(str(path)).expanduser().resolve(), data_dir().resolve()
-    return f"$FACEMATCH_DATA_DIR/{p.relative_to(root).as_posix()}" if p.is_relative_to(root) else str(p)
-
-
 def calibrate(args: argparse.Namespace):
-
-    from facematch.config import instantiate_node
-    from facematch.data.pair_files import read_pairs
-    from facematch.embedding.embedder import resolve
-    from facematch.data.pair_files import identity_of
-    from facematch.eval.calibration import BEST_ACCURACY, far_point_name, open_set_point_name, open_set_points, operating_points
-    from facematch.eval.job import engine_settings, eval_source
-    from facematch.eval.verification import verify
-    from facematch.models.calibration import Calibration
+    """``(model, calibration)`` for the parsed arguments (the work is :func:`facematch.calibration.compute.calibrate`)."""
+    from facematch.calibration.compute import calibrate as compute
 
     for far in args.far:
         if not 0.0 < far < 1.0:
             raise FacematchError(f"--far {far:g} is not a rate in (0, 1)")
     cfg = compose_eval(args)
     model = load_model(args)
-    protocol = instantiate_node(cfg.protocol)
-    source = eval_source(cfg, model.spec.template)
-    pairs_file = str(cfg.data.pairs)
-    pairs = read_pairs(pairs_file, n_folds=int(protocol.n_folds))
-    res = verify(model, pairs, source, protocol, engine_settings(cfg), what=pairs_file)
-    points = operating_points(res.cosine, res.same, args.far)
-    open_set = open_set_points(res.emb, [identity_of(p) for p in res.paths], res.paths, args.far)
-    points.update(open_set)
-    default = args.default or far_point_name(args.far[0])
-    if default not in points:
-        raise FacematchError(f"--default {default} is not one of: {', '.join(points)} (or add its --far)")
-    device, precision = resolve(args.device, args.precision)
-    cal = Calibration(
-        fingerprint=model.fingerprint, points=points, default=default,
-        search_default=open_set_point_name(args.far[0]) if open_set else None,
-        settings={"arch": model.spec.name, "template": model.spec.template, "flip": args.flip,
-                  "precision": precision, "score": "cosine", "model": model.description.get("kind")},
-        data={"pairs": portable_path(pairs_file), "root": portable_path(cfg.data.root),
-              "preprocess": source.key, "n_pairs": len(pairs), "n_images": len(res.paths),
-              "ten_fold_accuracy": res.report["accuracy_mean"]},
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    return model, cal, BEST_ACCURACY
+    return model, compute(model, cfg, args.far, args.default)
 
 
 def store(args: argparse.Namespace, model, cal) -> str:
-    from facematch.models.calibration import write_into_checkpoint, write_sidecar
+    from facematch.calibration.store import write_into_checkpoint, write_sidecar
 
     if args.out or not args.ckpt:
         return str(write_sidecar(cal, args.out))
@@ -133,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")
-    model, cal, _ = calibrate(args)
+    model, cal = calibrate(args)
     where = None if args.dry_run else store(args, model, cal)
     if args.json:
         print(json.dumps({**cal.as_dict(), "stored": where}, indent=2))

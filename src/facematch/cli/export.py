@@ -51,7 +51,7 @@ def cosine_gap(model, onnx_model, n: int = 3, seed: int = 0) -> float:
 
 
 def summary(ex, gap: float | None) -> list[str]:
-    from facematch.models.calibration import Calibration
+    from facematch.calibration.store import Calibration
 
     m = ex.metadata
     h, w = m["input_size"]

@@ -70,7 +70,7 @@ class EvalModel:
     fingerprint: str  # sha256 hex, the weights part of the embedding cache key
     description: dict[str, Any] = field(default_factory=dict)
     train_config: dict | None = None  # the resolved training config, for checkpoints
-    calibration: dict | None = None  # operating points stored in the model file (models/calibration.py)
+    calibration: dict | None = None  # operating points stored in the model file (calibration/store.py)
 
 
 def arch_model(arch: Mapping[str, Any]) -> EvalModel:
