@@ -46,7 +46,7 @@ TIME_FIELDS = {
 PLAIN_LOOP = r"""
 import json, sys, time, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
-import facematch  # allocator settings
+from facematch.utils.allocator import tune; tune()  # allocator settings
 from facematch.data.source import FaceSource
 from facematch.models.backbones import build_backbone
 rels = json.loads(open(sys.argv[2]).read())

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from facematch.config import config_dir, instantiate_collection, instantiate_node, to_container, write_json
 from facematch.errors import FacematchError, run_or_exit
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.utils.hardware import machine_info
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ def main(cfg: DictConfig) -> float | None:
     """Returns the validation metric a sweeper optimises (hparams_search: ``optimized_metric``; else
     ``monitor``): the best epoch's value where it is the monitored metric (the checkpoint the run keeps),
     else the last epoch's."""
+    tune_allocator()
     metrics = run_or_exit(train, cfg)
     name = cfg.get("optimized_metric") or cfg.monitor
     return metrics.get(f"best/{name}", metrics.get(name))

@@ -116,7 +116,7 @@ def test_open_set_points_on_a_tiny_gallery():
 def test_a_search_uses_the_1_to_n_point(tmp_path, monkeypatch):
     import argparse
 
-    from facematch.cli.model_args import decision_threshold
+    from facematch.app.model_args import decision_threshold
 
     fp = "ab" * 32
     cal = _cal(fp)

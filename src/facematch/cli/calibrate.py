@@ -20,7 +20,8 @@ import json
 import sys
 import warnings
 
-from facematch.cli.model_args import add_model_arguments, load_model
+from facematch.app.model_args import add_model_arguments, load_model
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors, debug_enabled
 
 
@@ -89,6 +90,7 @@ def store(args: argparse.Namespace, model, cal) -> str:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")

@@ -34,9 +34,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
+from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
 from facematch.embedding.photos import accepted, pair_similarity
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import DataNotFoundError, cli_errors, debug_enabled
 
 
@@ -91,6 +92,7 @@ def result_json(r: dict) -> dict:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from collections import Counter
 
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import DataNotFoundError, FacematchError, cli_errors
 from facematch.utils.io import atomic_write_text
 
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

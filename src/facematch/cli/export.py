@@ -22,7 +22,8 @@ import warnings
 
 import torch
 
-from facematch.cli.model_args import add_weights_arguments, check_model_file, load_model
+from facematch.app.model_args import add_weights_arguments, check_model_file, load_model
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors, debug_enabled
 
 
@@ -79,6 +80,7 @@ def summary(ex, gap: float | None) -> list[str]:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")

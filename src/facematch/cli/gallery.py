@@ -28,8 +28,9 @@ import os
 import sys
 import warnings
 
-from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
+from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import DataNotFoundError, FacematchError, cli_errors, debug_enabled
 from facematch.gallery.index import INDEX_KINDS
 
@@ -177,6 +178,7 @@ COMMANDS = {"enroll": cmd_enroll, "search": cmd_search, "remove": cmd_remove, "l
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
 
@@ -255,6 +256,7 @@ def published_markdown(rows: list[dict]) -> str:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
+    tune_allocator()
     ap = argparse.ArgumentParser(prog="facematch-report", description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="run or multirun directories (searched recursively)")
     ap.add_argument("--out", type=Path, help="also write the table to this Markdown file")

@@ -20,11 +20,14 @@ from omegaconf import DictConfig
 
 from facematch.config import config_dir
 from facematch.errors import run_or_exit
+from facematch.utils.allocator import tune as tune_allocator
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
     from facematch.eval.job import evaluate
+
+    tune_allocator()
 
     return run_or_exit(evaluate, cfg).get("accuracy_mean")
 

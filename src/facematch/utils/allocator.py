@@ -8,8 +8,8 @@ thresholds keeps those blocks in the heap and reuses them.
 
 Written by hand because no allocator package installs through ``uv sync`` and takes effect in a running
 interpreter (jemalloc / tcmalloc need ``LD_PRELOAD`` before the process starts). :func:`tune` calls
-``mallopt`` when ``facematch`` is imported: forked children inherit the settings, spawned ones (DataLoader
-workers, multiprocessing pools) import ``facematch`` and apply them themselves. The matching ``MALLOC_*_``
+``mallopt``; the entry points call it first thing (importing ``facematch`` changes nothing): forked children
+inherit the settings, spawned ones (the alignment pool) call it in their initializer. The matching ``MALLOC_*_``
 variables are not exported: set at a child's start-up, glibc took them differently (a training job then
 spent 15 s in page faults instead of 3 s; README, Speed); a value the user set there is used as given.
 ``FACEMATCH_MALLOC=0`` turns it off (for measuring the difference).
