@@ -155,7 +155,7 @@ def write_into_checkpoint(path: str | os.PathLike, cal: Calibration) -> Path:
     """Store ``cal`` in a ``facematch-train`` checkpoint (``["facematch"]["calibration"]``), atomically."""
     import torch
 
-    from facematch.models.backbones import torch_load_weights
+    from facematch.models.weights import torch_load_weights
 
     p = Path(path).expanduser()
     ckpt = torch_load_weights(p, "checkpoint", "pass --ckpt PATH to a .ckpt file written by facematch-train")

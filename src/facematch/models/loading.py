@@ -34,7 +34,8 @@ from torch import nn
 
 from facematch.config import instantiate_node
 from facematch.errors import FacematchError, WeightsError
-from facematch.models.backbones import Backbone, BackboneSpec, torch_load_weights
+from facematch.models.backbones import Backbone, BackboneSpec
+from facematch.models.weights import torch_load_weights
 from facematch.models.net import BackboneHead, EmbeddingNet
 from facematch.utils.io import sha256_file
 
