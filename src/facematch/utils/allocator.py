@@ -18,7 +18,6 @@ spent 15 s in page faults instead of 3 s; README, Speed); a value the user set t
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -57,7 +56,7 @@ def tune() -> dict:
         _state.update(applied=False, reason=f"not glibc ({platform.system()} {platform.libc_ver()[0] or '?'})")
         return _state
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname (checked above); find_library would run ldconfig
         mallopt = libc.mallopt
     except (OSError, AttributeError) as err:
         _state.update(applied=False, reason=f"no mallopt ({err})")
