@@ -2,7 +2,7 @@
 
     facematch-calibrate                                   # mobilefacenet + its default weights, LFW pairs.txt
     facematch-calibrate --weights W.ckpt --far 1e-3 1e-2  # a bare backbone: <calibration dir>/<sha256>.json
-    facematch-calibrate --ckpt outputs/runs/train/.../last.ckpt --data lfw_aligned   # stored in the checkpoint
+    facematch-calibrate --ckpt outputs/runs/train/.../last.ckpt --data lfw_aligned112   # stored in the checkpoint
 
 The pairs (LFW View 2 ``pairs.txt`` by default, or a ``pathA pathB label`` list) are embedded by the one
 evaluation job (:func:`facematch.eval.verification.verify`: the ``data`` config's crops, raw photos
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Thresholds of a model at target false-accept rates on labelled pairs, "
                                             "stored with the model for facematch-compare and facematch-gallery.")
     add_model_arguments(p, faces=False)
-    p.add_argument("--data", default="lfw",
-                   help="data config of the pairs' images (conf/data: lfw = raw photos, detected and aligned; "
-                        "lfw_aligned = the reference crops); default lfw")
+    p.add_argument("--data", default="lfw_photos",
+                   help="data config of the pairs' images (conf/data: lfw_photos = raw photos, detected and aligned; "
+                        "lfw_aligned112 = the reference crops); default lfw_photos")
     p.add_argument("--root", default=None, help="image folder (default: the data config's root)")
     p.add_argument("--pairs", default=None, help="labelled pairs: LFW pairs.txt (default) or a 'pathA pathB label' list")
     p.add_argument("--far", type=float, nargs="+", default=[1e-3],
@@ -50,7 +50,7 @@ def compose_eval(args: argparse.Namespace):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from facematch.config import config_dir
+    from facematch.config import check_overrides, config_dir
 
     overrides = [f"data={args.data}", f"protocol.flip={args.flip}", f"embed.device={args.device}",
                  f"embed.precision={args.precision}", f"embed.runtime={args.runtime}", "embed.progress=true"]
@@ -58,6 +58,7 @@ def compose_eval(args: argparse.Namespace):
         overrides.append(f"data.root={args.root}")
     if args.pairs:
         overrides.append(f"data.pairs={args.pairs}")
+    check_overrides(overrides)
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="calibrate"):
             cfg = compose("eval", overrides=overrides)

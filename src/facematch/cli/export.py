@@ -4,7 +4,7 @@
     facematch-export --arch mobilefacenet --weights W.ckpt --out m.onnx --opset 18
     facematch-export --ckpt outputs/runs/train/.../checkpoints/last.ckpt --out model.onnx
     facematch-compare a.jpg b.jpg --onnx m.onnx                     # then run it with onnxruntime
-    facematch-eval onnx_path=m.onnx data=lfw_aligned
+    facematch-eval onnx_path=m.onnx data=lfw_aligned112
 
 The file computes what ``facematch-eval`` scores (a bare backbone's features, or a checkpoint's backbone +
 head projection) with a dynamic batch axis; its metadata (:mod:`facematch.models.onnx_export`) holds the
