@@ -55,7 +55,7 @@ MODULES = sorted(p for p in SRC.rglob("*.py") if p != SRC / "__init__.py")
 def test_layer_rule_sees_an_upward_import():
     assert layer("facematch.calibration.store") < layer("facematch.embedding.cache") < layer("facematch.data.shards")
     assert layer("facematch.calibration.compute") == layer("facematch.eval.job")
-    assert layer("facematch.cli.model_args") > layer("facematch.app.server")
+    assert layer("facematch.cli.compare") > layer("facematch.app.server") > layer("facematch.eval.job")
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
