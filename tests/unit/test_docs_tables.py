@@ -36,6 +36,12 @@ def test_generic_columns_follow_paths_into_each_row_with_a_format(root):
     # no rows=: the whole file is one row; a key may hold dots, a format may be a percentage
     one = Spec.parse("bench.json DIR=figures.dir_at_far.1e-2.dir:.2% same=figures.within_0.1_pt")
     assert render(one, root).splitlines()[2] == "| 75.77% | True |"
+    # /PATH reads from the file's top; a column some rows lack is "—" there
+    top = Spec.parse("bench.json rows=backbones b=@key dir=/figures.dir_at_far.1e-2.dir:.3f r=on.rounds")
+    bench = json.loads((root / "bench.json").read_text())
+    bench["backbones"]["resnet50"]["on"]["rounds"] = [1, 2]
+    (root / "bench.json").write_text(json.dumps(bench))
+    assert render(top, root).splitlines()[2:] == ["| mobilefacenet | 0.758 | — |", "| resnet50 | 0.758 | [1, 2] |"]
 
 
 def test_report_files_render_the_report_table_its_columns_or_the_published_view(root):
@@ -49,7 +55,7 @@ def test_report_files_render_the_report_table_its_columns_or_the_published_view(
 
 
 def test_a_wrong_marker_or_a_missing_source_is_one_clear_error(root):
-    with pytest.raises(FacematchError, match="no x.images_per_s in row mobilefacenet"):
+    with pytest.raises(FacematchError, match="no x.images_per_s in any row; fix the marker's column 'a'"):
         render(Spec.parse("bench.json rows=backbones a=x.images_per_s"), root)
     with pytest.raises(FacematchError, match="no report column 'accuracy'"):
         render(Spec.parse("runs.json columns=exp|accuracy"), root)

@@ -13,7 +13,8 @@ The marker's words (shell quoting) name the JSON file, relative to the repositor
   ``columns="a|b|..."`` keeps those of its columns, ``view=published`` renders its published-figures table;
 - any other JSON (the benchmarks' results, a shipped calibration): ``rows=PATH`` picks a list, or a dict
   whose items become rows (``@key`` is an item's key; without ``rows`` the whole file is the one row), and
-  each ``HEADER=PATH[:FORMAT]`` is one column: a dotted path into the row and a Python format spec.
+  each ``HEADER=PATH[:FORMAT]`` is one column: a dotted path into the row (``/PATH``: from the file's top)
+  and a Python format spec. A report file takes such columns too (``rows=rows``).
 
 :func:`rewrite` re-renders every block of a file (``facematch-report --docs``); :func:`stale` says which
 blocks differ from their rendering (the docs test, ``facematch-report --check``). Hand-written because no
@@ -64,10 +65,13 @@ class Spec:
         return spec
 
 
-def _get(obj, path: str, key: str | None = None):
-    """The value at a dotted ``path`` in ``obj`` (a key may itself hold dots); ``@key`` is the row's key."""
+def _get(obj, path: str, key: str | None = None, doc=None):
+    """The value at a dotted ``path`` in ``obj`` (a key may itself hold dots; ``/PATH`` starts at the file's
+    top, ``doc``); ``@key`` is the row's key. Raises KeyError where the path leads nowhere."""
     if path == "@key":
         return key
+    if path.startswith("/"):
+        obj, path = doc, path[1:]
     parts = path.split(".") if path else []
     while parts:
         for n in range(len(parts), 0, -1):  # the longest key first: "within_0.1_pt"
@@ -90,19 +94,31 @@ def _cell(value, fmt: str) -> str:
 
 
 def _generic(spec: Spec, doc) -> str:
+    """A column missing from some rows is "—" there (a benchmark that skipped a case); missing from every
+    row, it is a wrong path in the marker."""
     if not spec.columns:
         raise FacematchError(f"docs table marker for {spec.file} names no columns; add HEADER=PATH[:FORMAT] words")
     rows_at = spec.options.get("rows")
-    items = _get(doc, rows_at) if rows_at else doc
+    try:
+        items = _get(doc, rows_at) if rows_at else doc
+    except KeyError:
+        raise FacematchError(f"docs table of {spec.file}: no rows at {rows_at}; fix the marker's rows=") from None
     rows = list(items.items()) if rows_at and isinstance(items, dict) else [(None, r) for r in
                                                                             (items if rows_at else [items])]
-    body = []
+    body, found = [], set()
     for key, row in rows:
-        try:
-            body.append({h: _cell(_get(row, path, key), fmt) for h, path, fmt in spec.columns})
-        except KeyError as err:
-            raise FacematchError(f"docs table of {spec.file}: no {err.args[0]} in row {key or 0}; fix the marker's "
-                                 "column paths") from None
+        cells = {}
+        for header, path, fmt in spec.columns:
+            try:
+                cells[header] = _cell(_get(row, path, key, doc), fmt)
+                found.add(header)
+            except KeyError:
+                cells[header] = "—"
+        body.append(cells)
+    lost = [(h, p) for h, p, _ in spec.columns if h not in found]
+    if lost:
+        raise FacematchError(f"docs table of {spec.file}: no {lost[0][1]} in any row; fix the marker's column "
+                             f"'{lost[0][0]}'")
     return table.grid([h for h, _, _ in spec.columns], body)
 
 
@@ -128,7 +144,7 @@ def render(spec: Spec, root: Path) -> str:
                              "benchmark) or fix the marker") from None
     except json.JSONDecodeError as err:
         raise FacematchError(f"docs table source {path} is not JSON ({err}); write it again") from None
-    if isinstance(doc, dict) and doc.get("kind") == REPORT_KIND:
+    if isinstance(doc, dict) and doc.get("kind") == REPORT_KIND and not spec.columns:
         return _report(spec, doc)
     return _generic(spec, doc)
 
