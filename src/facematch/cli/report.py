@@ -152,7 +152,7 @@ def collect(roots: list[Path]) -> list[dict]:
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
                 fold_groups[key].append({**metrics, "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
-                                         "_published": _published(cfg)})
+                                         "_published": _published(cfg), "_machine": _machine(mpath.parent, metrics)})
             else:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
                 rows.append({**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
@@ -161,8 +161,19 @@ def collect(roots: list[Path]) -> list[dict]:
         row = {**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent}
         if jobs[0].get("_published") is not None:
             row["published"] = jobs[0]["_published"]
+        if jobs[0].get("_machine") is not None:
+            row["machine"] = jobs[0]["_machine"]
         rows.append(row)
     return rows
+
+
+def _machine(run: Path, metrics: dict) -> dict | None:
+    """The machine block (CPU model and flags, GPU) a run recorded: in its metrics.json, or for a training
+    job in its train_metrics.json."""
+    if metrics.get("machine"):
+        return metrics["machine"]
+    train = run / "train_metrics.json"
+    return json.loads(train.read_text()).get("machine") if train.is_file() else None
 
 
 def _published(cfg: dict) -> dict | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
            "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "Rank-5 / kNN", "final loss", "wall time",
-           "model kept"]
+           "model kept", "CPU"]
 
 PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
                      ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
@@ -36,6 +36,14 @@ def _undegraded(r: dict) -> str:
     return "—"
 
 
+def _cpu(r: dict) -> str:
+    """The CPU a row ran on, from the machine block its runs recorded, and whether it computes bf16 natively."""
+    cpu = (r.get("machine") or {}).get("cpu") or {}
+    if not cpu.get("model"):
+        return "—"
+    return cpu["model"] + (", native bf16" if cpu.get("native_bf16") else ", no native bf16")
+
+
 def _sorted(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["exp"], str(r["margin"])))
 
@@ -52,7 +60,7 @@ def cells(rows: list[dict]) -> list[dict[str, str]]:
                   fmt_pct(r.get("val_at_far_1e-3")) + (" (raw cos)" if r.get("val_scores") == "raw cosine" else ""),
                   fmt_pct(r.get("f1_at_threshold")), fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r),
                   _identification(r), f"{r['final_loss']:.4f}" if r.get("final_loss") is not None else "—",
-                  fmt_time(r.get("seconds")), r.get("kept", "—")]
+                  fmt_time(r.get("seconds")), r.get("kept", "—"), _cpu(r)]
         out.append(dict(zip(COLUMNS, (str(v) for v in values))))
     return out
 
