@@ -1,6 +1,7 @@
-"""Docs cannot go stale: every marked table in README.md and docs/ equals its rendering from the result
-file it names, every results/*.json is rendered somewhere, and no comment or docstring in src/ or conf/
-carries a measured figure (figures live in result files and the docs rendered from them)."""
+"""Docs cannot go stale: the README stays short, every marked table in README.md and docs/ equals its
+rendering from the result file it names, every results/*.json is rendered somewhere, and no comment or
+docstring in src/ or conf/ carries a measured figure (figures live in result files and the docs rendered
+from them)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ DOCS = markdown_files([REPO / "README.md", REPO / "docs"])
 # a percentage, a duration or a rate: "12.5 %", "3 s", "4.5 min", "20 hours", "170 img/s", "0.3 pt"
 FIGURE = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)? ?(?:%|pt\b|ms\b|s\b|min\b|minutes?\b|h\b|hours?\b|seconds?\b"
                     r"|(?:images|img|photos)/s\b)")
+
+
+def test_the_readme_stays_short():
+    assert len((REPO / "README.md").read_text().splitlines()) <= 200, "README.md: move details into docs/"
 
 
 def test_every_docs_table_equals_its_rendering_from_the_results():
