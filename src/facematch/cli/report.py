@@ -7,6 +7,9 @@ Two kinds of result are read:
   metrics.json). The ten jobs of one configuration are combined into one row: accuracy mean ± std over
   the folds, and VAL@FAR, F1 and accuracy at the fixed threshold on the pooled fold scores, each pair
   scored by the model that never saw its people.
+
+``--json results/NAME.json`` keeps the rows (with the command and the machine they ran on) as the file
+docs tables render; ``--docs`` / ``--check`` re-render or check those tables (``facematch/report/docs.py``).
 """
 
 from __future__ import annotations
