@@ -69,12 +69,13 @@ def test_rewrite_renders_every_block_and_check_names_a_stale_one(root, capsys):
     doc = root / "docs" / "speed.md"
     doc.parent.mkdir()
     marker = "<!-- table: bench.json rows=backbones backbone=@key x=speedup:.1f -->"
-    doc.write_text(f"# Speed\n\n{marker}\n| old | table |\n<!-- /table -->\n\ntext after\n")
+    prose = "Quoted inline, `<!-- table: gone.json -->` and `<!-- /table -->` are no block.\n"
+    doc.write_text(f"# Speed\n\n{marker}\n| old | table |\n<!-- /table -->\n\ntext after\n{prose}")
     [line] = stale([doc], root)
     assert line.startswith(f"{doc}:3: the table of bench.json") and "facematch-report --docs" in line
     new = rewrite(doc.read_text(), root)
     assert new == (f"# Speed\n\n{marker}\n| backbone | x |\n|---|---|\n| mobilefacenet | 3.9 |\n| resnet50 | 1.6 |\n"
-                   "<!-- /table -->\n\ntext after\n")
+                   "<!-- /table -->\n\ntext after\n" + prose)
     with pytest.raises(SystemExit) as exit_:
         report_main(["--check", str(doc.parent), "--root", str(root)])
     assert exit_.value.code == 1 and "speed.md:3:" in capsys.readouterr().out

@@ -1,6 +1,6 @@
 """Docs tables that cannot go stale: each is rendered from a result file the repository keeps.
 
-A table in a Markdown file sits between a marker and ``<!-- /table -->``::
+A table in a Markdown file sits between a marker line and a ``<!-- /table -->`` line::
 
     <!-- table: results/adapt.json columns="exp|10-fold acc ± std" -->
     | exp | 10-fold acc ± std |
@@ -32,7 +32,8 @@ from pathlib import Path
 from facematch.errors import FacematchError
 from facematch.report import table
 
-BLOCK = re.compile(r"<!-- table:(?P<marker>.*?)-->\n(?P<body>.*?)<!-- /table -->", re.DOTALL)
+# a marker and its end each start a line, so prose may quote them inline
+BLOCK = re.compile(r"^<!-- table:(?P<marker>.*?)-->\n(?P<body>.*?)^<!-- /table -->", re.DOTALL | re.MULTILINE)
 REPORT_KIND = "facematch-report"
 
 
