@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
         except ValueError:  # a test file given from elsewhere: not ours to sort
             continue
         if kind not in KINDS:
-            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit or tests/integration (see README, Tests)")
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit or tests/integration (see docs/testing.md)")
         if kind == "integration":
             item.add_marker(pytest.mark.integration)
         elif item.get_closest_marker("integration"):

@@ -21,7 +21,7 @@ from facematch.utils.hardware import machine_info
 log = logging.getLogger(__name__)
 
 # Lightning and torch are imported where they are used, not here: a mistyped option or a missing file is
-# reported in about a second instead of after importing Lightning (7 to 9 s on 2 cores).
+# reported at once instead of after importing Lightning, which takes seconds.
 
 
 def build(cfg: DictConfig):

@@ -22,6 +22,7 @@ LAYERS = [
     ("facematch.data",),
     ("facematch.lit",),
     ("facematch.eval", "facematch.calibration"),
+    ("facematch.report",),
     ("facematch.app", "facematch.gallery"),
     ("facematch.cli", "facematch.train"),
 ]

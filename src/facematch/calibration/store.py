@@ -14,7 +14,7 @@ Where it lives (:func:`find_calibration` looks in this order; the first whose fi
 3. ``$FACEMATCH_CALIBRATION_DIR/<sha256>.json`` (default ``.cache/facematch/calibrations``), where
    ``facematch-calibrate`` writes a bare weights file's calibration (``--out`` names another file);
 4. the calibrations shipped with facematch (``facematch/calibration/shipped/<sha256>.json``), for the weights
-   the README measures.
+   docs/results.md measures.
 
 A calibration whose fingerprint is not the model's (the weights changed) is never used.
 """
