@@ -1,0 +1,60 @@
+"""Two processes writing the other stores at once (docs/concurrency.md): a second ``facematch-data pack``
+into a folder being packed stops with one line, and an embedding-cache reader whose part was merged away
+by another process meanwhile says nothing and keeps every vector."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facematch.data.pack import pack
+from facematch.embedding.cache import EmbeddingCache
+from facematch.errors import FacematchError
+from facematch.faces.packed import PACK_INDEX
+from facematch.utils.locks import LOCK_NAME, folder_lock
+
+
+def test_a_second_pack_into_one_folder_stops_with_one_line(tmp_path):
+    src = tmp_path / "src" / "Ann_A"
+    src.mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src / "Ann_A_0001.png")
+    out = tmp_path / "out"
+    taken, release = threading.Event(), threading.Event()
+
+    def other_pack():
+        with folder_lock(out, timeout=0, what="other", fix=""):
+            taken.set()
+            release.wait(30)
+
+    t = threading.Thread(target=other_pack)
+    t.start()
+    try:
+        assert taken.wait(30)
+        with pytest.raises(FacematchError) as e:
+            pack(tmp_path / "src", out, prealigned="arcface_112x112", progress=False)
+        msg = str(e.value)
+        assert "\n" not in msg and f"{out} is locked by another process writing it ({out / LOCK_NAME} is held)" in msg
+        assert "wait for the other `facematch-data pack` into it to finish" in msg
+        assert not (out / PACK_INDEX).exists() and [f.name for f in out.iterdir()] == [LOCK_NAME]
+    finally:
+        release.set()
+        t.join()
+    index = pack(tmp_path / "src", out, prealigned="arcface_112x112", progress=False)  # the lock file is no content
+    assert index["count"] == 1 and (out / PACK_INDEX).is_file()
+
+
+def test_a_part_merged_away_meanwhile_is_skipped_silently(tmp_path, monkeypatch, caplog):
+    cache = EmbeddingCache(tmp_path, "k")
+    cache.add(["a.jpg"], np.ones((1, 4), np.float32))
+    cache.add(["b.jpg"], np.full((1, 4), 2, np.float32))
+    listed = cache.parts()
+    other = EmbeddingCache(tmp_path, "k")
+    other.merge()  # another process merges between this one listing the parts and reading them
+    monkeypatch.setattr(cache, "parts", lambda: listed + other.parts())
+    with caplog.at_level(logging.WARNING):
+        got = cache.load()
+    assert sorted(got) == ["a.jpg", "b.jpg"] and got["b.jpg"][0] == 2 and not caplog.records
