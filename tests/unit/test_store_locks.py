@@ -1,11 +1,13 @@
 """Two processes writing the other stores at once (docs/concurrency.md): a second ``facematch-data pack``
-into a folder being packed stops with one line, and an embedding-cache reader whose part was merged away
-by another process meanwhile says nothing and keeps every vector."""
+into a folder being packed stops with one line, an embedding-cache reader whose part was merged away by
+another process meanwhile says nothing and keeps every vector, and two ``prepare`` runs into one crop
+cache both stay in its run history."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -58,3 +60,34 @@ def test_a_part_merged_away_meanwhile_is_skipped_silently(tmp_path, monkeypatch,
     with caplog.at_level(logging.WARNING):
         got = cache.load()
     assert sorted(got) == ["a.jpg", "b.jpg"] and got["b.jpg"][0] == 2 and not caplog.records
+
+
+def test_two_prepare_runs_finishing_at_once_both_stay_in_the_history(tmp_path, monkeypatch):
+    """Each run reads the manifest's run history and writes it back with its own run appended; two runs
+    that do so at once (the read held open here) both end up in it."""
+    from facematch.faces import prepare as prep
+    from facematch.faces.crop_cache import AlignedCache
+    from facematch.faces.manifest import read_manifest
+
+    (tmp_path / "src").mkdir()
+    cache = AlignedCache(tmp_path / "out", "arcface_112x112", tmp_path / "src")
+    cache.root.mkdir()
+    real_read = prep.read_manifest
+
+    def slow_read(folder):
+        m = real_read(folder)
+        time.sleep(0.3)  # the other run reads meanwhile, unless the lock keeps it out
+        return m
+
+    monkeypatch.setattr(prep, "read_manifest", slow_read)
+
+    def run(made):
+        prep.record_run(cache, {"updated": "now", "workers": 1, "elapsed_s": 1.0, "images_per_s": 1.0,
+                                "counts": {"made_this_run": made}}, 5)
+
+    threads = [threading.Thread(target=run, args=(made,)) for made in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r["made"] for r in read_manifest(cache.root)["runs"]) == [1, 2]
