@@ -1,7 +1,8 @@
 """Two processes writing the other stores at once (docs/concurrency.md): a second ``facematch-data pack``
 into a folder being packed stops with one line, an embedding-cache reader whose part was merged away by
-another process meanwhile says nothing and keeps every vector, and two ``prepare`` runs into one crop
-cache both stay in its run history."""
+another process meanwhile says nothing and keeps every vector, two ``prepare`` runs into one crop cache
+both stay in its run history, and a checkpoint a training run saves while its calibration is added keeps
+that save."""
 
 from __future__ import annotations
 
@@ -91,3 +92,29 @@ def test_two_prepare_runs_finishing_at_once_both_stay_in_the_history(tmp_path, m
     for t in threads:
         t.join()
     assert sorted(r["made"] for r in read_manifest(cache.root)["runs"]) == [1, 2]
+
+
+def test_a_checkpoint_rewritten_while_its_calibration_is_added_is_kept(tmp_path, monkeypatch):
+    """A training run saving the checkpoint between facematch-calibrate's read and its write: the training's
+    save stays, and calibrate stops with one line instead of putting the older weights back."""
+    import torch
+
+    from facematch.models import backbones
+    from facematch.models.calibration import Calibration, write_into_checkpoint
+
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "facematch": {}}, ckpt)
+    real = backbones.torch_load_weights
+
+    def load_then_training_saves(path, *args):
+        out = real(path, *args)
+        time.sleep(0.01)
+        torch.save({"state_dict": {"w": torch.ones(2)}, "facematch": {}}, ckpt)  # the newer epoch
+        return out
+
+    monkeypatch.setattr(backbones, "torch_load_weights", load_then_training_saves)
+    cal = Calibration("ab" * 32, {"far_1e-3": {"threshold": 0.4, "far": 1e-3, "tar": 0.9}}, "far_1e-3",
+                      {"arch": "mobilefacenet", "flip": "concat"}, {"pairs": "pairs.txt"})
+    with pytest.raises(FacematchError, match=r"last.ckpt was rewritten while its calibration was being added"):
+        write_into_checkpoint(ckpt, cal)
+    assert torch.equal(torch.load(ckpt, weights_only=True)["state_dict"]["w"], torch.ones(2))
