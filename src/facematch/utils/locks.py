@@ -1,7 +1,7 @@
 """One writer at a time per folder: an OS file lock on ``FOLDER/.lock`` (a gallery, a pack's output).
 
 The ``filelock`` library (already a dependency of torch) rather than ``fcntl.flock`` by hand: it takes the same
-``flock`` on POSIX and ``LockFileEx`` on Windows, polls with a timeout, and the kernel drops the lock when
+``flock`` on POSIX and a Windows file lock on Windows, polls with a timeout, and the kernel drops the lock when
 its holder dies, so a killed writer never leaves a lock behind that someone has to delete. Readers take no
 lock: what they read is published by one atomic rename (see the callers), so a writer never waits on them.
 """
