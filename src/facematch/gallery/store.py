@@ -127,7 +127,8 @@ class Gallery:
             before = set(base.names)
             results = [getattr(base, method)(*args) for method, args in self._pending]
             base.manifest["updated"] = now()
-            crops = {rel: png for rel, png in self._crops.items() if rel in {e["crop"] for e in base.entries}}
+            used = {e["crop"] for e in base.entries}
+            crops = {rel: png for rel, png in self._crops.items() if rel in used}
             self.stamp = version.write_version(self.root, base.manifest, base.embeddings, crops)
             for name in before - set(base.names):  # after the commit: a reader of the old version may show them
                 shutil.rmtree(self.root / FACES / check_name(name), ignore_errors=True)
