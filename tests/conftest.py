@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from facematch.utils.quiet import filter_third_party_warnings
 from tests.helpers import compose
 
 TESTS = Path(__file__).resolve().parent
+filter_third_party_warnings()  # as the entry points do; any other warning shows in the summary
 KINDS = ("unit", "integration")
 
 # Under pytest-xdist (`-n N`) the workers share the cores: one torch thread each (and in the subprocesses
