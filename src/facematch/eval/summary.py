@@ -22,8 +22,9 @@ def run_summary(metrics: dict, fold_result: dict | None, threshold: float, files
         lines.append(f"  fixed threshold {threshold:g} (the original experiments' metric): accuracy "
                      f"{metrics['test/acc']:.4f}, F1 {metrics.get('test/f1', float('nan')):.4f} on the test pairs")
     lines.append("Files")
-    width = max(len(label) for label in files) if files else 0
-    lines += [f"  {label:<{width}}  {path}" for label, path in files.items() if path]
+    shown = {label: path for label, path in files.items() if path}
     if tensorboard_dir:
-        lines.append(f"  {'TensorBoard':<{width}}  {tensorboard_dir}   (tensorboard --logdir {tensorboard_dir})")
+        shown["TensorBoard"] = f"{tensorboard_dir}   (tensorboard --logdir {tensorboard_dir})"
+    width = max(map(len, shown), default=0)
+    lines += [f"  {label:<{width}}  {path}" for label, path in shown.items()]
     return "\n".join(lines)
