@@ -16,8 +16,8 @@ def run_summary(metrics: dict, fold_result: dict | None, threshold: float, files
                      f"and mean feature from the other nine folds; model: {model})")
     else:
         best = {k: v for k, v in metrics.items() if k.startswith("best/")}
-        shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in best.items()) or "none"
-        lines.append(f"  no fold scored (needs data.test_fold=K and evaluate=true); best validation epoch: {shown}")
+        values = ", ".join(f"{k[5:]} {v:.4f}" for k, v in best.items()) or "none"
+        lines.append(f"  no fold scored (needs data.test_fold=K and evaluate=true); best validation epoch: {values}")
     if "test/acc" in metrics:
         lines.append(f"  fixed threshold {threshold:g} (the original experiments' metric): accuracy "
                      f"{metrics['test/acc']:.4f}, F1 {metrics.get('test/f1', float('nan')):.4f} on the test pairs")
