@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from facematch.utils.quiet import filter_third_party_warnings
+from facematch.utils.quiet import THIRD_PARTY_WARNINGS
 from tests.helpers import compose
 
 TESTS = Path(__file__).resolve().parent
-filter_third_party_warnings()  # as the entry points do; any other warning shows in the summary
 KINDS = ("unit", "integration")
 
 # Under pytest-xdist (`-n N`) the workers share the cores: one torch thread each (and in the subprocesses
@@ -23,6 +22,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+def pytest_configure(config):
+    """The third-party warnings the entry points filter (facematch.utils.quiet) are filtered in every test too;
+    any other warning shows in the summary."""
+    for message, category in THIRD_PARTY_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category}")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
