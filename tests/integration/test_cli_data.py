@@ -353,6 +353,7 @@ GETTING_STARTED_PEOPLE = ["Aaron_Peirsol", "Aaron_Sorkin", "Abdel_Nasser_Assidi"
                           "Abdullah_Gul", "Al_Pacino", "Adam_Sandler"]
 
 
+@pytest.mark.slow
 def test_downloaded_weights_and_lfw_run_the_main_command_quietly(server, site, tmp_path, mfn_weights, capsys,
                                                                    monkeypatch):
     import warnings
