@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from facematch.utils.quiet import THIRD_PARTY_WARNINGS
 from tests.helpers import compose
 
 TESTS = Path(__file__).resolve().parent
@@ -21,6 +22,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+def pytest_configure(config):
+    """The third-party warnings the entry points filter (facematch.utils.quiet) are filtered in every test too;
+    any other warning shows in the summary."""
+    for message, category in THIRD_PARTY_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category}")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the marker

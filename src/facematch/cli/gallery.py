@@ -26,12 +26,11 @@ import argparse
 import json
 import os
 import sys
-import warnings
 
 from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
+from facematch.errors import DataNotFoundError, FacematchError, cli_errors
 from facematch.utils.allocator import tune as tune_allocator
-from facematch.errors import DataNotFoundError, FacematchError, cli_errors, debug_enabled
 from facematch.gallery.index import INDEX_KINDS
 from facematch.gallery.store import LOCK_TIMEOUT_S
 
@@ -185,8 +184,6 @@ COMMANDS = {"enroll": cmd_enroll, "search": cmd_search, "remove": cmd_remove, "l
 def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     args = build_parser().parse_args(argv)
-    if not debug_enabled():
-        warnings.filterwarnings("ignore")
     return COMMANDS[args.command](args)
 
 
