@@ -13,8 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from facematch.config import config_dir, instantiate_collection, instantiate_node, to_container, write_json
+from facematch.config import check_config, check_overrides, config_dir, instantiate_collection, instantiate_node, to_container, write_json
 from facematch.errors import FacematchError, run_or_exit
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.utils.hardware import machine_info
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,8 @@ def build(cfg: DictConfig):
     model = instantiate_node(cfg.model, _convert_="all")
     model.run_config = to_container(cfg)
     backbone = model.net.backbone
-    datamodule = instantiate_node(cfg.data, _partial_=True, _convert_="all")(
-        spec=backbone.spec, cache_dir=cfg.paths.cache_dir
-    )
-    if datamodule.attach_backbone(backbone):
+    datamodule = instantiate_node(cfg.data, _partial_=True, _convert_="all")(spec=backbone.spec)
+    if datamodule.attach_backbone(backbone, engine=to_container(cfg.embed)):
         log.info("frozen trunk: training the last %d stages and the head on cached trunk activations",
                  backbone.trainable_stages)
     return model, datamodule
@@ -75,6 +74,7 @@ def select_on_validation(cfg, trainer, model, initial: dict, initial_state: dict
 
 def train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
+    check_config(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FacematchError(f"checkpoint not found: {cfg.ckpt_path} (ckpt_path=PATH to a .ckpt file, e.g. .../checkpoints/last.ckpt)")
     import lightning as L
@@ -159,13 +159,20 @@ def end_of_run_summary(trainer, metrics: dict, fold_result: dict | None, out_dir
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     """Returns the validation metric a sweeper optimises (hparams_search: ``optimized_metric``; else
     ``monitor``): the best epoch's value where it is the monitored metric (the checkpoint the run keeps),
     else the last epoch's."""
     metrics = run_or_exit(train, cfg)
     name = cfg.get("optimized_metric") or cfg.monitor
     return metrics.get(f"best/{name}", metrics.get(name))
+
+
+def main() -> None:
+    """``facematch-train``: a renamed key or option on the command line is one line naming the new one."""
+    tune_allocator()
+    run_or_exit(check_overrides, sys.argv[1:])
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -228,7 +228,7 @@ def test_prepare_cli_restricted_to_a_pairs_file(tmp_path, capsys):
 
 
 def test_prepare_without_out_fills_the_keyed_folder_training_and_eval_read(tmp_path, capsys):
-    from facematch.faces.source import FaceSource
+    from facematch.data.source import FaceSource
 
     listing = tmp_path / "pairs.txt"
     listing.write_text("1\nAaron_Eckhart 1 1\nAbdullah_Gul 13 Al_Pacino 2\n")  # 3 distinct images
@@ -384,7 +384,7 @@ def test_downloaded_weights_and_lfw_run_the_main_command_quietly(server, site, t
     assert download(dest / "lfw", server + "people/") == 0
 
     argv = ["facematch-train", "arch=mobilefacenet", f"arch.weights={fetched}", "arch.freeze=true", "loss=triplet",
-            "data=lfw", f"data.root={dest}/lfw/lfw-deepfunneled", f"data.pairs={dest}/lfw/pairs.txt",
+            "data=lfw_photos", f"data.root={dest}/lfw/lfw-deepfunneled", f"data.pairs={dest}/lfw/pairs.txt",
             "data.val_fraction=0.3", "trainer.max_epochs=1", *FAST, f"paths.log_dir={tmp_path}/logs"]
     monkeypatch.setattr(sys, "argv", argv)
     capsys.readouterr()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from facematch.embedding.embedder import Embedder
-from facematch.faces.source import FaceSource
+from facematch.data.source import FaceSource
 from facematch.models.inference import MAX_COSINE_GAP
 from facematch.models.loading import build_arch_model
 from facematch.models.onnx_export import export_model
@@ -87,7 +87,7 @@ def test_eval_with_onnx_path_gives_pytorchs_accuracy(cfg_factory, data_dir, mfn_
     from facematch.eval.job import evaluate
 
     pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
-    common = ["data=lfw_aligned", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
+    common = ["data=lfw_aligned112", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
               "embed.num_workers=0", "embed.progress=false", "embed.device=cpu", "embed.precision=fp32",
               f"embed.cache_dir={tmp_path / 'emb'}", "eval.plots=false", "eval.tensorboard=false",
               "eval.identification=false"]

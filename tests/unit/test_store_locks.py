@@ -17,7 +17,7 @@ from PIL import Image
 from facematch.data.pack import pack
 from facematch.embedding.cache import EmbeddingCache
 from facematch.errors import FacematchError
-from facematch.faces.packed import PACK_INDEX
+from facematch.data.shards import PACK_INDEX
 from facematch.utils.locks import LOCK_NAME, folder_lock
 
 
@@ -99,12 +99,12 @@ def test_a_checkpoint_rewritten_while_its_calibration_is_added_is_kept(tmp_path,
     save stays, and calibrate stops with one line instead of putting the older weights back."""
     import torch
 
-    from facematch.models import backbones
-    from facematch.models.calibration import Calibration, write_into_checkpoint
+    from facematch.models import weights
+    from facematch.calibration.store import Calibration, write_into_checkpoint
 
     ckpt = tmp_path / "last.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)}, "facematch": {}}, ckpt)
-    real = backbones.torch_load_weights
+    real = weights.torch_load_weights
 
     def load_then_training_saves(path, *args):
         out = real(path, *args)
@@ -112,7 +112,7 @@ def test_a_checkpoint_rewritten_while_its_calibration_is_added_is_kept(tmp_path,
         torch.save({"state_dict": {"w": torch.ones(2)}, "facematch": {}}, ckpt)  # the newer epoch
         return out
 
-    monkeypatch.setattr(backbones, "torch_load_weights", load_then_training_saves)
+    monkeypatch.setattr(weights, "torch_load_weights", load_then_training_saves)
     cal = Calibration("ab" * 32, {"far_1e-3": {"threshold": 0.4, "far": 1e-3, "tar": 0.9}}, "far_1e-3",
                       {"arch": "mobilefacenet", "flip": "concat"}, {"pairs": "pairs.txt"})
     with pytest.raises(FacematchError, match=r"last.ckpt was rewritten while its calibration was being added"):

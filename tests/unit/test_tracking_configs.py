@@ -146,7 +146,7 @@ def test_a_sweep_trial_returns_its_best_epoch_for_the_monitored_metric(monkeypat
 
     metrics = {"val/auc": 0.61, "best/val/auc": 0.83, "val/loss": 0.4}
     monkeypatch.setattr(facematch.train, "run_or_exit", lambda fn, cfg: metrics)
-    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc"})) == 0.83
-    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/loss"})) == 0.4
+    assert facematch.train.hydra_main(OmegaConf.create({"monitor": "val/auc"})) == 0.83
+    assert facematch.train.hydra_main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/loss"})) == 0.4
     del metrics["best/val/auc"]  # no checkpoint (fast_dev_run): the last value
-    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/auc"})) == 0.61
+    assert facematch.train.hydra_main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/auc"})) == 0.61

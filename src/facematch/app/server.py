@@ -9,7 +9,7 @@ saves) and, with ``--gallery``, *search* the gallery (the top K identities of ea
 enrolled crops; ``unknown`` below the threshold). The page serves the gallery's newest version: when an
 enrolment or a removal has committed another one since, the next request reloads it (the page names the
 version it searched). The model is loaded once at start with the model options
-of ``facematch-compare`` (:mod:`facematch.cli.model_args`), so missing weights or a missing calibration stop
+of ``facematch-compare`` (:mod:`facematch.app.model_args`), so missing weights or a missing calibration stop
 the command with one line before anything is served.
 
 A user's mistake (no file chosen, not an image, no face, several faces, an upload over ``--max-upload-mb``)
@@ -29,8 +29,9 @@ from pathlib import Path
 from facematch.app import pages
 from facematch.app.actions import (DEFAULT_MAX_UPLOAD_MB, MAX_TOP_K, SELECTS, AppState, UploadError, read_upload,
                                    run_compare, run_search)
-from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
+from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors, debug_enabled
 
 log = logging.getLogger("facematch.app")
@@ -192,6 +193,7 @@ def make_server(app, log_level: str = "warning"):
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")

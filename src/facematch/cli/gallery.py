@@ -27,9 +27,10 @@ import json
 import os
 import sys
 
-from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
+from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
 from facematch.errors import DataNotFoundError, FacematchError, cli_errors
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.gallery.index import INDEX_KINDS
 from facematch.gallery.store import LOCK_TIMEOUT_S
 
@@ -181,6 +182,7 @@ COMMANDS = {"enroll": cmd_enroll, "search": cmd_search, "remove": cmd_remove, "l
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     return COMMANDS[args.command](args)
 

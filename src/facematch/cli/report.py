@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
 from facematch.report.docs import REPORT_KIND, markdown_files, rewrite, stale
@@ -55,7 +56,7 @@ def _data(cfg: dict) -> str:
     old_default = (cfg.get("eval") or {}).get("align_raw", True) if cfg.get("task_name") == "eval" else False
     if mode == "center" and (cfg.get("embed") or {}).get("align_raw", old_default):
         mode = "align"
-    from facematch.faces.degrade import Degradation
+    from facematch.data.degrade import Degradation
 
     degrade = Degradation.from_config(data.get("degrade"))
     return (name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")
@@ -197,6 +198,7 @@ def _published(cfg: dict) -> dict | None:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
+    tune_allocator()
     ap = argparse.ArgumentParser(prog="facematch-report", description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", type=Path, help="run or multirun directories (searched recursively)")
     ap.add_argument("--out", type=Path, help="also write the table to this Markdown file")

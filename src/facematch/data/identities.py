@@ -20,7 +20,7 @@ from typing import Iterable
 from facematch.data.pair_files import identity_of
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.faces.images import list_images
-from facematch.faces.packed import is_packed, open_packed
+from facematch.data.shards import is_packed, open_packed
 
 log = logging.getLogger(__name__)
 

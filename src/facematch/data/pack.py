@@ -1,5 +1,5 @@
 """``facematch-data pack SRC OUT``: an identity-folder dataset (or an aligned-crop cache) into litdata shards
-with a facematch index (the format: :mod:`facematch.faces.packed`).
+with a facematch index (the format: :mod:`facematch.data.shards`).
 
 Resumable without duplicates or losses: the images are the identity index's sorted paths, cut into parts
 of ``part_size``; part ``k`` is always the same images, written with litdata's in-process ``BinaryWriter``
@@ -29,7 +29,7 @@ from facematch.data.identities import IdentityIndex
 from facematch.data.pair_files import identity_of
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.faces.images import list_images
-from facematch.faces.packed import LITDATA_INDEX, PACK_FORMAT, PACK_INDEX, CorruptPackError, open_packed
+from facematch.data.shards import LITDATA_INDEX, PACK_FORMAT, PACK_INDEX, CorruptPackError, open_packed
 from facematch.utils.io import atomic_write_text, digest, resolved, sha256_file
 from facematch.utils.locks import LOCK_NAME, folder_lock
 

@@ -20,6 +20,7 @@ from typing import Iterable, Iterator, Sequence
 from PIL import Image
 
 from facematch.errors import DataNotFoundError
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.faces.align import FaceAligner
 from facematch.faces.crop_cache import AlignedCache, check_rel, crop_path, record_stamp, write_crop
 from facematch.faces.failures import FAILURES, failure_record, write_failures
@@ -34,6 +35,7 @@ MANIFEST_LOCK_S = 60.0
 
 
 def _init_worker(template: str, src_root: str, out_root: str, aligner_kwargs: dict, threads: int | None) -> None:
+    tune_allocator()  # a spawned worker starts with glibc's defaults
     if threads is not None:
         import torch
 

@@ -9,14 +9,14 @@ Modes:
   on-disk aligned cache (:mod:`facematch.faces.crop_cache`), created on first use in its own folder under
   ``cache_dir`` per template, detector settings and source folder (``<template>-<digest>``).
 
-``degrade`` (:mod:`facematch.faces.degrade`, ``data.degrade``) makes every crop look like a low-quality
+``degrade`` (:mod:`facematch.data.degrade`, ``data.degrade``) makes every crop look like a low-quality
 photo, deterministically per image and ``draw`` (:meth:`FaceSource.with_draw`; draw ``None``: a random one
 of the configured draws per call, for training on images).
 
 ``key`` names the preprocessing (the degradation and its draw included), so caches of crops or embeddings
 never mix two preprocessings; ``root`` is the source folder the caches tie their entries to.
 
-A packed dataset (:mod:`facematch.faces.packed`, ``facematch-data pack``) is read through a ``reader``
+A packed dataset (:mod:`facematch.data.shards`, ``facematch-data pack``) is read through a ``reader``
 (``rel -> the file's bytes``) instead of files under ``root``; everything after the bytes (decode, crop,
 degradation) is this class's code for both, so a packed set serves the folder tree's very pixels. Its
 ``root`` is the packed folder (caches never mix with the folder tree's), its ``key`` carries the pack's
@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facematch.faces.degrade import Degradation
+from facematch.data.degrade import Degradation
 from facematch.faces.images import load_image, load_image_bytes
 from facematch.errors import FacematchError
-from facematch.faces.packed import is_packed, open_packed
+from facematch.data.shards import is_packed, open_packed
 from facematch.faces.templates import crop_between, get_template
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """A model's calibrated operating points, stored with the model: read and written here.
 
 A calibration (``facematch-calibrate``) is a small JSON document: the thresholds of named operating
-points (``far_1e-3``, ``best_accuracy``, see :mod:`facematch.eval.calibration`), which one is the
+points (``far_1e-3``, ``best_accuracy``, see :mod:`facematch.calibration.compute`), which one is the
 default, the FAR / TAR each reaches on the calibration pairs, the model's fingerprint and the settings the
 scores depend on (backbone, template, flip test, precision).
 
@@ -13,7 +13,7 @@ Where it lives (:func:`find_calibration` looks in this order; the first whose fi
    with the weights);
 3. ``$FACEMATCH_CALIBRATION_DIR/<sha256>.json`` (default ``.cache/facematch/calibrations``), where
    ``facematch-calibrate`` writes a bare weights file's calibration (``--out`` names another file);
-4. the calibrations shipped with facematch (``facematch/calibrations/<sha256>.json``), for the weights
+4. the calibrations shipped with facematch (``facematch/calibration/shipped/<sha256>.json``), for the weights
    docs/results.md measures.
 
 A calibration whose fingerprint is not the model's (the weights changed) is never used.
@@ -33,7 +33,7 @@ from facematch.utils.io import atomic_write_bytes, atomic_write_text, stamp_befo
 
 FORMAT = "facematch-calibration/1"
 SIDECAR_SUFFIX = ".calibration.json"
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "calibrations"
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 #: Settings a calibration's scores depend on: a model run otherwise is not calibrated by it.
 MATCHED_SETTINGS = ("arch", "flip")
 
@@ -156,7 +156,7 @@ def write_into_checkpoint(path: str | os.PathLike, cal: Calibration) -> Path:
     """Store ``cal`` in a ``facematch-train`` checkpoint (``["facematch"]["calibration"]``), atomically."""
     import torch
 
-    from facematch.models.backbones import torch_load_weights
+    from facematch.models.weights import torch_load_weights
 
     p = Path(path).expanduser()
     before = stamp_before_reading(p)
