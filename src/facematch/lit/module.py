@@ -85,6 +85,7 @@ class SiameseModule(L.LightningModule):
         self.val_metrics = pair_metrics(threshold).clone(prefix="val/")
         self.test_metrics = pair_metrics(threshold).clone(prefix="test/")
         self.run_config: dict | None = None  # the resolved Hydra config, saved into checkpoints
+        self.resumed = False  # whether fit() restored a checkpoint (then a loss's class weights come from it)
 
     @property
     def backbone(self) -> Backbone:
@@ -146,20 +147,23 @@ class SiameseModule(L.LightningModule):
     # -- losses with class weights (losses/margin.py) ------------------------------------------------------
     def setup(self, stage: str) -> None:
         """Before fitting (and before a resumed checkpoint is restored): a loss with class weights is sized
-        to the training classes, and imprinted from the class means unless resuming."""
-        bind = getattr(self.loss, "bind", None)
-        if bind is None or stage != "fit":
+        to the training classes."""
+        self.resumed = False
+        if stage != "fit" or not hasattr(self.loss, "bind"):
             return
-        from facematch.data.class_means import class_means
-
-        dm = self.trainer.datamodule
-        targets = getattr(getattr(dm, "train_set", None), "targets", None)
+        targets = getattr(getattr(self.trainer.datamodule, "train_set", None), "targets", None)
         if targets is None:
             raise FacematchError(f"{type(self.loss).__name__} learns one weight per training person from labelled "
                                  "images: its loss config sets data.batches (not pairs or triplet rows)")
-        resuming = bool(getattr(self.trainer, "ckpt_path", None))
-        bind(max(targets) + 1, self.net.head.dim, None if resuming else (lambda: class_means(dm, self.net)),
-             pretrained=bool(getattr(self.net.backbone, "weights_path", None)))
+        self.loss.bind(max(targets) + 1, self.net.head.dim)
+
+    def on_fit_start(self) -> None:
+        """Imprinting: unless resumed, class weights start at the class means under the starting weights."""
+        if hasattr(self.loss, "imprint_from") and not self.resumed:
+            from facematch.data.class_means import class_means
+
+            self.loss.imprint_from(lambda: class_means(self.trainer.datamodule, self.net),
+                                   pretrained=bool(getattr(self.net.backbone, "weights_path", None)))
 
     # -- optimisation -----------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -187,6 +191,7 @@ class SiameseModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Resume checkpoints written before the module held its net as ``net`` (``backbone.*``, ``head.*``)."""
+        self.resumed = True
         state = checkpoint.get("state_dict") or {}
         if any(k.startswith(("backbone.", "head.")) for k in state):
             checkpoint["state_dict"] = {("net." + k if k.startswith(("backbone.", "head.")) else k): v

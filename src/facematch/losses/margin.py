@@ -4,7 +4,8 @@ weights sized by the training data.
 pml's ``ArcFaceLoss`` / ``CosFaceLoss`` / ``SubCenterArcFaceLoss`` hold their class weights ``W``
 (embedding size x classes) as a parameter, so they need the number of classes when built; a fold's number
 of training people is known only once the DataModule is set up. :class:`ClassMarginLoss` builds the pml loss
-then (:meth:`bind`, called from the LightningModule's ``setup``, before a resumed checkpoint is restored), so
+then (:meth:`bind`, called from the LightningModule's ``setup``, before a resumed checkpoint is restored; imprinted
+by :meth:`imprint_from` when fitting starts, unless resumed), so
 ``W`` is a parameter of the LightningModule: trained by its optimizer, saved in its checkpoints, and never part
 of the embedding net that evaluation, compare, the gallery and the export use.
 
@@ -48,16 +49,18 @@ class ClassMarginLoss(nn.Module):
         self.imprint, self.lr = imprint, lr
         self.inner: nn.Module | None = None
 
-    def bind(self, num_classes: int, embedding_size: int, class_means: Callable[[], torch.Tensor] | None,
-             pretrained: bool) -> None:
-        """Build the pml loss for ``num_classes`` classes; imprint the class weights from ``class_means()``
-        ((C, D) mean embeddings) when asked (``auto``: when ``pretrained``) and given."""
+    def bind(self, num_classes: int, embedding_size: int) -> None:
+        """Build the pml loss for ``num_classes`` classes (random class weights)."""
         cls = getattr(self.factory, "func", self.factory)  # a partial's class
         in_degrees = isinstance(cls, type) and issubclass(cls, losses.ArcFaceLoss)  # sub-center ArcFace too
         margin = math.degrees(self.margin) if in_degrees else self.margin
         self.inner = self.factory(num_classes=int(num_classes), embedding_size=int(embedding_size),
                                   margin=margin, scale=self.scale)
-        if class_means is not None and (self.imprint is True or (self.imprint == "auto" and pretrained)):
+
+    def imprint_from(self, class_means: Callable[[], torch.Tensor], pretrained: bool) -> None:
+        """Start the class weights at ``class_means()`` ((C, D) mean embeddings) when ``imprint`` says so
+        (``auto``: when ``pretrained``)."""
+        if self.imprint is True or (self.imprint == "auto" and pretrained):
             self.set_class_weights(class_means())
 
     @torch.no_grad()

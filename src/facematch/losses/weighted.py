@@ -38,6 +38,11 @@ class WeightedLosses(nn.Module):
             if hasattr(term, "bind"):
                 term.bind(*args, **kwargs)
 
+    def imprint_from(self, *args, **kwargs) -> None:
+        for term in self.terms.values():
+            if hasattr(term, "imprint_from"):
+                term.imprint_from(*args, **kwargs)
+
     def param_groups(self) -> list[dict]:
         return [g for t in self.terms.values() if hasattr(t, "param_groups") for g in t.param_groups()]
 
