@@ -151,3 +151,44 @@ def test_a_taught_batch_brings_the_teacher_embeddings_to_the_loss():
     m = module(CosineDistillLoss())
     expected = (1 - F.cosine_similarity(F.normalize(x, dim=1), teacher)).mean()
     assert m.training_step(Taught(x, labels, teacher), 0).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_image_batches_serve_every_person_one_photo_included():
+    from pathlib import Path
+
+    from torch.utils.data import DataLoader
+
+    from facematch.data.batches import ImageBatches
+    from facematch.data.identities import IdentityIndex
+
+    index = IdentityIndex(Path("/nowhere"), {"A": ["A/1.jpg", "A/2.jpg"], "B": ["B/1.jpg"], "C": ["C/1.jpg"]})
+    ds = ImageBatches().train_set(index, None, lambda rel: torch.zeros(1), lambda x: x, {}, 8, 0)
+    assert sorted(zip(ds.paths, ds.targets)) == [("A/1.jpg", 0), ("A/2.jpg", 0), ("B/1.jpg", 1), ("C/1.jpg", 2)]
+    loader = ImageBatches().train_loader(ds, lambda d, **kw: DataLoader(d, batch_size=2, **kw), 2, 6, {})
+    labels = torch.cat([b[1] for b in loader])
+    assert len(labels) == 6 and set(labels.tolist()) == {0, 1, 2}  # 6 images: a permutation and a half
+    with pytest.raises(FacematchError, match="train_list"):
+        ImageBatches().list_file("pairs.txt", None)
+
+
+def test_taught_images_pair_each_view_with_the_teachers_same_view():
+    import numpy as np
+
+    from facematch.data.datasets import ImageDataset, PairDataset
+    from facematch.data.distill import TaughtImages, Teacher
+
+    acts = {"A/1.jpg": np.arange(4 * 3, dtype=np.float32).reshape(4, 3)}  # 2 draws x (plain, mirror)
+    teacher = {"A/1.jpg": np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)}  # plain, mirror
+    ds = TaughtImages(ImageDataset(["A/1.jpg"], [0], acts.__getitem__, None), teacher, views_per_draw=2)
+    for _ in range(12):
+        x, label, target = ds[0]
+        k = int(x[0]) // 3  # which cached view was served
+        assert label == 0 and torch.equal(target, torch.from_numpy(teacher["A/1.jpg"][k % 2]))
+    with pytest.raises(FacematchError, match="no teacher embedding"):
+        TaughtImages(ImageDataset(["B/1.jpg"], [0], acts.__getitem__, None), teacher, views_per_draw=2)
+
+    class Rows:  # a DataModule training on pair rows
+        train_set = PairDataset([], None, None)
+
+    with pytest.raises(FacematchError, match="labelled images"):
+        Teacher().attach(Rows())

@@ -104,6 +104,12 @@ class ImageBatches(PKBatches):
     """Shuffled labelled images, every training image of every person (one photo is enough); an epoch is
     ``n`` images (``data.train_samples``; a new permutation each time the images run out)."""
 
+    def list_file(self, train_list: str | None, train_triplets: str | None) -> None:
+        if train_list or train_triplets:
+            raise FacematchError("this loss trains on labelled images drawn from the identity index, not on "
+                                 "data.train_list / data.train_triplets; drop the list, or use loss=contrastive | triplet")
+        return None
+
     def train_set(self, index: IdentityIndex, rows: None, source, transform, labels: dict[str, int],
                   n: int, seed: int) -> Dataset:
         paths, targets = index.paths_and_labels()

@@ -129,8 +129,7 @@ class FaceDataModule(L.LightningDataModule):
         if self.feature_store is not None:
             self._compute_features()
         if self.teacher is not None:  # distillation: each image with the teacher's embedding of its original crop
-            self.train_set = self.teacher.attach(self.train_set, self.feature_store, self.cache_dir,
-                                                 lambda template: source_from_config(self.root, template, self.preprocess))
+            self.train_set = self.teacher.attach(self)
         self.stats.update(
             train_identities=len(train_idx.identities), train_images=train_idx.n_images,
             val_identities=len(val_people), val_pairs=len(val_rows),

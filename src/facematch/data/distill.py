@@ -21,6 +21,7 @@ import torch
 from facematch.data.datasets import ImageDataset
 from facematch.embedding.embedder import Embedder
 from facematch.errors import FacematchError
+from facematch.faces.source import source_from_config
 from facematch.models.loading import load_model
 
 TEACHER_VIEWS = 2  # plain + mirror: the views the student sees
@@ -59,15 +60,19 @@ class Teacher:
         views, paths = self.embedder(source_for, cache_dir).embed_views(rels)
         return dict(zip(paths, views))
 
-    def attach(self, train_set, feature_store, cache_dir: str | Path,
-               source_for: Callable[[str], object]) -> "TaughtImages":
-        """``train_set`` (labelled images) served with the teacher's embeddings of the original crops."""
-        if not isinstance(train_set, ImageDataset):
+    def attach(self, dm) -> "TaughtImages":
+        """The training images of the FaceDataModule ``dm`` (set up up to its training set, and its feature
+        store on the fast path) served with the teacher's embeddings of their original crops."""
+        if not isinstance(dm.train_set, ImageDataset):
             raise FacematchError("distillation (data.teacher) trains on labelled images: use loss=distill, a "
                                  "loss with class weights, or a miner (P x K batches), not pair or triplet rows")
-        targets = self.embeddings(train_set.paths, source_for, cache_dir)
-        fs = feature_store
-        return TaughtImages(train_set, targets, fs.views // fs.draws if fs is not None else None)
+
+        def original(template: str):  # the undegraded crops, in the teacher's template
+            return source_from_config(dm.root, template, dm.preprocess)
+
+        targets = self.embeddings(dm.train_set.paths, original, dm.cache_dir)
+        fs = dm.feature_store
+        return TaughtImages(dm.train_set, targets, fs.views // fs.draws if fs is not None else None)
 
 
 class TaughtImages(ImageDataset):
