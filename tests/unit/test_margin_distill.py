@@ -61,6 +61,8 @@ def test_class_weights_get_gradients_and_an_own_learning_rate():
     loss(emb, labels).backward()
     assert loss.weight.grad is not None and loss.weight.grad.abs().sum() > 0 and emb.grad.abs().sum() > 0
     assert loss.param_groups() == [{"params": [loss.weight], "lr": 0.01}]
+    loss(emb.detach().bfloat16(), labels)  # bf16 embeddings (mixed precision): the weights stay float32
+    assert loss.weight.dtype == torch.float32
     assert margin_loss().param_groups() == []  # unbound, or without lr: the optimizer's
 
 

@@ -88,4 +88,5 @@ class ClassMarginLoss(nn.Module):
                 indices_tuple: tuple[torch.Tensor, ...] | None = None, **_) -> torch.Tensor:
         if self.inner is None:
             raise RuntimeError("ClassMarginLoss.bind() must come first (the LightningModule's setup does it)")
-        return self.inner(embeddings, labels)
+        # in float32: pml casts W to the embeddings' dtype in place, and W must stay float32 under bf16 autocast
+        return self.inner(embeddings.float(), labels)
