@@ -61,9 +61,15 @@ def test_class_weights_are_checkpointed_restored_on_resume_and_never_exported(cf
     trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt), weights_only=True)
     torch.testing.assert_close(seen["W"], w, rtol=0, atol=0)
 
-    evaluated = load_model(str(ckpt), None)  # what facematch-eval, compare, the gallery and export load
-    tensors = evaluated.module.state_dict()
-    assert not any("loss" in k for k in tensors) and all(t.shape != w.shape for t in tensors.values())
+    import argparse
+
+    from facematch.cli import model_args
+
+    evaluated = load_model(str(ckpt), None)  # what facematch-eval and facematch-export load
+    served = model_args.load_model(argparse.Namespace(ckpt=str(ckpt), onnx=None))  # compare and the gallery
+    for model in (evaluated, served):
+        tensors = model.module.state_dict()
+        assert not any("loss" in k for k in tensors) and all(t.shape != w.shape for t in tensors.values())
     import onnx
     from onnx import numpy_helper
 
@@ -128,6 +134,9 @@ def test_every_new_row_is_trained_above_or_one_value_away_from_one_that_is(cfg_f
 
     for row, (base, changed) in VARIANTS.items():
         a, b = flat(row), flat(base)
+        for cfg in (a, b):  # each margin-softmax row uses its loss's documented margin (docs/losses.md)
+            assert cfg["margin"] == {"arcface": 0.5, "subcenter_arcface": 0.5, "cosface": 0.35}.get(cfg["loss_name"],
+                                                                                              cfg["margin"]), row
         differ = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
         loss_keys = {k for k in differ if k.startswith(("loss.", "model.loss.", "hydra."))}
         assert differ - loss_keys == set(changed), row  # the loss class and the sweep follow the changed values
