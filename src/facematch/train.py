@@ -62,7 +62,7 @@ def select_on_validation(cfg, trainer, model, initial: dict, initial_state: dict
     if initial_state is not None and start is not None and (
         best_score is None or (start > float(best_score) if cfg.monitor_mode == "max" else start < float(best_score))
     ):
-        model.load_state_dict(initial_state)
+        model.net.load_state_dict(initial_state)
         return "initial"
     if ckpt is not None and ckpt.best_model_path:
         import torch
@@ -92,7 +92,8 @@ def train(cfg: DictConfig) -> dict:
         model.net.head.set_center(datamodule.mean_backbone_feature(model.net.backbone))
     initial, initial_state = {}, None
     if cfg.get("validate_first"):  # the untrained (e.g. pretrained + identity head) model, for comparison
-        initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # the net's (a loss's class weights, built when fitting starts, are no part of the scored model)
+        initial_state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
         initial = {f"initial/{k}": float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}
         log.info("before training: %s", initial)
     log.info("fitting %s on %s", type(model).__name__, cfg.arch.name)

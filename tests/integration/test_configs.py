@@ -8,8 +8,11 @@ import pytest
 import torch
 from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
 
-from facematch.data.batches import PairBatches, PKBatches, TripletBatches
+from facematch.data.batches import ImageBatches, PairBatches, PKBatches, TripletBatches
 from facematch.losses.contrastive import ContrastiveLoss
+from facematch.losses.distill import CosineDistillLoss
+from facematch.losses.margin import ClassMarginLoss
+from facematch.losses.weighted import WeightedLosses
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.train import build, train
 from tests.helpers import FAST, config_options as options, run_cli
@@ -43,10 +46,12 @@ def test_every_experiment_instantiates(cfg_factory, experiment):
     cfg = offline(cfg_factory, experiment)
     model, dm = build(cfg)
     miner = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner}[cfg.miner_name]
-    fixed_rows = {"contrastive": PairBatches, "triplet": TripletBatches}[cfg.loss_name]
+    fixed_rows = {"contrastive": PairBatches, "triplet": TripletBatches}.get(cfg.loss_name, ImageBatches)
     assert type(model.miner) is miner and type(dm.batches) is (PKBatches if cfg.miner_name != "none" else fixed_rows)
-    assert type(model.loss) is {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss}[cfg.loss_name]
-    assert model.loss.margin == cfg.margin and model.net.backbone.spec.name == cfg.arch.name
+    loss = model.loss.terms["main"] if type(model.loss) is WeightedLosses else model.loss  # distill=term
+    assert type(loss) is {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss, "distill": CosineDistillLoss,
+                          }.get(cfg.loss_name, ClassMarginLoss)
+    assert getattr(loss, "margin", cfg.margin) == cfg.margin and model.net.backbone.spec.name == cfg.arch.name
     backbone = model.net.backbone
     assert model.net.head.centered == cfg.head.center and backbone.frozen == cfg.arch.freeze
     assert backbone.trainable_stages == (cfg.arch.unfreeze_last if cfg.arch.freeze else backbone.n_stages)

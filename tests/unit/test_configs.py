@@ -12,19 +12,26 @@ from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
 from pytorch_metric_learning.reducers import MeanReducer
 
 from facematch.config import instantiate_collection, instantiate_optional
-from facematch.data.batches import PairBatches, PKBatches, TripletBatches
+from facematch.data.batches import ImageBatches, PairBatches, PKBatches, TripletBatches
 from facematch.lit.module import SiameseModule
 from facematch.losses.contrastive import ContrastiveLoss
+from facematch.losses.distill import CosineDistillLoss
+from facematch.losses.margin import ClassMarginLoss
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.models.heads import LinearHead, MLPHead
 from facematch.models.net import EmbeddingNet
 from facematch.train import build
 from tests.helpers import config_options as options
 
+LOSSES = {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss, "arcface": ClassMarginLoss,
+          "cosface": ClassMarginLoss, "subcenter_arcface": ClassMarginLoss, "distill": CosineDistillLoss}
+BATCHES = {"contrastive": PairBatches, "triplet": TripletBatches}  # fixed rows; the other losses: ImageBatches
+
 
 def test_groups_have_the_expected_options():
     assert options("arch") == ["inception_resnet_v1", "mobilefacenet", "resnet50"]
-    assert options("loss") == ["contrastive", "triplet"]
+    assert options("loss") == ["arcface", "contrastive", "cosface", "distill", "subcenter_arcface", "triplet"]
+    assert options("distill") == ["_teacher", "none", "term"]
     assert options("miner") == ["batch_hard", "none", "semi_hard"]
     assert options("head") == ["linear", "mlp"]
     assert options("model") == ["siamese"]
@@ -43,9 +50,10 @@ def test_arch_x_loss_builds(cfg_factory, arch, loss):
     assert type(model) is SiameseModule and isinstance(model.net, EmbeddingNet)
     assert model.net.backbone.spec.name == arch and dm.spec == model.net.backbone.spec
     assert model.net.head.in_dim == model.net.backbone.spec.embedding_dim
-    assert type(model.loss) is {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss}[loss]
-    assert model.loss.margin == cfg.margin == 0.5 and model.miner is None
-    assert type(dm.batches) is {"contrastive": PairBatches, "triplet": TripletBatches}[loss]
+    assert type(model.loss) is LOSSES[loss] and model.miner is None
+    if loss != "distill":  # distillation has no margin; each loss config sets its own default
+        assert model.loss.margin == cfg.margin == {"cosface": 0.35}.get(loss, 0.5)
+    assert type(dm.batches) is BATCHES.get(loss, ImageBatches)
 
 
 def test_triplet_loss_is_pml_on_normalised_euclidean_distance_with_a_plain_mean(cfg_factory):
@@ -62,12 +70,12 @@ def test_miner_objects_and_the_batches_they_need(cfg_factory, loss, miner):
     expected = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner}[miner]
     assert type(model.miner) is expected and cfg.miner_name == miner and cfg.loss_name == loss
     if miner == "semi_hard":
-        assert model.miner.type_of_triplets == "semihard" and model.miner.margin == 0.3 == model.loss.margin
+        assert model.miner.type_of_triplets == "semihard" and model.miner.margin == 0.3 == getattr(model.loss, "margin", 0.3)
     if miner != "none":
         assert model.miner.distance.normalize_embeddings
         assert type(dm.batches) is PKBatches  # a miner needs P x K batches, whatever the loss
     else:
-        assert type(dm.batches) is {"contrastive": PairBatches, "triplet": TripletBatches}[loss]
+        assert type(dm.batches) is BATCHES.get(loss, ImageBatches)  # losses on labelled images: shuffled images
 
 
 @pytest.mark.parametrize("head,cls", [("linear", LinearHead), ("mlp", MLPHead)])

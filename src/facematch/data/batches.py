@@ -7,6 +7,8 @@
   random triplets redrawn every epoch (triplet loss without a miner).
 - :class:`PKBatches`: ``(x, label)`` in batches of P identities x K images (``data.pk``), for online
   miners.
+- :class:`ImageBatches`: ``(x, label)``, every training image (people with one photo too) shuffled, for
+  losses with class weights (ArcFace, CosFace) and distillation.
 """
 
 from __future__ import annotations
@@ -96,3 +98,31 @@ class PKBatches:
         sampler = PKBatchSampler(dataset.targets, p, k, batches=max(p * k, n) // (p * k * world), seed=seed,
                                  num_replicas=world, rank=rank)
         return make_loader(dataset, batch_sampler=sampler, batch_size=None)
+
+
+class ImageBatches(PKBatches):
+    """Shuffled labelled images, every training image of every person (one photo is enough); an epoch is
+    ``n`` images (``data.train_samples``; a new permutation each time the images run out)."""
+
+    def list_file(self, train_list: str | None, train_triplets: str | None) -> None:
+        if train_list or train_triplets:
+            raise FacematchError("this loss trains on labelled images drawn from the identity index, not on "
+                                 "data.train_list / data.train_triplets; drop the list, or use loss=contrastive | triplet")
+        return None
+
+    def train_set(self, index: IdentityIndex, rows: None, source, transform, labels: dict[str, int],
+                  n: int, seed: int) -> Dataset:
+        paths, targets = index.paths_and_labels()
+        return ImageDataset(paths, targets, source, transform)
+
+    def train_loader(self, dataset: ImageDataset, make_loader: Callable[..., DataLoader], batch_size: int,
+                     n: int, pk: dict, *, seed: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+        import torch
+        from torch.utils.data import DistributedSampler, RandomSampler
+
+        if world > 1:
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        else:
+            sampler = RandomSampler(dataset, num_samples=max(int(n), batch_size),
+                                    generator=torch.Generator().manual_seed(seed))
+        return make_loader(dataset, sampler=sampler, drop_last=True)

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from facematch.data import sampling
 from facematch.data.batches import PairBatches, PKBatches, RowBatches
 from facematch.data.datasets import ImageDataset, PairDataset, ResampledRows
+from facematch.data.distill import Teacher
 from facematch.data.features import FeatureStore, view_picker
 from facematch.data.identities import IdentityIndex, missing_root_error
 from facematch.data.pair_files import fold_identities, read_lfw_pairs, read_pair_list, read_pairs
@@ -67,6 +68,7 @@ class FaceDataModule(L.LightningDataModule):
         augment: Mapping[str, Any] | None = None,
         degrade: Mapping[str, Any] | None = None,
         features: Mapping[str, Any] | None = None,
+        teacher: Teacher | None = None,
     ):
         super().__init__()
         self.root = str(root) if is_url(root) else Path(root)  # a packed set may be an object-store URL
@@ -80,6 +82,7 @@ class FaceDataModule(L.LightningDataModule):
         self.pk = dict(pk or {"p": 16, "k": 4})
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.source = source_from_config(self.root, spec.template, preprocess, degrade=degrade)
+        self.preprocess, self.teacher = preprocess, teacher
         self.augment = dict(augment or {})
         self.features_cfg = dict(features or {"enabled": "auto", "views": 2})
         self.feature_store: FeatureStore | None = None
@@ -123,6 +126,8 @@ class FaceDataModule(L.LightningDataModule):
         )
         if self.feature_store is not None:
             self._compute_features()
+        if self.teacher is not None:  # distillation: each image with the teacher's embedding of its original crop
+            self.train_set = self.teacher.attach(self)
         self.stats.update(
             train_identities=len(train_idx.identities), train_images=train_idx.n_images,
             val_identities=len(val_people), val_pairs=len(val_rows),

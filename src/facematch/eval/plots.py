@@ -191,5 +191,6 @@ def learning_curves_plot(history: Sequence[dict], path: str | os.PathLike, title
     ax_loss.set_ylabel("loss")
     for ax in (ax_auc, ax_loss):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a loss without validation pairs (ArcFace) may have no curve yet
+            ax.legend(fontsize=8)
     return _save(fig, path)

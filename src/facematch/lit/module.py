@@ -42,7 +42,10 @@ def loss_inputs(batch, embed: Callable[[torch.Tensor], torch.Tensor]) -> LossInp
       ``(i, i, B + i)`` only keep rows apart (the people are not known).
     - labelled pairs ``(xa, xb, same, label_a, label_b)`` of B rows: pair i is rows ``(i, B + i)``, as
       pml's pair tuple ``(a1, p, a2, n)`` (positive pairs, then negative pairs); labels are identities.
+    - distillation ``Taught(x, labels, teacher)``: as P x K (the teacher's embeddings go to the loss apart).
     """
+    if hasattr(batch, "teacher"):
+        return embed(batch.x), batch.label, None
     if len(batch) == 2:
         x, labels = batch
         return embed(x), labels, None
@@ -84,6 +87,7 @@ class SiameseModule(L.LightningModule):
         self.run_config: dict | None = None  # the resolved Hydra config, saved into checkpoints
         # one image: Lightning's model summary measures sizes and FLOPs on it
         self.example_input_array = torch.zeros(1, 3, *net.spec.input_size)
+        self.resumed = False  # whether fit() restored a checkpoint (then a loss's class weights come from it)
 
     @property
     def backbone(self) -> Backbone:
@@ -110,7 +114,8 @@ class SiameseModule(L.LightningModule):
                 raise FacematchError(f"{type(self.miner).__name__} mines P x K batches, but the training batches are "
                                      "fixed pairs or triplets; pick the miner with miner=..., which sets data.batches")
             tuples = self.miner(embeddings, labels)
-        loss = self.loss(embeddings, labels, tuples)
+        teacher = {"teacher": batch.teacher} if hasattr(batch, "teacher") else {}  # distillation's targets
+        loss = self.loss(embeddings, labels, tuples, **teacher)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch[0].shape[0])
         active = getattr(self.loss, "active_fraction", None)  # losses with a hinge say how many triplets train
         fraction = active(embeddings, tuples) if active is not None else None
@@ -123,8 +128,9 @@ class SiameseModule(L.LightningModule):
         ea, eb = embeddings.chunk(2)
         cos = F.cosine_similarity(ea, eb)
         metrics.update(((cos + 1) / 2).clamp(0, 1), batch[2].long())
-        loss = self.loss(embeddings, labels, tuples)
-        self.log(f"{prefix}/loss", loss, on_epoch=True, batch_size=ea.shape[0], sync_dist=True)
+        if getattr(self.loss, "scores_pairs", True):  # class weights / a teacher know no validation person
+            loss = self.loss(embeddings, labels, tuples)
+            self.log(f"{prefix}/loss", loss, on_epoch=True, batch_size=ea.shape[0], sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
         self._pair_step(batch, self.val_metrics, "val")
@@ -140,10 +146,33 @@ class SiameseModule(L.LightningModule):
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
         self.test_metrics.reset()
 
+    # -- losses with class weights (losses/margin.py) ------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Before fitting (and before a resumed checkpoint is restored): a loss with class weights is sized
+        to the training classes."""
+        self.resumed = False
+        if stage != "fit" or not hasattr(self.loss, "bind"):
+            return
+        targets = getattr(getattr(self.trainer.datamodule, "train_set", None), "targets", None)
+        if targets is None:
+            raise FacematchError(f"{type(self.loss).__name__} learns one weight per training person from labelled "
+                                 "images: its loss config sets data.batches (not pairs or triplet rows)")
+        self.loss.bind(max(targets) + 1, self.net.head.dim)
+
+    def on_fit_start(self) -> None:
+        """Imprinting: unless resumed, class weights start at the class means under the starting weights."""
+        if hasattr(self.loss, "imprint_from") and not self.resumed:
+            from facematch.data.class_means import class_means
+
+            self.loss.imprint_from(lambda: class_means(self.trainer.datamodule, self.net),
+                                   pretrained=bool(getattr(self.net.backbone, "weights_path", None)))
+
     # -- optimisation -----------------------------------------------------------------------------------
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params=params)
+        own = getattr(self.loss, "param_groups", lambda: [])()  # class weights with their own learning rate
+        taken = {id(p) for g in own for p in g["params"]}
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in taken]
+        optimizer = self.optimizer_factory(params=[{"params": params}, *own] if own else params)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
@@ -164,6 +193,7 @@ class SiameseModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Resume checkpoints written before the module held its net as ``net`` (``backbone.*``, ``head.*``)."""
+        self.resumed = True
         state = checkpoint.get("state_dict") or {}
         if any(k.startswith(("backbone.", "head.")) for k in state):
             checkpoint["state_dict"] = {("net." + k if k.startswith(("backbone.", "head.")) else k): v
