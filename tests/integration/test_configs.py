@@ -10,6 +10,7 @@ from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
 
 from facematch.data.batches import PairBatches, PKBatches, TripletBatches
 from facematch.losses.contrastive import ContrastiveLoss
+from facematch.losses.top_k import TopKTripletMiner
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.train import build, train
 from tests.helpers import FAST, config_options as options, run_cli
@@ -42,9 +43,11 @@ def offline(cfg_factory, experiment: str, *overrides: str):
 def test_every_experiment_instantiates(cfg_factory, experiment):
     cfg = offline(cfg_factory, experiment)
     model, dm = build(cfg)
-    miner = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner}[cfg.miner_name]
+    miner = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner,
+             "top_k": TopKTripletMiner}[cfg.miner_name]
     fixed_rows = {"contrastive": PairBatches, "triplet": TripletBatches}[cfg.loss_name]
-    assert type(model.miner) is miner and type(dm.batches) is (PKBatches if cfg.miner_name != "none" else fixed_rows)
+    pk = cfg.miner_name in ("batch_hard", "semi_hard")  # top_k mines the batch's own random triplets
+    assert type(model.miner) is miner and type(dm.batches) is (PKBatches if pk else fixed_rows)
     assert type(model.loss) is {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss}[cfg.loss_name]
     assert model.loss.margin == cfg.margin and model.net.backbone.spec.name == cfg.arch.name
     backbone = model.net.backbone

@@ -4,16 +4,14 @@ embedding size. Weight files are always loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from facematch.errors import FacematchError, WeightsError
+from facematch.errors import FacematchError
+from facematch.models.weights import facenet_pretrained_file, load_state_dict_file, load_strict, torch_load_weights  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -141,99 +139,6 @@ class Backbone(nn.Module):
             if isinstance(m, nn.modules.batchnorm._BatchNorm) or isinstance(m, nn.Dropout):
                 m.eval()
         return self
-
-
-# ---------------------------------------------------------------------------------------------------
-# weight loading
-
-
-def torch_load_weights(p: Path, what: str, fix: str):
-    """``torch.load(p, weights_only=True)`` on CPU; any failure (pickle errors, truncated files, pickles
-    that are not weights) becomes one :class:`WeightsError` line: "cannot load <what> <file>: <cause>; <fix>"."""
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise WeightsError(f"cannot load {what} {p}: {first}; {fix}") from None
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a state dict (or a checkpoint holding one under a known key) with ``weights_only=True``."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise WeightsError(f"weights file not found: {p} (check arch.weights=PATH)")
-    obj = torch_load_weights(p, "weights from", "pass a PyTorch state-dict file")
-    for key in ("net_state_dict", "state_dict", "model_state_dict", "model"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"{p} holds no state dict of tensors; pass a PyTorch state-dict file")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def load_strict(net: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes=()) -> None:
-    state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes))}
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shape:
-        def few(keys):
-            return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
-
-        raise WeightsError(
-            f"{source} does not match {type(net).__name__}: {len(missing)} missing ({few(missing)}), "
-            f"{len(unexpected)} unexpected ({few(unexpected)}), {len(shape)} of wrong shape ({few(shape)}); "
-            "pass weights of this architecture"
-        )
-    net.load_state_dict(state, strict=True)
-
-
-FACENET_URLS = {
-    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
-    "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
-}
-
-
-def cached_download(url: str, what: str, fix: str, timeout_s: float = 20.0) -> Path:
-    """The file of ``url`` in torch's hub cache (``$TORCH_HOME/hub/checkpoints``, where torchvision and
-    facenet-pytorch cache theirs), downloading it (bounded by a timeout) when missing. Offline, one
-    :class:`WeightsError` line: "could not download <what> (<cause>); <fix>"."""
-    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-    if target.is_file():
-        return target
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout_s)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(target), progress=False)
-    except Exception as err:
-        raise WeightsError(f"could not download {what} ({type(err).__name__}); {fix}") from None
-    finally:
-        socket.setdefaulttimeout(old)
-    return target
-
-
-# The offline alternative every "no pretrained weights" message names (README's main command).
-OFFLINE_COMMAND = ("facematch-train arch=mobilefacenet arch.weights=$FACEMATCH_WEIGHTS_DIR/mobilefacenet_casia_068.ckpt "
-                   "arch.freeze=true loss=triplet data=lfw_aligned data.test_fold=0 trainer.max_epochs=1")
-
-
-def facenet_pretrained_file(name: str, timeout_s: float = 20.0) -> Path:
-    """The cached facenet-pytorch weights file, downloading it (bounded by a timeout) when missing.
-
-    Offline, this fails fast with one line naming ``arch.weights=FILE`` and the command that trains offline.
-    """
-    if name not in FACENET_URLS:
-        raise FacematchError(
-            f"arch.pretrained={name!r} is unknown; choose vggface2, casia-webface or null"
-        )
-    url = FACENET_URLS[name]
-    return cached_download(
-        url, f"the {name} Inception-ResNet-v1 weights",
-        f"fetch {url} on a machine with internet and pass arch.weights=FILE, or train offline with: {OFFLINE_COMMAND}",
-        timeout_s)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ as the FaceNet reproduction's head reads it (h = w = 7 at 224).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from torch import nn
 
 from facematch.errors import FacematchError
@@ -29,14 +32,16 @@ def feature_side(side: int) -> int:
 
 
 def imagenet_file(timeout_s: float = 20.0):
-    """torchvision's ImageNet ResNet-50 weights file (its URL, torch's hub cache; downloaded when missing)."""
+    """torchvision's ImageNet ResNet-50 weights file (its URL, ``$TORCH_HOME/hub/checkpoints``; downloaded
+    when missing)."""
     from torchvision.models import ResNet50_Weights
 
     url = ResNet50_Weights[IMAGENET_WEIGHTS].url
     return cached_download(
         url, "the ImageNet ResNet-50 weights for arch.pretrained=imagenet",
         f"arch.pretrained=imagenet needs internet once; else fetch {url} elsewhere and pass arch.weights=FILE "
-        f"(a torchvision resnet50 state dict), or train offline with: {OFFLINE_COMMAND}", timeout_s)
+        f"(a torchvision resnet50 state dict), or train offline with: {OFFLINE_COMMAND}",
+        Path(torch.hub.get_dir()) / "checkpoints", timeout_s)  # where torchvision caches it
 
 
 def resnet50_backbone(weights: str | None, pretrained: str | None, template: str = "arcface_112x112",
@@ -50,9 +55,9 @@ def resnet50_backbone(weights: str | None, pretrained: str | None, template: str
                              "(or pass a torchvision state dict with arch.weights=FILE)")
     path = weights or (imagenet_file() if pretrained else None)
     net = resnet50(weights=None)
+    net.fc = nn.Identity()  # before loading: the classifier's fc.* in the file are ignored
     if path:
         load_strict(net, load_state_dict_file(path), str(path), ignore_prefixes=("fc.",))
-    net.fc = nn.Identity()
     size = get_template(template).size
     if pool:
         last, dim = nn.Sequential(net.layer4[-1], net.avgpool, nn.Flatten(1)), 2048
