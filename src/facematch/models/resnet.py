@@ -16,8 +16,8 @@ from torch import nn
 
 from facematch.errors import FacematchError
 from facematch.faces.templates import get_template
-from facematch.models.backbones import (IMAGENET_NORM, OFFLINE_COMMAND, Backbone, BackboneSpec, cached_download,
-                                        load_state_dict_file, load_strict)
+from facematch.models.backbones import IMAGENET_NORM, Backbone, BackboneSpec
+from facematch.models.weights import OFFLINE_COMMAND, cached_download, load_state_dict_file, load_strict
 
 # torchvision's ResNet50_Weights.IMAGENET1K_V1: what ``resnet50(pretrained=True)`` loaded, as the original did.
 IMAGENET_WEIGHTS = "IMAGENET1K_V1"

@@ -1,0 +1,84 @@
+"""The FaceNet rows and the design command on real data: the closed-set split, one training step of
+seed2_facenet on the VGGFace2 samples, and the bare ``facematch-train loss=triplet optimizer=sgd`` (the first
+original project's frozen VGGFace2 Inception-ResNet-v1): its composed config, its one offline line, and a
+head-only step from a facenet-pytorch state dict on disk."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from facematch.data.pair_files import fold_identities, identity_of, read_lfw_pairs
+from facematch.losses.top_k import TopKTripletMiner
+from facematch.train import build, train
+from tests.helpers import FAST, error_line, run_cli
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_closed_set_split_is_by_image_among_the_people_with_most(cfg_factory):
+    cfg = cfg_factory("experiment=seed2_facenet_cpu", "arch.template=box_32x32", "data.top_identities=12")
+    _, dm = build(cfg)
+    dm.setup("fit")
+    (pool, pool_labels), (val, val_labels) = dm.template_sets()
+    people = {identity_of(p) for p in pool}
+    assert len(people) == 12 and {identity_of(p) for p in val} <= people and not set(pool) & set(val)
+    assert not people & fold_identities(read_lfw_pairs(cfg.data.pairs), 0)  # fold 0's people are the test
+    counts = {i: len(v) for i, v in dm._base_index().without(fold_identities(read_lfw_pairs(cfg.data.pairs), 0))
+              .images.items()}
+    assert min(counts[i] for i in people) >= max(c for i, c in counts.items() if i not in people)
+    label_of = {identity_of(p): y for p, y in zip(pool, pool_labels)}
+    assert len(set(label_of.values())) == 12 and all(label_of[identity_of(p)] == y for p, y in zip(val, val_labels))
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_seed2_facenet_trains_one_step_on_vggface2_samples(cfg_factory, data_dir):
+    """The VGGFace2 row as configured (ResNet-50 at 224 with the flattened 2048x7x7 map, radius-10 head,
+    top-k of random triplets, closed-set template accuracy), random weights in place of ImageNet's, on the
+    three sample people, with small batches."""
+    cfg = cfg_factory("experiment=seed2_facenet", "arch.pretrained=null", f"data.root={data_dir}/vggface2-samples/tight_crop",
+                      "data.batch_size=4", "miner.k=2", "data.train_samples=4", "data.batches.per_class=0",
+                      "data.val_pairs=4", "data.num_workers=0", "callbacks.template_accuracy.n_probes=4",
+                      "trainer.fast_dev_run=true", "logger=csv")
+    model, dm = build(cfg)
+    assert cfg.arch.name == "resnet50" and model.net.backbone.spec.input_size == (224, 224)
+    assert model.net.head.in_dim == 2048 * 7 * 7 and model.net.head.scale == 10.0
+    assert isinstance(model.miner, TopKTripletMiner) and cfg.loss.distance.normalize_embeddings is False
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss_step"]))
+    assert 0.0 <= metrics["val/template_rank_1"] <= metrics["val/template_rank_5"] <= 1.0
+
+
+def test_design_command_composes_to_the_first_original(cfg_factory):
+    cfg = cfg_factory("loss=triplet", "optimizer=sgd")
+    assert (cfg.arch.name, cfg.arch.pretrained, cfg.arch.freeze, cfg.arch.weights) == \
+        ("inception_resnet_v1", "vggface2", True, None)
+    assert cfg.loss_name == "triplet" and cfg.optimizer._target_ == "torch.optim.SGD"
+    assert cfg_factory("arch=inception_resnet_v1", out="random").arch.pretrained is None  # one override away
+
+
+def test_design_command_offline_is_one_line_before_any_work(tmp_path):
+    start = time.perf_counter()
+    r = run_cli(["-m", "facematch.train", "loss=triplet", "optimizer=sgd", f"hydra.run.dir={tmp_path}/run"],
+                env={"TORCH_HOME": str(tmp_path / "torch")}, timeout=120)
+    assert r.returncode != 0
+    line = error_line(r.stderr)
+    assert "arch.weights=FILE" in line and "facematch-train arch=mobilefacenet" in line
+    assert "lightning" not in r.stderr.lower() and time.perf_counter() - start < 60
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_design_command_trains_only_the_head_from_a_weights_file(cfg_factory, tmp_path):
+    from facenet_pytorch import InceptionResnetV1
+
+    torch.manual_seed(0)
+    weights = tmp_path / "20180402-114759-vggface2.pt"
+    torch.save(InceptionResnetV1(pretrained=None, classify=False).state_dict(), weights)
+    cfg = cfg_factory("loss=triplet", "optimizer=sgd", f"arch.weights={weights}", "data.features.enabled=false",
+                      "trainer.fast_dev_run=true", "logger=csv", *FAST)
+    model, _ = build(cfg)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("net.head.") for n in trainable)
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss_step"]))
