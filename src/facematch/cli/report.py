@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from facematch.cli.published import fmt_pct as _fmt_pct, published_figures as _published, published_markdown, template_means
 from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
 
@@ -102,10 +103,6 @@ def _load_run(metrics_path: Path) -> tuple[dict, dict] | None:
     return cfg, metrics
 
 
-def _fmt_pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
-
-
 def _fmt_time(s: float | None) -> str:
     if s is None:
         return "—"
@@ -135,6 +132,7 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
     if len(ident) == len(jobs):
         extra.update(rank_5=float(np.mean([i["rank_5"] for i in ident])),
                           knn_accuracy=float(np.mean([i["knn_accuracy"] for i in ident])))
+    extra.update(template_means([(m.get("identification") or {}).get("template") or {} for m in jobs]))
     losses = [(m.get("train_metrics") or {}).get("train/loss_epoch") for m in jobs]
     if all(v is not None for v in losses):
         extra["final_loss"] = float(np.mean(losses))
@@ -177,22 +175,6 @@ def collect(roots: list[Path]) -> list[dict]:
     return rows
 
 
-def _published(cfg: dict) -> dict | None:
-    """The published figures a row's config carries for its margin (``published.rows``, e.g. the second
-    original table in ``conf/experiment/scratch_resnet50.yaml``): ``{"source", "margin", figures...}``, an
-    empty figure set where nothing was published for this margin, None where the config has no table."""
-    table = cfg.get("published") or {}
-    if not table.get("rows"):
-        return None
-    margin = cfg.get("margin")
-    rows = table["rows"]
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("margin"), (int, float)) for r in rows):
-        raise FacematchError("published.rows in a run's config must be a list of {margin: <number>, <figure>: "
-                             "<fraction>, ...}; fix conf/experiment/<row>.yaml (see scratch_resnet50.yaml)")
-    match = next((r for r in rows if margin is not None and abs(float(r["margin"]) - float(margin)) < 1e-9), {})
-    return {**{k: v for k, v in match.items() if k != "margin"}, "source": table.get("source", "published")}
-
-
 def _identification(r: dict) -> str:
     """Rank-5 / kNN: per-fold rows measure among each fold's own people (mean over folds), an evaluation
     among all the people of its pairs file, a harder gallery, marked "(all)"."""
@@ -224,32 +206,6 @@ def markdown(rows: list[dict]) -> str:
     published = [r for r in rows if r.get("published") is not None]
     if published:
         lines += ["", published_markdown(published)]
-    return "\n".join(lines)
-
-
-PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
-                     ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
-
-
-def published_markdown(rows: list[dict]) -> str:
-    """Rows whose config carries published figures, each figure next to ours ("ours / published"). Ours
-    are over the folds the row ran (pair accuracy: the 10-fold protocol's mean over them; kNN and Rank-5:
-    among each fold's own people)."""
-    sources = sorted({r["published"]["source"] for r in rows})
-    head = ["exp", "arch", "margin", "folds"] + [f"{name} (ours / published)" for name, _, _ in PUBLISHED_COLUMNS]
-    lines = [f"Next to the published figures ({'; '.join(sources)}):", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def fmt(key: str, x) -> str:
-        if x is None:
-            return "—"
-        return f"{x:.4f}" if key == "final_loss" else _fmt_pct(x)
-
-    for r in sorted(rows, key=lambda r: (r["exp"], str(r["margin"]))):
-        pub = r["published"]
-        cells = [r["exp"], r["arch"], r["margin"], str(r.get("n_folds", "—"))]
-        cells += [f"{fmt(ours, r.get(ours))} / {fmt(ours, pub.get(theirs))}" for _, ours, theirs in PUBLISHED_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -11,8 +11,7 @@ full-resolution accuracy a model adapted to degraded photos keeps (``undegraded`
 
 Identification (Rank-1, Rank-5, kNN: :mod:`facematch.eval.identification`) is measured on the images of
 fold k's people only (a gallery/probe split of them), whom the model never saw; so is the FaceNet
-reproduction's nearest-template accuracy (:mod:`facematch.eval.nearest_template`, people with 3+ images,
-under ``identification.template``).
+reproduction's nearest-template accuracy (people with 3+ images, under ``identification.template``).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import numpy as np
 
 from facematch.data.pair_files import fold_identities, identity_of, read_pairs
 from facematch.eval.identification import identification_report
-from facematch.eval.nearest_template import template_report
 from facematch.eval.job import engine_settings, eval_source
 from facematch.eval.verification import Protocol, verify
 from facematch.models.loading import EvalModel
@@ -61,11 +59,6 @@ def _fold_identification(res, pairs, fold: int, seed: int) -> dict:
     keep = [i for i, p in enumerate(res.paths) if identity_of(p) in people]
     labels = np.array([identity_of(res.paths[i]) for i in keep])
     try:
-        out = identification_report(res.emb[keep], labels, seed=seed)
+        return identification_report(res.emb[keep], labels, seed=seed)
     except ValueError as err:  # no person of the fold has two images in the pairs file
         return {"skipped": str(err)}
-    try:  # the FaceNet reproduction's figure: nearest template, people with 3+ images
-        out["template"] = template_report(res.emb[keep], labels, seed=seed)
-    except ValueError as err:
-        out["template"] = {"skipped": str(err)}
-    return out
