@@ -160,3 +160,26 @@ def test_identification_report_carries_the_template_metric():
     res = identification_report(emb, labels, seed=3)["template"]
     assert res["n_templates"] == 3 and res["n_probes"] == 2000  # the people with 3+ images: a, b, d
     assert 0.0 <= res["template_rank_1"] <= res["template_rank_5"] == 1.0  # 3 templates: always in the top 5
+
+
+def test_module_trains_on_the_k_hardest_rows_of_a_triplet_batch():
+    """SiameseModule with the top-k miner on fixed triplets: scores the batch without gradient, then
+    embeds and trains on the k rows with the highest loss only (cached 2-D features: no backbone pass)."""
+    from facematch.lit.module import SiameseModule
+    from facematch.models.backbones import build_backbone
+    from facematch.models.net import EmbeddingNet
+
+    torch.manual_seed(1)
+    net = EmbeddingNet(build_backbone("mobilefacenet"), LinearHead(128, 8, init="random", scale=10.0))
+    loss = TripletMarginLoss(margin=1.7, distance=LpDistance(normalize_embeddings=False), reducer=MeanReducer())
+    seen = []
+    loss.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    miner = TopKTripletMiner(k=2, margin=1.7, distance=LpDistance(normalize_embeddings=False))
+    m = SiameseModule(net, loss, miner, optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+    m.log = lambda *a, **k: None
+    batch = tuple(torch.randn(5, 128) for _ in range(3))
+    got = m.training_step(batch, 0)
+    with torch.no_grad():
+        a, p, n = (net(x) for x in batch)
+        hinge = torch.relu((a - p).norm(dim=1) - (a - n).norm(dim=1) + 1.7)
+    assert seen == [6] and got.item() == pytest.approx(hinge.topk(2).values.mean().item(), rel=1e-5)
