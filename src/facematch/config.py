@@ -29,8 +29,7 @@ def train_precision(name: str = "auto") -> str:
 
 
 if not OmegaConf.has_resolver("train_precision"):
-    # omegaconf 2.4 renames register_new_resolver (deprecated there) to register_resolver; 2.3 has only the old name
-    getattr(OmegaConf, "register_resolver", OmegaConf.register_new_resolver)("train_precision", train_precision)
+    OmegaConf.register_new_resolver("train_precision", train_precision)  # omegaconf 2.3 (hydra-core 1.3 pins <2.4)
 
 
 def config_dir() -> str:

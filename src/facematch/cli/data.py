@@ -2,6 +2,7 @@
 caches against their source files (check-cache).
 
     facematch-data download lfw --dest DIR [--base-url URL] [--archive lfw.tgz] [--sha256 HEX]
+    facematch-data download mobilefacenet --dest DIR [--base-url URL]
     facematch-data prepare SRC [OUT] --template arcface_112x112 [--pairs FILE] [--workers N] [--cache-dir DIR]
     facematch-data verify ROOT --pairs FILE [--report FILE]
     facematch-data pack SRC OUT [--prealigned TEMPLATE] [--pairs FILE] [--part-size N] [--force]
@@ -38,7 +39,7 @@ from collections import Counter
 from facematch.errors import DataNotFoundError, FacematchError, cli_errors
 from facematch.utils.io import atomic_write_text
 
-from facematch.cli.download import LFW_ARCHIVES, LFW_BASE_URL, cmd_download
+from facematch.cli.download import LFW_ARCHIVES, LFW_BASE_URL, WEIGHTS, cmd_download
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  facematch-data download lfw --dest data/lfw\n"
+        "  facematch-data download mobilefacenet --dest weights\n"
         "  facematch-data prepare data/lfw/lfw-deepfunneled --template sphereface_112x96 "
         "--pairs data/lfw/pairs.txt\n"
         "  facematch-data prepare data/lfw/lfw-deepfunneled data/lfw-aligned --template arcface_112x112\n"
@@ -268,11 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,pack,verify,check-cache}")
 
-    d = sub.add_parser("download", help="fetch LFW and its pairs files (resumable, sha256-checked)",
-                       description="Fetch the LFW archive and pairs files, check sha256, extract safely.")
-    d.add_argument("dataset", choices=["lfw"], help="dataset to fetch")
-    d.add_argument("--dest", required=True, help="folder to download and extract into")
-    d.add_argument("--base-url", default=LFW_BASE_URL, help=f"where the files live (default {LFW_BASE_URL})")
+    d = sub.add_parser("download", help="fetch LFW and its pairs files, or pretrained weights (resumable, sha256-checked)",
+                       description="Fetch the LFW archive and pairs files (check sha256, extract safely), or a "
+                       "pretrained weights file (check its published sha256).")
+    d.add_argument("dataset", choices=["lfw", *WEIGHTS], help="what to fetch: lfw, or weights for arch.weights")
+    d.add_argument("--dest", required=True, help="folder to download (and extract) into")
+    d.add_argument("--base-url", default=None,
+                   help=f"where the files live (default: lfw {LFW_BASE_URL}; weights their published source)")
     d.add_argument("--archive", default=LFW_ARCHIVES[0], choices=LFW_ARCHIVES,
                    help="image archive: deep-funneled (default) or the original lfw.tgz")
     d.add_argument("--sha256", default=None, help="expected sha256 of the archive (its sum is printed anyway)")

@@ -105,6 +105,8 @@ class EmbeddingCache:
                         unstamped += len(paths)
                         continue
                     size, mtime = z["src_size"], z["src_mtime_ns"]
+            except FileNotFoundError:  # merged meanwhile by another process: its vectors are in the merged part
+                continue
             except Exception as err:  # a damaged part costs a re-embed, never a crash
                 log.warning("ignoring unreadable embedding cache part %s (%s)", part, err)
                 continue

@@ -59,7 +59,7 @@ def open_set_point_name(far: float) -> str:
 def open_set_split(labels: Sequence[str], paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(gallery, known probes, impostor probes)`` index arrays: the first image (by path) of every identity
     with two or more images is its gallery face and its other images are probes; every image of an identity
-    with one image is an impostor probe (LFW's open-set protocol; README, Gallery)."""
+    with one image is an impostor probe (LFW's open-set protocol; docs/tools.md)."""
     by_id: dict[str, list[int]] = {}
     for i in np.argsort(np.asarray(paths, dtype=object), kind="stable"):
         by_id.setdefault(labels[i], []).append(int(i))

@@ -14,13 +14,14 @@ Where it lives (:func:`find_calibration` looks in this order; the first whose fi
 3. ``$FACEMATCH_CALIBRATION_DIR/<sha256>.json`` (default ``.cache/facematch/calibrations``), where
    ``facematch-calibrate`` writes a bare weights file's calibration (``--out`` names another file);
 4. the calibrations shipped with facematch (``facematch/calibrations/<sha256>.json``), for the weights
-   the README measures.
+   docs/results.md measures.
 
 A calibration whose fingerprint is not the model's (the weights changed) is never used.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from facematch.errors import FacematchError, WeightsError
-from facematch.utils.io import atomic_write, atomic_write_text
+from facematch.utils.io import atomic_write_bytes, atomic_write_text, stamp_before_reading
 
 FORMAT = "facematch-calibration/1"
 SIDECAR_SUFFIX = ".calibration.json"
@@ -158,11 +159,17 @@ def write_into_checkpoint(path: str | os.PathLike, cal: Calibration) -> Path:
     from facematch.models.backbones import torch_load_weights
 
     p = Path(path).expanduser()
+    before = stamp_before_reading(p)
     ckpt = torch_load_weights(p, "checkpoint", "pass --ckpt PATH to a .ckpt file written by facematch-train")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("facematch"), dict):
         raise WeightsError(f"{p} is not a facematch-train checkpoint; calibrate a bare weights file with --weights")
     ckpt["facematch"]["calibration"] = cal.as_dict()
-    return atomic_write(p, lambda fh: torch.save(ckpt, fh))
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    if stamp_before_reading(p) != before:  # a training run saved it meanwhile: replacing it would lose that save
+        raise FacematchError(f"{p} was rewritten while its calibration was being added (is a training run saving "
+                             "it?); nothing was written: calibrate a copy, or again once nothing writes it")
+    return atomic_write_bytes(p, buf.getvalue())
 
 
 def write_sidecar(cal: Calibration, out: str | os.PathLike | None = None) -> Path:
