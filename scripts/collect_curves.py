@@ -1,13 +1,14 @@
-"""Learning curves and final figures of a training multirun, per job, into one JSON (and Markdown tables).
+"""Learning curves and final figures of a training multirun, per job, into one JSON.
 
 Reads every job folder of ``RUN`` (``<RUN>/<n>/``: ``.hydra/overrides.yaml``, ``learning_curves.json``,
-``train_metrics.json``) and writes ``--out``: per job the overrides that tell the jobs apart (e.g. the
-margin), its curve per epoch (training loss, active-triplet fraction, validation template accuracy and
-loss) and its final figures (last epoch, and the epoch the checkpoint kept), with the run's wall time and
-machine; the published figures the run's config carries (``published.rows``) for comparison. ``--markdown``
-prints the tables docs/facenet.md shows, rendered from that JSON alone.
+``train_metrics.json``) and writes ``--out``: ``final``, one row per job (its margin, the last epoch's
+training loss and active-triplet fraction, the validation template accuracy of the epoch the checkpoint
+kept, the wall time, and the published figures the run's config carries for that margin), and ``curves``,
+one row per job and epoch; the machine the run recorded. docs/facenet.md's tables render these lists
+(``<!-- table: ... -->`` markers, facematch.report.docs).
 
-    python scripts/collect_curves.py outputs/multiruns/train/<time> --out results/seed2_facenet_cpu.json --markdown
+    python scripts/collect_curves.py outputs/multiruns/train/<time> --out results/seed2_facenet_cpu.json \
+        --command "facematch-train -m experiment=seed2_facenet_cpu"
 """
 
 from __future__ import annotations
@@ -25,62 +26,46 @@ from facematch.utils.io import atomic_write_text
 CURVE_KEYS = {"train_loss": "train/loss_epoch", "active_fraction": "train/active_triplets",
               "val_template_rank_1": "val/template_rank_1", "val_template_rank_5": "val/template_rank_5",
               "val_loss": "val/loss"}
+PUBLISHED_KEYS = ("template_rank_1", "pair_accuracy", "template_rank_5", "final_loss")
 
 
-def job_result(job: Path, monitor: str) -> dict:
+def job_rows(job: Path, monitor: str, published: dict[float, dict]) -> tuple[dict, list[dict], dict | None]:
+    """One job: its final row (last epoch; the epoch the checkpoint kept, by ``monitor``; the published
+    figures for its margin), its curve rows (one per epoch) and the machine it recorded."""
     overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
-    curve = [{"epoch": r["epoch"], **{k: r.get(v) for k, v in CURVE_KEYS.items()}}
+    margin = float(overrides["margin"]) if "margin" in overrides else None
+    curve = [{"margin": margin, "epoch": r["epoch"], **{k: r.get(v) for k, v in CURVE_KEYS.items()}}
              for r in json.loads((job / "learning_curves.json").read_text()) if r["epoch"] >= 0]
     if not curve:
         raise FacematchError(f"{job}/learning_curves.json has no epoch yet; wait for the run's first epoch")
     trained = json.loads((job / "train_metrics.json").read_text()) if (job / "train_metrics.json").is_file() else {}
     key = "val_" + monitor.removeprefix("val/")
-    best = max(curve, key=lambda r: r[key] if r[key] is not None else -1.0)
-    return {"overrides": overrides, "curve": curve, "last": curve[-1], "kept": best,
-            "seconds": trained.get("seconds"), "machine": trained.get("machine"), "finished": bool(trained)}
+    kept = max(curve, key=lambda r: -1.0 if r[key] is None else r[key])
+    pub = published.get(margin, {})
+    final = {"margin": margin, "epochs": len(curve), "train_loss": curve[-1]["train_loss"],
+             "active_fraction": curve[-1]["active_fraction"], "kept_epoch": kept["epoch"],
+             "val_template_rank_1": kept["val_template_rank_1"], "val_template_rank_5": kept["val_template_rank_5"],
+             "minutes": trained["seconds"] / 60 if trained.get("seconds") else None,
+             **{f"published_{k}": pub.get(k) for k in PUBLISHED_KEYS}, "overrides": overrides}
+    return final, curve, trained.get("machine")
 
 
-def collect(run: Path) -> dict:
+def collect(run: Path, command: str) -> dict:
     jobs = sorted((p for p in run.iterdir() if (p / "learning_curves.json").is_file()), key=lambda p: int(p.name))
     if not jobs:
         raise FacematchError(f"no job folder with learning_curves.json under {run}")
     cfg = yaml.safe_load((jobs[0] / ".hydra" / "config.yaml").read_text())
-    return {"run": str(run), "exp_name": cfg.get("exp_name"), "monitor": cfg.get("monitor"),
-            "published": (cfg.get("published") or {}).get("rows", []),
-            "jobs": [job_result(j, cfg.get("monitor", "val/template_rank_1")) for j in jobs]}
-
-
-def _pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
-
-
-def _num(x) -> str:
-    return "—" if x is None else f"{x:.4f}"
-
-
-def markdown(result: dict) -> str:
-    """The final-figures table (one row per job, the published figures beside) and the curves table."""
-    pub = {float(r["margin"]): r for r in result["published"]}
-    lines = ["| margin | epochs | final train loss | active fraction (last epoch) | val template acc (kept epoch) "
-             "| val template Rank-5 (kept) | wall time | published template acc / Rank-5 (LFW) / loss (LFW) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for job in result["jobs"]:
-        margin = float(job["overrides"].get("margin", "nan"))
-        p = pub.get(margin, {})
-        published = (f"{_pct(p.get('template_rank_1'))} / {_pct(p.get('template_rank_5'))} / {_num(p.get('final_loss'))}"
-                     if p else "—")
-        wall = f"{job['seconds'] / 60:.1f} min" if job["seconds"] else "(running)"
-        lines.append(f"| {margin:g} | {len(job['curve'])} | {_num(job['last']['train_loss'])} | "
-                     f"{_num(job['last']['active_fraction'])} | {_pct(job['kept']['val_template_rank_1'])} (epoch "
-                     f"{job['kept']['epoch']}) | {_pct(job['kept']['val_template_rank_5'])} | {wall} | {published} |")
-    lines += ["", "| margin | epoch | train loss | active fraction | val template acc | val template Rank-5 | val loss |",
-              "|---|---|---|---|---|---|---|"]
-    for job in result["jobs"]:
-        for r in job["curve"]:
-            lines.append(f"| {float(job['overrides'].get('margin', 'nan')):g} | {r['epoch']} | {_num(r['train_loss'])} | "
-                         f"{_num(r['active_fraction'])} | {_pct(r['val_template_rank_1'])} | "
-                         f"{_pct(r['val_template_rank_5'])} | {_num(r['val_loss'])} |")
-    return "\n".join(lines)
+    table = cfg.get("published") or {}
+    published = {float(r["margin"]): r for r in table.get("rows", [])}
+    monitor = cfg.get("monitor", "val/template_rank_1")
+    out = {"kind": "learning-curves", "command": command, "run": str(run), "exp_name": cfg.get("exp_name"),
+           "monitor": monitor, "published_source": table.get("source"), "final": [], "curves": [], "machine": None}
+    for job in jobs:
+        final, curve, machine = job_rows(job, monitor, published)
+        out["final"].append(final)
+        out["curves"] += curve
+        out["machine"] = out["machine"] or machine
+    return out
 
 
 @cli_errors
@@ -88,12 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="a multirun folder (its job folders 0, 1, ...)")
     ap.add_argument("--out", type=Path, required=True, help="the JSON to write")
-    ap.add_argument("--markdown", action="store_true", help="also print the tables")
+    ap.add_argument("--command", default="", help="the command that made the run, kept in the JSON")
     args = ap.parse_args(argv)
-    result = collect(args.run)
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    if args.markdown:
-        print(markdown(result))
+    atomic_write_text(args.out, json.dumps(collect(args.run, args.command), indent=1) + "\n")
 
 
 if __name__ == "__main__":
