@@ -39,8 +39,9 @@ def test_seed2_facenet_trains_one_step_on_vggface2_samples(cfg_factory, data_dir
     top-k of random triplets, closed-set template accuracy), random weights in place of ImageNet's, on the
     three sample people, with small batches."""
     cfg = cfg_factory("experiment=seed2_facenet", "arch.pretrained=null", f"data.root={data_dir}/vggface2-samples/tight_crop",
-                      "data.batch_size=4", "miner.k=2", "data.train_samples=4", "data.batches.per_class=0",
+                      "data.batch_size=2", "miner.k=2", "data.train_samples=2", "data.batches.per_class=0",
                       "data.val_pairs=2", "data.num_workers=0", "callbacks.template_accuracy.n_probes=2",
+                      "callbacks.template_accuracy.per_class=2", "~callbacks.model_checkpoint",  # no 1.5 GB last.ckpt
                       "trainer.fast_dev_run=true", "logger=csv")
     assert (cfg.arch.name, cfg.arch.template, cfg.arch.pool, cfg.head.hidden, cfg.head.scale) == \
         ("resnet50", "box_224x224", False, 1024, 10.0)  # 2048 x 7 x 7 -> 1024 -> 128, radius 10
@@ -76,8 +77,8 @@ def test_design_command_trains_only_the_head_from_a_weights_file(cfg_factory, tm
     weights = tmp_path / "20180402-114759-vggface2.pt"
     torch.save(InceptionResnetV1(pretrained=None, classify=False).state_dict(), weights)
     cfg = cfg_factory("loss=triplet", "optimizer=sgd", f"arch.weights={weights}", "data.features.enabled=false",
-                      "trainer.fast_dev_run=true", "logger=csv", *FAST, "data.train_samples=4", "data.batch_size=4",
-                      "data.val_pairs=4")
+                      "trainer.fast_dev_run=true", "logger=csv", "~callbacks.model_checkpoint", *FAST,
+                      "data.train_samples=4", "data.batch_size=4", "data.val_pairs=4")
     model, _ = build(cfg)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("net.head.") for n in trainable)
