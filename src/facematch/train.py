@@ -77,6 +77,9 @@ def train(cfg: DictConfig) -> dict:
     check_config(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FacematchError(f"checkpoint not found: {cfg.ckpt_path} (ckpt_path=PATH to a .ckpt file, e.g. .../checkpoints/last.ckpt)")
+    from facematch.models.weights import fetch_pretrained
+
+    fetch_pretrained(**to_container(cfg.arch))  # offline without arch.weights: one line now, before any work
     import lightning as L
     import torch
 

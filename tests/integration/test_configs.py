@@ -12,6 +12,7 @@ from facematch.data.batches import ImageBatches, PairBatches, PKBatches, Triplet
 from facematch.losses.contrastive import ContrastiveLoss
 from facematch.losses.distill import CosineDistillLoss
 from facematch.losses.margin import ClassMarginLoss
+from facematch.losses.top_k import TopKTripletMiner
 from facematch.losses.weighted import WeightedLosses
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.train import build, train
@@ -45,9 +46,11 @@ def offline(cfg_factory, experiment: str, *overrides: str):
 def test_every_experiment_instantiates(cfg_factory, experiment):
     cfg = offline(cfg_factory, experiment)
     model, dm = build(cfg)
-    miner = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner}[cfg.miner_name]
+    miner = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner,
+             "top_k": TopKTripletMiner}[cfg.miner_name]
     fixed_rows = {"contrastive": PairBatches, "triplet": TripletBatches}.get(cfg.loss_name, ImageBatches)
-    assert type(model.miner) is miner and type(dm.batches) is (PKBatches if cfg.miner_name != "none" else fixed_rows)
+    pk = cfg.miner_name in ("batch_hard", "semi_hard")  # top_k mines the batch's own random triplets
+    assert type(model.miner) is miner and type(dm.batches) is (PKBatches if pk else fixed_rows)
     loss = model.loss.terms["main"] if type(model.loss) is WeightedLosses else model.loss  # distill=term
     assert type(loss) is {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss, "distill": CosineDistillLoss,
                           }.get(cfg.loss_name, ClassMarginLoss)

@@ -17,6 +17,7 @@ from facematch.lit.module import SiameseModule
 from facematch.losses.contrastive import ContrastiveLoss
 from facematch.losses.distill import CosineDistillLoss
 from facematch.losses.margin import ClassMarginLoss
+from facematch.losses.top_k import TopKTripletMiner
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.models.heads import LinearHead, MLPHead
 from facematch.models.net import EmbeddingNet
@@ -29,11 +30,12 @@ BATCHES = {"contrastive": PairBatches, "triplet": TripletBatches}  # fixed rows;
 
 
 def test_groups_have_the_expected_options():
-    assert options("arch") == ["inception_resnet_v1", "mobilefacenet", "resnet50"]
+    assert options("arch") == ["inception_resnet_v1", "inception_resnet_v1_vggface2", "mobilefacenet", "resnet50",
+                               "resnet50_imagenet"]
     assert options("loss") == ["arcface", "contrastive", "cosface", "distill", "subcenter_arcface", "triplet"]
     assert options("distill") == ["_teacher", "none", "term"]
-    assert options("miner") == ["batch_hard", "none", "semi_hard"]
-    assert options("head") == ["linear", "mlp"]
+    assert options("miner") == ["batch_hard", "none", "semi_hard", "top_k"]
+    assert options("head") == ["facenet", "linear", "mlp"]
     assert options("model") == ["siamese"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "reduce_on_plateau", "step"]
@@ -45,10 +47,10 @@ def test_groups_have_the_expected_options():
 @pytest.mark.parametrize("arch", options("arch"))
 @pytest.mark.parametrize("loss", options("loss"))
 def test_arch_x_loss_builds(cfg_factory, arch, loss):
-    cfg = cfg_factory(f"arch={arch}", f"loss={loss}")
+    cfg = cfg_factory(f"arch={arch}", f"loss={loss}", "arch.pretrained=null", "head.dim=128")  # offline
     model, dm = build(cfg)
     assert type(model) is SiameseModule and isinstance(model.net, EmbeddingNet)
-    assert model.net.backbone.spec.name == arch and dm.spec == model.net.backbone.spec
+    assert model.net.backbone.spec.name == cfg.arch.name and dm.spec == model.net.backbone.spec
     assert model.net.head.in_dim == model.net.backbone.spec.embedding_dim
     assert type(model.loss) is LOSSES[loss] and model.miner is None
     if loss != "distill":  # distillation has no margin; each loss config sets its own default
@@ -67,22 +69,28 @@ def test_triplet_loss_is_pml_on_normalised_euclidean_distance_with_a_plain_mean(
 def test_miner_objects_and_the_batches_they_need(cfg_factory, loss, miner):
     cfg = cfg_factory("arch=mobilefacenet", f"loss={loss}", f"miner={miner}", "margin=0.3")
     model, dm = build(cfg)
-    expected = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner}[miner]
+    expected = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner,
+                "top_k": TopKTripletMiner}[miner]
     assert type(model.miner) is expected and cfg.miner_name == miner and cfg.loss_name == loss
+    if miner in ("semi_hard", "top_k"):
+        assert model.miner.margin == 0.3 == getattr(model.loss, "margin", 0.3)  # distillation has no margin
     if miner == "semi_hard":
-        assert model.miner.type_of_triplets == "semihard" and model.miner.margin == 0.3 == getattr(model.loss, "margin", 0.3)
-    if miner != "none":
+        assert model.miner.type_of_triplets == "semihard"
+    if miner == "top_k":  # the k highest-loss of the batch's own random triplets
+        assert model.miner.distance.normalize_embeddings and type(dm.batches) is TripletBatches
+    elif miner != "none":
         assert model.miner.distance.normalize_embeddings
         assert type(dm.batches) is PKBatches  # a miner needs P x K batches, whatever the loss
     else:
         assert type(dm.batches) is BATCHES.get(loss, ImageBatches)  # losses on labelled images: shuffled images
 
 
-@pytest.mark.parametrize("head,cls", [("linear", LinearHead), ("mlp", MLPHead)])
+@pytest.mark.parametrize("head,cls", [("linear", LinearHead), ("mlp", MLPHead), ("facenet", MLPHead)])
 def test_head_options_are_built_for_the_backbone(cfg_factory, head, cls):
     model, _ = build(cfg_factory("arch=resnet50", f"head={head}"))
     assert type(model.net.head) is cls and model.net.head.in_dim == 2048
-    assert model.net.head.dim == {"linear": 2048, "mlp": 128}[head]
+    assert model.net.head.dim == {"linear": 2048, "mlp": 128, "facenet": 128}[head]
+    assert model.net.head.scale == {"linear": 1.0, "mlp": 1.0, "facenet": 10.0}[head]
 
 
 def test_command_line_groups_reach_the_nested_model(cfg_factory):

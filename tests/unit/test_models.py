@@ -70,7 +70,7 @@ def test_pretrained_offline_fails_fast_with_instructions(monkeypatch, tmp_path):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(bb.torch.hub, "download_url_to_file", offline)
-    with pytest.raises(WeightsError, match="arch.weights=PATH"):
+    with pytest.raises(WeightsError, match="arch.weights=FILE"):
         build_backbone("inception_resnet_v1", pretrained="vggface2")
 
 

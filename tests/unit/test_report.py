@@ -121,3 +121,24 @@ def test_a_malformed_published_table_is_one_clear_error(tmp_path):
     cfg_path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(Exception, match="published.rows"):
         collect([tmp_path])
+
+
+def test_facenet_rows_print_template_accuracy_beside_the_published_figures(tmp_path):
+    published = {"source": "FaceNet", "rows": [{"margin": 1.7, "template_rank_1": 0.755, "pair_accuracy": 0.8823,
+                                                "template_rank_5": 0.579, "final_loss": 0.1013}]}
+    for fold in (0, 1):
+        path = tmp_path / "facenet" / str(fold)
+        _train_fold_run(path, fold, "triplet", "top_k")
+        cfg = yaml.safe_load((path / ".hydra" / "config.yaml").read_text())
+        cfg.update(margin=1.7, published=published, exp_name="seed2_facenet")
+        (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        metrics = json.loads((path / "metrics.json").read_text())
+        metrics.update(identification={"rank_5": 0.5, "knn_accuracy": 0.4,
+                                       "template": {"template_rank_1": 0.2 + fold / 10, "template_rank_5": 0.6}},
+                       train_metrics={"train/loss_epoch": 0.5})
+        (path / "metrics.json").write_text(json.dumps(metrics))
+    (row,) = collect([tmp_path])
+    assert row["template_rank_1"] == pytest.approx(0.25) and row["template_rank_5"] == pytest.approx(0.6)
+    side = markdown([row]).split("Next to the published figures (FaceNet):")[1]
+    assert "template acc (ours / published) | template Rank-5 (ours / published) |" in side
+    assert "| 99.00 / 88.23 | 40.00 / — | 50.00 / — | 0.5000 / 0.1013 | 25.00 / 75.50 | 60.00 / 57.90 |" in side

@@ -104,6 +104,15 @@ def _load_run(metrics_path: Path) -> tuple[dict, dict] | None:
     return cfg, metrics
 
 
+def template_means(templates: list[dict]) -> dict:
+    """The FaceNet rows' nearest-template Rank-1 / Rank-5, each averaged over the folds, when every fold has
+    them (no half-made means)."""
+    keys = ("template_rank_1", "template_rank_5")
+    if not templates or not all(all(k in t for k in keys) for t in templates):
+        return {}
+    return {k: float(np.mean([t[k] for t in templates])) for k in keys}
+
+
 def combine_folds(jobs: list[dict], threshold: float) -> dict:
     """One row from per-fold jobs: fold accuracies, pooled fold scores for the global metrics."""
     jobs = sorted(jobs, key=lambda m: m["fold"])
@@ -127,6 +136,7 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
     if len(ident) == len(jobs):
         extra.update(rank_5=float(np.mean([i["rank_5"] for i in ident])),
                           knn_accuracy=float(np.mean([i["knn_accuracy"] for i in ident])))
+    extra.update(template_means([(m.get("identification") or {}).get("template") or {} for m in jobs]))
     losses = [(m.get("train_metrics") or {}).get("train/loss_epoch") for m in jobs]
     if all(v is not None for v in losses):
         extra["final_loss"] = float(np.mean(losses))

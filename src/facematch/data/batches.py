@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from torch.utils.data import DataLoader, Dataset
@@ -64,9 +65,14 @@ class PairBatches(RowBatches):
 
 
 class TripletBatches(RowBatches):
+    """``per_class``: each epoch's draw starts with that many triplets per person as the anchor's
+    (:func:`~facematch.data.sampling.sample_triplets`)."""
+
     dataset = TripletDataset
-    draw = staticmethod(sample_triplets)
     read_rows = staticmethod(read_triplet_list)
+
+    def __init__(self, per_class: int = 0):
+        self.draw = functools.partial(sample_triplets, per_class=int(per_class))
 
     def list_file(self, train_list, train_triplets):
         return train_triplets

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 
 class FaceDataModule(L.LightningDataModule):
+    closed_set = False  # validation people also train (facematch.data.closed_set); else they are held out
+
     def __init__(
         self,
         root: str,
@@ -112,14 +114,13 @@ class FaceDataModule(L.LightningDataModule):
             test_labels = {ident: i for i, ident in enumerate(sorted(sampling.row_identities(test_rows)))}
             self.test_set = PairDataset(test_rows, source, transform(False), test_labels)
             index = index.without(test_people)
-        index = index.with_min_images(self.min_images).sample_identities(self.max_identities, self.seed)
-
+        index = self._people(index)
         train_idx, val_idx = self._split(index)
         labels = index.label_map()
         val_rows = self._val_rows(index, val_idx)
         val_people = sampling.row_identities(val_rows)
         self.val_set = PairDataset(val_rows, source, transform(False), labels)
-        held_out = val_people | test_people
+        held_out = test_people if self.closed_set else val_people | test_people
         self.train_set = self.batches.train_set(
             train_idx.without(held_out), self._listed_train_rows(index, held_out, full_index), train_source,
             transform(True), labels, self.train_samples, self.seed,
@@ -153,6 +154,10 @@ class FaceDataModule(L.LightningDataModule):
             index = IdentityIndex.from_folder(self.root)
         self.stats["dropped_images"] = {k: len(v) for k, v in index.dropped.items()}
         return index
+
+    def _people(self, index: IdentityIndex) -> IdentityIndex:
+        """The people training and validation draw from (the held-out fold's already removed)."""
+        return index.with_min_images(self.min_images).sample_identities(self.max_identities, self.seed)
 
     def _split(self, index: IdentityIndex) -> tuple[IdentityIndex, IdentityIndex]:
         if self.val_list:

@@ -48,17 +48,25 @@ def sample_pairs(index: IdentityIndex, n: int, rng: random.Random) -> list[Pair]
     return out
 
 
-def sample_triplets(index: IdentityIndex, n: int, rng: random.Random) -> list[Triplet]:
-    """``n`` random triplets: anchor and positive distinct images of one person, negative another person."""
+def sample_triplets(index: IdentityIndex, n: int, rng: random.Random, per_class: int = 0) -> list[Triplet]:
+    """``n`` random triplets: anchor and positive distinct images of one person, negative another person.
+
+    ``per_class``: first ``per_class`` triplets with each person (of two or more images) as the anchor's,
+    then ``n`` minus those drawn as usual (none when they already reach ``n``), all shuffled: how the FaceNet
+    reproduction drew its epochs (``Code/DataLoader.py``), so that every person trains in every epoch.
+    """
     multi, ids = _multi(index), index.identities
+    fixed = per_class * len(multi)
     out = []
-    for _ in range(n):
-        ident = rng.choice(multi)
+    for k in range(max(n, fixed)):
+        ident = multi[k // per_class] if k < fixed else rng.choice(multi)
         a, p = rng.sample(index.images[ident], 2)
         other = rng.choice(ids)
         while other == ident:
             other = rng.choice(ids)
         out.append(Triplet(a, p, rng.choice(index.images[other])))
+    if per_class:
+        rng.shuffle(out)
     return out
 
 

@@ -2,7 +2,8 @@
 
 A Lightning callback (``callbacks.learning_curves``): after each validation epoch it records the epoch's
 ``val/auc``, ``val/loss``, ``train/loss_epoch`` and, for a hinge loss on given triplets,
-``train/active_triplets`` (the fraction whose hinge is open) (the model before training too, with ``validate_first``,
+``train/active_triplets`` (the fraction whose hinge is open), with ``callbacks.template_accuracy``
+``val/template_rank_1`` / ``_5`` (the model before training too, with ``validate_first``,
 as epoch -1), and rewrites ``learning_curves.json`` and ``learning_curves.png`` in the run folder, so a
 stopped run keeps its curves. TensorBoard gets the same values from the module's own logging.
 """
@@ -16,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 
 from facematch.utils.io import atomic_write_text
 
-KEYS = ("val/auc", "val/loss", "train/loss_epoch", "train/active_triplets")
+KEYS = ("val/auc", "val/loss", "train/loss_epoch", "train/active_triplets", "val/template_rank_1", "val/template_rank_5")
 
 
 class LearningCurves(Callback):

@@ -134,6 +134,7 @@ def _evaluate(cfg: DictConfig) -> dict:
     device, precision = resolve(engine.get("device"), engine.get("precision"))
     metrics: dict[str, Any] = dict(res.report)
     metrics.update({k: ident[k] for k in ("rank_1", "rank_5", "knn_accuracy") if k in ident})
+    metrics.update({k: v for k, v in (ident.get("template") or {}).items() if k.startswith("template_rank_")})
     metrics.update({
         "identification": ident,
         "n_images": len(paths),
@@ -280,6 +281,10 @@ def summary_table(m: dict, out_dir: Path) -> str:
     if "rank_1" in ident:
         lines.append(f"  Rank-1 / Rank-5 / kNN {pct(ident['rank_1'])} / {pct(ident['rank_5'])} / {pct(ident['knn_accuracy'])}"
                      f"  ({ident['n_probes']} probes, {ident['n_gallery_identities']} identities)")
+    template = ident.get("template") or {}
+    if "template_rank_1" in template:
+        lines.append(f"  template Rank-1 / 5  {pct(template['template_rank_1'])} / {pct(template['template_rank_5'])}"
+                     f"  (nearest of {template['n_templates']} templates, {template['n_probes']} probes)")
     emb_s = (m.get("timings") or {}).get("embed_s") or 0.0
     lines += [
         f"  embeddings           {m['n_images']} in {emb_s:.1f} s ({cache})",

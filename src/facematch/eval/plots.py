@@ -177,9 +177,11 @@ def learning_curves_plot(history: Sequence[dict], path: str | os.PathLike, title
 
     x, y = series("val/auc")
     ax_auc.plot(x, y, "o-", lw=1.5, ms=4, label="validation AUC")
-    x, y = series("train/active_triplets")  # triplet losses: the fraction of mined triplets that still train
-    if x:
-        ax_auc.plot(x, y, "s--", lw=1.0, ms=3, label="active triplets (fraction)")
+    for key, label, style in (("train/active_triplets", "active triplets (fraction)", "s--"),
+                              ("val/template_rank_1", "template accuracy (val)", "^-")):
+        x, y = series(key)  # triplet losses: the fraction that still trains; the FaceNet rows' accuracy
+        if x:
+            ax_auc.plot(x, y, style, lw=1.0, ms=3, label=label)
     ax_auc.set_xlabel("epoch (-1: before training)")
     ax_auc.set_ylabel("ROC AUC / fraction")
     ax_auc.set_title(title)

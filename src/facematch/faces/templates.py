@@ -7,6 +7,7 @@ second being the first with 8 columns cut from each side (x - 8).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,12 +56,17 @@ TEMPLATES: dict[str, Template] = {
 
 
 def get_template(name: str) -> Template:
-    try:
+    """A named template; ``box_<H>x<W>`` is a box-based crop of H x W pixels (a loose face crop resized, as
+    ImageNet-style backbones read VGGFace2's crops), for any size."""
+    if name in TEMPLATES:
         return TEMPLATES[name]
-    except KeyError:
-        raise FacematchError(
-            f"unknown alignment template '{name}'; choose one of: {', '.join(sorted(TEMPLATES))}"
-        ) from None
+    box = re.fullmatch(r"box_(\d+)x(\d+)", name)
+    if box and min(int(box[1]), int(box[2])) >= 32:
+        return Template(name, (int(box[1]), int(box[2])), None)
+    raise FacematchError(
+        f"unknown alignment template '{name}'; choose one of: {', '.join(sorted(TEMPLATES))}, "
+        "or box_<H>x<W> (a loose crop of at least 32 x 32)"
+    )
 
 
 def crop_between(image: np.ndarray, src: str, dst: str) -> np.ndarray | None:

@@ -108,12 +108,15 @@ class SiameseModule(L.LightningModule):
             dm.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
+        miner = self.miner
+        if miner is not None and len(batch) == 3 and hasattr(miner, "select"):  # a miner of fixed triplets
+            batch, miner = self._hardest_rows(batch), None
         embeddings, labels, tuples = loss_inputs(batch, self)
-        if self.miner is not None:
+        if miner is not None:
             if tuples is not None:  # fixed rows carry no identities to mine from
                 raise FacematchError(f"{type(self.miner).__name__} mines P x K batches, but the training batches are "
                                      "fixed pairs or triplets; pick the miner with miner=..., which sets data.batches")
-            tuples = self.miner(embeddings, labels)
+            tuples = miner(embeddings, labels)
         teacher = {"teacher": batch.teacher} if hasattr(batch, "teacher") else {}  # distillation's targets
         loss = self.loss(embeddings, labels, tuples, **teacher)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch[0].shape[0])
@@ -122,6 +125,18 @@ class SiameseModule(L.LightningModule):
         if fraction is not None:
             self.log("train/active_triplets", fraction, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
         return loss
+
+    @torch.no_grad()
+    def _hardest_rows(self, batch):
+        """The rows of a fixed-triplet batch that the miner's :meth:`select` keeps, scored without gradient
+        and with the net in eval mode (BatchNorm on its running statistics), as the FaceNet reproduction
+        chose them; only these rows are embedded again, with gradient, for the step."""
+        was_training = self.net.training
+        self.net.eval()
+        embeddings, _, tuples = loss_inputs(batch, self)
+        self.net.train(was_training)
+        rows = self.miner.select(embeddings, tuples)[0]  # anchor i is row i of the batch
+        return tuple(x[rows] for x in batch)
 
     def _pair_step(self, batch, metrics: MetricCollection, prefix: str):
         embeddings, labels, tuples = loss_inputs(batch, self)

@@ -4,17 +4,14 @@ embedding size. Weight files are always loaded with ``weights_only=True`` (:mod:
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from facematch.errors import FacematchError, WeightsError
-from facematch.models.weights import load_state_dict_file, load_strict
+from facematch.errors import FacematchError
+from facematch.models.weights import facenet_pretrained_file, load_state_dict_file, load_strict
 
 
 @dataclass(frozen=True)
@@ -144,41 +141,6 @@ class Backbone(nn.Module):
         return self
 
 
-FACENET_URLS = {
-    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
-    "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
-}
-
-
-def facenet_pretrained_file(name: str, timeout_s: float = 20.0) -> Path:
-    """The cached facenet-pytorch weights file, downloading it (bounded by a timeout) when missing.
-
-    Looks where facenet-pytorch itself caches (``$TORCH_HOME/checkpoints``). Offline, this fails fast with
-    a message telling the user to fetch the file elsewhere and pass ``arch.weights=PATH``.
-    """
-    if name not in FACENET_URLS:
-        raise FacematchError(
-            f"arch.pretrained={name!r} is unknown; choose vggface2, casia-webface or null"
-        )
-    url = FACENET_URLS[name]
-    target = Path(torch.hub.get_dir()).parent / "checkpoints" / os.path.basename(url)
-    if target.is_file():
-        return target
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout_s)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(target), progress=False)
-    except Exception as err:
-        raise WeightsError(
-            f"could not download the {name} Inception-ResNet-v1 weights ({type(err).__name__}); "
-            f"fetch {url} on a machine with internet and pass arch.weights=PATH"
-        ) from None
-    finally:
-        socket.setdefaulttimeout(old)
-    return target
-
-
 # ---------------------------------------------------------------------------------------------------
 # the three backbones
 
@@ -216,22 +178,10 @@ def _inception_resnet_v1(weights: str | None, pretrained: str | None) -> Backbon
     return Backbone(spec, net, stages)
 
 
-def _resnet50(weights: str | None, pretrained: str | None) -> Backbone:
-    from torchvision.models import resnet50
+def _resnet50(weights: str | None, pretrained: str | None, **options) -> Backbone:
+    from facematch.models.resnet import resnet50_backbone
 
-    if pretrained:
-        raise FacematchError(
-            "arch.pretrained is not downloadable for resnet50 offline; pass a local torchvision "
-            "state dict with arch.weights=PATH"
-        )
-    net = resnet50(weights=None)
-    if weights:
-        load_strict(net, load_state_dict_file(weights), str(weights), ignore_prefixes=("fc.",))
-    net.fc = nn.Identity()
-    stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), *net.layer1, *net.layer2, *net.layer3,
-              *net.layer4[:-1], nn.Sequential(net.layer4[-1], net.avgpool, nn.Flatten(1))]
-    spec = BackboneSpec("resnet50", (112, 112), "arcface_112x112", embedding_dim=2048, **IMAGENET_NORM)
-    return Backbone(spec, net, stages)
+    return resnet50_backbone(weights, pretrained, **options)
 
 
 def _mobilefacenet(weights: str | None, pretrained: str | None) -> Backbone:
@@ -249,7 +199,7 @@ def _mobilefacenet(weights: str | None, pretrained: str | None) -> Backbone:
     return Backbone(spec, net, net.stages())
 
 
-BACKBONES: dict[str, Callable[[str | None, str | None], Backbone]] = {
+BACKBONES: dict[str, Callable[..., Backbone]] = {
     "inception_resnet_v1": _inception_resnet_v1,
     "resnet50": _resnet50,
     "mobilefacenet": _mobilefacenet,
@@ -262,15 +212,23 @@ def build_backbone(
     pretrained: str | None = None,
     freeze: bool = False,
     unfreeze_last: int = 0,
+    **options,
 ) -> Backbone:
     """Build backbone ``name``.
 
-    ``weights``: a local state-dict file; ``pretrained``: a named download (facenet-pytorch);
-    ``freeze``: train only what sits on top (the embedding head), except the last ``unfreeze_last`` stages.
+    ``weights``: a local state-dict file; ``pretrained``: a named download (facenet-pytorch, torchvision);
+    ``freeze``: train only what sits on top (the embedding head), except the last ``unfreeze_last`` stages;
+    ``options``: what one backbone's own config adds (resnet50: ``template``, ``pool``).
     """
     if name not in BACKBONES:
         raise FacematchError(f"unknown backbone '{name}'; choose one of: {', '.join(BACKBONES)}")
-    backbone = BACKBONES[name](weights or None, pretrained or None)
+    try:
+        backbone = BACKBONES[name](weights or None, pretrained or None, **options)
+    except TypeError as err:
+        if options and "unexpected keyword" in str(err):
+            raise FacematchError(f"arch.{next(iter(options))} is not an option of {name}; "
+                                 f"its options are in conf/arch/{name}.yaml") from None
+        raise
     backbone.weights_path = str(weights) if weights else None
     if freeze:
         backbone.freeze(int(unfreeze_last))

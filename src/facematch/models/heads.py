@@ -18,10 +18,19 @@ class EmbeddingHead(nn.Module):
     from the training images' backbone features before fitting, saved with the weights) before the
     projection: the same centring the LFW protocol applies at evaluation, so the head is trained in the
     geometry it is scored in.
+
+    ``scale`` (alpha) multiplies the L2-normalised embedding: distances then lie in [0, 2 * scale], so a
+    triplet margin is measured against that range (FaceNet-style rows use 10). It is part of the head
+    config the checkpoint keeps, so everything that rebuilds the net sees the same embeddings; cosine
+    scores (evaluation, compare, the gallery) do not depend on it.
     """
 
-    def __init__(self, in_dim: int, dim: int, proj: nn.Module, dropout: float = 0.0, center: bool = False):
+    def __init__(self, in_dim: int, dim: int, proj: nn.Module, dropout: float = 0.0, center: bool = False,
+                 scale: float = 1.0):
         super().__init__()
+        if not float(scale) > 0:
+            raise ValueError(f"head.scale must be positive, not {scale!r}")
+        self.scale = float(scale)
         self.centered = bool(center)
         self.register_buffer("center", torch.zeros(in_dim))
         self.in_dim, self.dim = int(in_dim), int(dim)
@@ -33,7 +42,7 @@ class EmbeddingHead(nn.Module):
         self.center.copy_(mean.to(self.center))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.project(x), dim=1)
+        return F.normalize(self.project(x), dim=1) * self.scale
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The head's output before L2 normalisation. Evaluation scores this, as it scores a bare
@@ -50,7 +59,7 @@ class LinearHead(EmbeddingHead):
     projection of it; ``init="random"`` keeps PyTorch's default initialisation."""
 
     def __init__(self, in_dim: int, dim: int | None = None, init: str = "identity", dropout: float = 0.0,
-                 center: bool = False):
+                 center: bool = False, scale: float = 1.0):
         dim = int(dim or in_dim)
         proj = nn.Linear(in_dim, dim)
         if init == "identity":
@@ -59,19 +68,21 @@ class LinearHead(EmbeddingHead):
                 proj.bias.zero_()
         elif init != "random":
             raise ValueError(f"head init must be identity or random, not {init!r}")
-        super().__init__(in_dim, dim, proj, dropout, center)
+        super().__init__(in_dim, dim, proj, dropout, center, scale)
 
 
 class MLPHead(EmbeddingHead):
     """Linear(in_dim, hidden) -> BatchNorm -> ReLU -> Linear(hidden, dim), randomly initialised.
 
     ``init`` is accepted so that ``head=mlp`` composes with experiments that set ``head.init``; there is
-    no identity MLP, so it has no effect.
+    no identity MLP, so it has no effect. On a backbone whose features are its last feature map flattened
+    (``arch.pool=false``), with ``hidden=1024``, ``dim=128`` and ``scale=10``, this is the FaceNet
+    reproduction's head (``head=facenet``).
     """
 
     def __init__(self, in_dim: int, dim: int | None = 128, hidden: int = 512, dropout: float = 0.0,
-                 center: bool = False, init: str = "random"):
+                 center: bool = False, init: str = "random", scale: float = 1.0):
         dim = int(dim or in_dim)
         proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
                              nn.Linear(hidden, dim))
-        super().__init__(in_dim, dim, proj, dropout, center)
+        super().__init__(in_dim, dim, proj, dropout, center, scale)

@@ -14,7 +14,7 @@ from facematch.models.heads import EmbeddingHead
 
 class EmbeddingNet(nn.Module):
     """Images (B, 3, H, W), or cached flat trunk activations (B, D) of a frozen backbone, -> L2-normalised
-    embeddings.
+    embeddings, times the head's ``scale``.
 
     ``head`` is a module or a factory ``head(in_dim=...)`` (a ``_partial_`` head config): the net passes
     the backbone's feature size, ``backbone.spec.embedding_dim``.
@@ -41,7 +41,7 @@ class EmbeddingNet(nn.Module):
         return self.head.project(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.project(x), dim=1)
+        return F.normalize(self.project(x), dim=1) * self.head.scale
 
 
 class BackboneHead(nn.Module):

@@ -1,15 +1,18 @@
-"""Reading weights files: ``torch.load`` with ``weights_only=True`` only, a state dict out of the usual
-checkpoint layouts, and a strict load whose mismatch is one line naming the file."""
+"""Weight files: loading state dicts (always ``weights_only=True``), matching them to a network, and the
+named downloads (facenet-pytorch's, torchvision's ImageNet) with the one line an offline run gets.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
-from facematch.errors import WeightsError
+from facematch.errors import FacematchError, WeightsError
 
 
 def torch_load_weights(p: Path, what: str, fix: str):
@@ -53,3 +56,65 @@ def load_strict(net: nn.Module, state: dict[str, torch.Tensor], source: str, ign
             "pass weights of this architecture"
         )
     net.load_state_dict(state, strict=True)
+
+
+FACENET_URLS = {
+    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
+}
+
+
+def cached_download(url: str, what: str, fix: str, folder: Path, timeout_s: float = 20.0) -> Path:
+    """The file of ``url`` in ``folder`` (where its library caches it), downloading it (bounded by a
+    timeout) when missing. Offline, one :class:`WeightsError` line: "could not download <what> (<cause>); <fix>"."""
+    target = folder / os.path.basename(url)
+    if target.is_file():
+        return target
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(target), progress=False)
+    except Exception as err:
+        raise WeightsError(f"could not download {what} ({type(err).__name__}); {fix}") from None
+    finally:
+        socket.setdefaulttimeout(old)
+    return target
+
+
+# The offline alternative every "no pretrained weights" message names (README's main command).
+OFFLINE_COMMAND = ("facematch-train arch=mobilefacenet arch.weights=$FACEMATCH_WEIGHTS_DIR/mobilefacenet_casia_068.ckpt "
+                   "arch.freeze=true loss=triplet data=lfw_aligned112 data.test_fold=0 trainer.max_epochs=1")
+
+
+def facenet_pretrained_file(name: str, timeout_s: float = 20.0) -> Path:
+    """The cached facenet-pytorch weights file (where facenet-pytorch caches it: ``$TORCH_HOME/checkpoints``),
+    downloading it (bounded by a timeout) when missing. Offline, one line naming ``arch.weights=FILE`` and
+    the command that trains offline."""
+    if name not in FACENET_URLS:
+        raise FacematchError(
+            f"arch.pretrained={name!r} is unknown; choose vggface2, casia-webface or null"
+        )
+    url = FACENET_URLS[name]
+    return cached_download(
+        url, f"the {name} Inception-ResNet-v1 weights",
+        f"fetch {url} on a machine with internet and pass arch.weights=FILE, or train offline with: {OFFLINE_COMMAND}",
+        Path(torch.hub.get_dir()).parent / "checkpoints", timeout_s)
+
+
+def fetch_pretrained(name: str, weights: str | None = None, pretrained: str | None = None, **_) -> None:
+    """Find (or download) the named pretrained weights of an ``arch`` config before anything else runs, so
+    that an offline run without ``arch.weights`` stops at once with its one line, not after minutes."""
+    if pretrained and not weights and name in PRETRAINED_FILES:
+        PRETRAINED_FILES[name](pretrained)
+
+
+def _imagenet_file(pretrained: str) -> Path | None:
+    from facematch.models.resnet import imagenet_file
+
+    return imagenet_file() if pretrained == "imagenet" else None
+
+
+PRETRAINED_FILES: dict[str, Callable[[str], Path | None]] = {
+    "inception_resnet_v1": facenet_pretrained_file, "resnet50": _imagenet_file,
+}

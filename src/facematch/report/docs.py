@@ -126,7 +126,7 @@ def _generic(spec: Spec, doc) -> str:
 def _report(spec: Spec, doc: dict) -> str:
     rows = doc["rows"]
     if spec.options.get("view") == "published":
-        return table.grid(table.PUBLISHED_HEAD, table.published_cells(rows))
+        return table.grid(table.published_head(rows), table.published_cells(rows))
     head = spec.options["columns"].split("|") if "columns" in spec.options else table.COLUMNS
     unknown = [h for h in head if h not in table.COLUMNS]
     if unknown:

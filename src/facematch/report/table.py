@@ -9,7 +9,19 @@ COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer"
 
 PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
                      ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
+# The FaceNet rows' nearest-template accuracy (facematch.eval.nearest_template): shown when a published table has it.
+TEMPLATE_COLUMNS = [("template acc", "template_rank_1", "template_rank_1"),
+                    ("template Rank-5", "template_rank_5", "template_rank_5")]
 PUBLISHED_HEAD = ["exp", "arch", "margin", "folds"] + [f"{name} (ours / published)" for name, _, _ in PUBLISHED_COLUMNS]
+
+
+def published_columns(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """:data:`PUBLISHED_COLUMNS`, and the template columns where some row's published table has them."""
+    return PUBLISHED_COLUMNS + [c for c in TEMPLATE_COLUMNS if any(c[2] in (r.get("published") or {}) for r in rows)]
+
+
+def published_head(rows: list[dict]) -> list[str]:
+    return PUBLISHED_HEAD[:4] + [f"{name} (ours / published)" for name, _, _ in published_columns(rows)]
 
 
 def fmt_pct(x: float | None) -> str:
@@ -76,11 +88,13 @@ def published_cells(rows: list[dict]) -> list[dict[str, str]]:
         return f"{x:.4f}" if key == "final_loss" else fmt_pct(x)
 
     out = []
-    for r in _sorted([r for r in rows if r.get("published") is not None]):
+    published = [r for r in rows if r.get("published") is not None]
+    columns, head = published_columns(published), published_head(published)
+    for r in _sorted(published):
         pub = r["published"]
         values = [r["exp"], r["arch"], r["margin"], str(r.get("n_folds", "—"))]
-        values += [f"{fmt(ours, r.get(ours))} / {fmt(ours, pub.get(theirs))}" for _, ours, theirs in PUBLISHED_COLUMNS]
-        out.append(dict(zip(PUBLISHED_HEAD, (str(v) for v in values))))
+        values += [f"{fmt(ours, r.get(ours))} / {fmt(ours, pub.get(theirs))}" for _, ours, theirs in columns]
+        out.append(dict(zip(head, (str(v) for v in values))))
     return out
 
 
@@ -98,5 +112,5 @@ def markdown(rows: list[dict]) -> str:
     if published:
         sources = sorted({r["published"]["source"] for r in published})
         text += (f"\n\nNext to the published figures ({'; '.join(sources)}):\n\n"
-                 + grid(PUBLISHED_HEAD, published_cells(published)))
+                 + grid(published_head(published), published_cells(published)))
     return text

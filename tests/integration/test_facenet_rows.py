@@ -1,0 +1,86 @@
+"""The FaceNet rows and the design command on real data: the closed-set split, one training step of
+seed2_facenet on the VGGFace2 samples, and the bare ``facematch-train loss=triplet optimizer=sgd`` (the first
+original project's frozen VGGFace2 Inception-ResNet-v1): its composed config, its one offline line, and a
+head-only step from a facenet-pytorch state dict on disk."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from facematch.data.pair_files import fold_identities, identity_of, read_lfw_pairs
+from facematch.config import instantiate_node
+from facematch.train import build, train
+from tests.helpers import FAST, error_line, mobilefacenet_spec, run_cli
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_closed_set_split_is_by_image_among_the_people_with_most(cfg_factory):
+    cfg = cfg_factory("experiment=seed2_facenet_cpu", "data.top_identities=12")
+    dm = instantiate_node(cfg.data, _partial_=True, _convert_="all")(spec=mobilefacenet_spec(), cache_dir=str(cfg.paths.cache_dir))
+    dm.setup("fit")
+    (pool, pool_labels), (val, val_labels) = dm.template_sets()
+    people = {identity_of(p) for p in pool}
+    test_people = fold_identities(read_lfw_pairs(cfg.data.pairs), 0)
+    assert len(people) == 12 and {identity_of(p) for p in val} <= people and not set(pool) & set(val)
+    assert not people & test_people  # fold 0's people are the test
+    counts = {i: len(v) for i, v in dm._base_index().without(test_people).images.items()}
+    assert min(counts[i] for i in people) >= max(c for i, c in counts.items() if i not in people)
+    assert all(len([p for p in pool if identity_of(p) == i]) == int(0.8 * counts[i]) for i in people)
+    label_of = {identity_of(p): y for p, y in zip(pool, pool_labels)}
+    assert len(set(label_of.values())) == 12 and all(label_of[identity_of(p)] == y for p, y in zip(val, val_labels))
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_seed2_facenet_trains_one_step_on_vggface2_samples(cfg_factory, data_dir):
+    """The VGGFace2 row as configured (ResNet-50 at 224 with the flattened 2048x7x7 map, radius-10 head,
+    top-k of random triplets, closed-set template accuracy), random weights in place of ImageNet's, on the
+    three sample people, with small batches."""
+    cfg = cfg_factory("experiment=seed2_facenet", "arch.pretrained=null", f"data.root={data_dir}/vggface2-samples/tight_crop",
+                      "data.batch_size=2", "miner.k=2", "data.train_samples=2", "data.batches.per_class=0",
+                      "data.val_pairs=2", "data.num_workers=0", "callbacks.template_accuracy.n_probes=2",
+                      "callbacks.template_accuracy.per_class=2", "~callbacks.model_checkpoint",  # no 1.5 GB last.ckpt
+                      "trainer.fast_dev_run=true", "logger=csv")
+    assert (cfg.arch.name, cfg.arch.template, cfg.arch.pool, cfg.head.hidden, cfg.head.scale) == \
+        ("resnet50", "box_224x224", False, 1024, 10.0)  # 2048 x 7 x 7 -> 1024 -> 128, radius 10
+    assert cfg.miner._target_.endswith("TopKTripletMiner") and cfg.loss.distance.normalize_embeddings is False
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss_step"]))
+    assert 0.0 <= metrics["val/template_rank_1"] <= metrics["val/template_rank_5"] <= 1.0
+
+
+def test_design_command_composes_to_the_first_original(cfg_factory):
+    cfg = cfg_factory("loss=triplet", "optimizer=sgd")
+    assert (cfg.arch.name, cfg.arch.pretrained, cfg.arch.freeze, cfg.arch.weights) == \
+        ("inception_resnet_v1", "vggface2", True, None)
+    assert cfg.loss_name == "triplet" and cfg.optimizer._target_ == "torch.optim.SGD"
+    assert cfg_factory("arch=inception_resnet_v1", out="random").arch.pretrained is None  # one override away
+
+
+def test_design_command_offline_is_one_line_before_any_work(tmp_path):
+    start = time.perf_counter()
+    r = run_cli(["-m", "facematch.train", "loss=triplet", "optimizer=sgd", f"hydra.run.dir={tmp_path}/run"],
+                env={"TORCH_HOME": str(tmp_path / "torch")}, timeout=120)
+    assert r.returncode != 0
+    line = error_line(r.stderr)
+    assert "arch.weights=FILE" in line and "facematch-train arch=mobilefacenet" in line
+    assert "lightning" not in r.stderr.lower() and time.perf_counter() - start < 60
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_design_command_trains_only_the_head_from_a_weights_file(cfg_factory, tmp_path):
+    from facenet_pytorch import InceptionResnetV1
+
+    torch.manual_seed(0)
+    weights = tmp_path / "20180402-114759-vggface2.pt"
+    torch.save(InceptionResnetV1(pretrained=None, classify=False).state_dict(), weights)
+    cfg = cfg_factory("loss=triplet", "optimizer=sgd", f"arch.weights={weights}", "data.features.enabled=false",
+                      "trainer.fast_dev_run=true", "logger=csv", "~callbacks.model_checkpoint", *FAST,
+                      "data.train_samples=4", "data.batch_size=4", "data.val_pairs=4")
+    model, _ = build(cfg)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("net.head.") for n in trainable)
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss_step"]))
