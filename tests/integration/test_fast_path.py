@@ -76,7 +76,7 @@ def test_fast_path_head_sees_the_same_features_as_the_backbone(cfg_factory, mfn_
 def test_mean_backbone_feature_for_a_centred_head(cfg_factory, mfn_weights, tmp_path):
     """From the feature store (the plain view of every training image) on the fast path; otherwise from
     one pass of the backbone over training images."""
-    from facematch.data.datamodule import images_of
+    from facematch.data.datasets import images_of
     from facematch.train import build
 
     common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned112", *FAST,

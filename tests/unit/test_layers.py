@@ -13,10 +13,12 @@ import facematch
 SRC = Path(facematch.__file__).resolve().parent
 
 #: Lowest first (docs: ARCHITECTURE.md). A module is placed by its longest listed prefix. The calibration
-#: package spans two: its store is read by models (ONNX metadata), its computation runs the eval job.
+#: package spans two: its store is read by models (ONNX metadata), its computation runs the eval job. The
+#: alignment templates are the crop geometry a backbone declares (its template and input size): pure data
+#: that imports nothing above utils, read by models as well as by faces.
 LAYERS = [
     ("facematch.utils", "facematch.errors", "facematch.paths", "facematch.config"),
-    ("facematch.models", "facematch.losses", "facematch.calibration.store"),
+    ("facematch.models", "facematch.losses", "facematch.calibration.store", "facematch.faces.templates"),
     ("facematch.faces",),
     ("facematch.embedding",),
     ("facematch.data",),

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from facematch.data import sampling
 from facematch.data.batches import PairBatches, PKBatches, RowBatches
-from facematch.data.datasets import ImageDataset, PairDataset, ResampledRows
+from facematch.data.datasets import PairDataset, ResampledRows, images_of
 from facematch.data.distill import Teacher
 from facematch.data.features import FeatureStore, view_picker
 from facematch.data.identities import IdentityIndex, missing_root_error
@@ -76,8 +76,7 @@ class FaceDataModule(L.LightningDataModule):
         self.root = str(root) if is_url(root) else Path(root)  # a packed set may be an object-store URL
         self.spec = spec
         self.batches = batches if batches is not None else PairBatches()
-        self.pairs_file = pairs
-        self.test_fold = test_fold
+        self.pairs_file, self.test_fold = pairs, test_fold
         self.train_list, self.train_triplets, self.val_list = train_list, train_triplets, val_list
         self.val_fraction, self.min_images, self.max_identities = val_fraction, min_images, max_identities
         self.train_samples, self.val_pairs = train_samples, val_pairs
@@ -294,11 +293,3 @@ class FaceDataModule(L.LightningDataModule):
             raise FacematchError("no test set: set data.test_fold=K (with data.pairs) to test on an LFW fold")
         return self._loader(self.test_set)
 
-
-def images_of(ds) -> set[str]:
-    """Every image a dataset can serve (for resampled rows: every image of its identity index)."""
-    if isinstance(ds, ResampledRows):
-        return {p for paths in ds.index.images.values() for p in paths}
-    if isinstance(ds, ImageDataset):
-        return set(ds.paths)
-    return sampling.row_images(ds.rows)

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset
 
+from facematch.data import sampling
 from facematch.data.identities import IdentityIndex
 from facematch.data.pair_files import identity_of
 
@@ -84,3 +85,12 @@ class ImageDataset(CropDataset):
 
     def __getitem__(self, i):
         return self.image(self.paths[i]), self.targets[i]
+
+
+def images_of(ds) -> set[str]:
+    """Every image a dataset can serve (for resampled rows: every image of its identity index)."""
+    if isinstance(ds, ResampledRows):
+        return {p for paths in ds.index.images.values() for p in paths}
+    if isinstance(ds, ImageDataset):
+        return set(ds.paths)
+    return sampling.row_images(ds.rows)
