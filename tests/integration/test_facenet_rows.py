@@ -19,7 +19,7 @@ from tests.helpers import FAST, error_line, mobilefacenet_spec, run_cli
 @pytest.mark.usefixtures("data_dir")
 def test_closed_set_split_is_by_image_among_the_people_with_most(cfg_factory):
     cfg = cfg_factory("experiment=seed2_facenet_cpu", "data.top_identities=12")
-    dm = instantiate_node(cfg.data, _partial_=True, _convert_="all")(spec=mobilefacenet_spec(), cache_dir=str(cfg.paths.cache_dir))
+    dm = instantiate_node(cfg.data, _partial_=True, _convert_="all")(spec=mobilefacenet_spec())
     dm.setup("fit")
     (pool, pool_labels), (val, val_labels) = dm.template_sets()
     people = {identity_of(p) for p in pool}
