@@ -34,6 +34,7 @@ from facematch.errors import FacematchError
 from facematch.models.loading import load_model
 from facematch.eval.sharding import is_rank_zero, process_group_from_env
 from facematch.eval.verification import Protocol, Verification, verify
+from facematch.faces.bin_set import is_bin
 from facematch.faces.packed import is_url
 from facematch.faces.source import FaceSource, source_from_config
 from facematch.utils.hardware import machine_info
@@ -50,7 +51,7 @@ def eval_source(cfg: DictConfig, template: str, *, degraded: bool = True) -> Fac
     photos are aligned with the ``align`` group's settings when ``embed.align_raw``; ``data.degrade``
     applies (draw 0) unless ``degraded`` is false (the original crops)."""
     root = str(cfg.data.root) if is_url(cfg.data.root) else Path(cfg.data.root)  # a packed set may be a URL
-    if isinstance(root, Path) and not root.is_dir():
+    if isinstance(root, Path) and not root.is_dir() and not is_bin(root):  # a .bin file is a set of its own
         raise missing_root_error(root)
     return source_from_config(root, template, cfg.data.get("preprocess"), align_raw=bool(cfg.embed.align_raw),
                               degrade=cfg.data.get("degrade") if degraded else None)

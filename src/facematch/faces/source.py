@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from facematch.faces.bin_set import is_bin, open_bin
 from facematch.faces.degrade import Degradation
 from facematch.faces.images import load_image, load_image_bytes
 from facematch.errors import FacematchError
@@ -111,7 +112,7 @@ class FaceSource:
         else:
             base = f"align-{self.template.name}"
         if self.reader is not None:
-            base = f"{base}-packed{self.reader.content_digest[:12]}"
+            base = f"{base}-{self.reader.key_tag}{self.reader.content_digest[:12]}"
         if self.degrade is None:
             return base
         return f"{base}-{self.degrade.name()}-draw{'random' if self.draw is None else self.draw}"
@@ -225,14 +226,14 @@ def source_from_config(root: str | os.PathLike, template: str, preprocess: Mappi
             "detection and alignment settings are the `align` group's: align.select, align.cache_dir, ... "
             "(conf/align/mtcnn.yaml)"
         )
-    reader = None
-    if is_packed(root):  # a packed set: its bytes through its reader; its recorded preprocessing by default
-        reader = open_packed(root)
+    # a packed set or an insightface .bin file: its bytes through its reader; its recorded preprocessing by default
+    reader = open_bin(root) if is_bin(root) else open_packed(root) if is_packed(root) else None
+    if reader is not None:
         recorded = reader.preprocess
         if not pp.get("mode"):
             pp["mode"], pp["template"] = recorded["mode"], recorded.get("template")
         elif (pp.get("mode"), pp.get("template") or None) != (recorded["mode"], recorded.get("template")):
-            log.warning("%s was packed as %s; data.preprocess says mode=%s template=%s", root, recorded,
+            log.warning("%s holds images as %s; data.preprocess says mode=%s template=%s", root, recorded,
                         pp.get("mode"), pp.get("template"))
     mode = pp.get("mode") or "center"
     if mode == "center" and align_raw:
