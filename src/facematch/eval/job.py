@@ -104,7 +104,7 @@ def _evaluate(cfg: DictConfig) -> dict:
         raise FacematchError("data.pairs is not set; pass data.pairs=PATH (LFW pairs.txt or a 'pathA pathB label' list)")
     if cfg.eval.get("align") is not None:  # the pre-`align`-group name: it would be ignored
         raise FacematchError("eval.align.* is now align.* (conf/align/mtcnn.yaml, shared with training), e.g. align.select=largest")
-    model = load_model(cfg.get("ckpt_path"), _plain(cfg.arch), cfg.get("onnx_path"))
+    model = load_model(cfg.get("ckpt_path"), _plain(cfg.arch), cfg.get("onnx_path"), _plain(cfg.embed.get("input")))
     spec = model.spec
     source = eval_source(cfg, spec.template)
     pairs_file = str(cfg.data.pairs)
