@@ -259,7 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+", type=Path, help="run or multirun directories (searched recursively)")
     ap.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    ap.add_argument("--benchmark", action="store_true",
+                    help="one row per model, one column per set (facematch.cli.benchmark_table)")
+    ap.add_argument("--tar-far", type=float, default=None, help="--benchmark: also TAR at this FAR, e.g. 1e-3")
     args = ap.parse_args(argv)
+    if args.benchmark:
+        from facematch.cli.benchmark_table import write_benchmark
+
+        return write_benchmark(args.runs, _load_run, args.tar_far, args.out, args.json)
     rows = collect(args.runs)
     if not rows:
         raise FacematchError(f"no metrics.json with a .hydra/config.yaml under {', '.join(map(str, args.runs))}")
@@ -271,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(args.out, table + "\n")
     if args.json:
         atomic_write_text(args.json, json.dumps(rows, indent=2, default=float) + "\n")
+
 
 
 if __name__ == "__main__":
