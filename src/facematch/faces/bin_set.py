@@ -30,8 +30,11 @@ from facematch.errors import DataNotFoundError, MalformedFileError
 
 #: What insightface's validation images are aligned to.
 BIN_TEMPLATE = "arcface_112x112"
-#: The only globals a validation file may name: numpy's array reconstruction (numpy 1 and 2 module names).
+#: The only globals a validation file may name: numpy's array reconstruction (numpy 1 and 2 module names),
+#: and ``_codecs.encode``, which pickles of protocol 0-2 written by Python 3 call to rebuild ``bytes`` (text
+#: to bytes through a codec of the standard library's ``encodings`` package: nothing else can be reached).
 ALLOWED_GLOBALS = frozenset({
+    ("_codecs", "encode"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"),
     ("numpy", "dtype"),
