@@ -98,14 +98,15 @@ def markdown(bench: dict) -> str:
 
 def write_benchmark(roots: list[Path], load_run: Callable, tar_far: float | None, out: Path | None,
                     json_out: Path | None) -> None:
-    """Print the table of the runs under ``roots`` (``load_run``: metrics.json -> (config, metrics) or None);
-    also write it to ``out`` (Markdown) and its data to ``json_out``."""
+    """Print the table of the runs under ``roots`` (``load_run``: metrics.json -> (config, metrics) or None,
+    for runs whose metrics.json does not hold their config); also write it to ``out`` (Markdown) and its data
+    to ``json_out``."""
     from facematch.utils.io import atomic_write_text
 
     for root in roots:
         if not root.exists():
             raise FacematchError(f"no such run directory: {root}")
-    runs = [run for root in roots for run in map(load_run, sorted(root.rglob("metrics.json"))) if run]
+    runs = [run for root in roots for run in map(lambda p: _run(p, load_run), sorted(root.rglob("metrics.json"))) if run]
     bench = benchmark(runs, tar_far)
     table = markdown(bench)
     print(table)
@@ -113,3 +114,9 @@ def write_benchmark(roots: list[Path], load_run: Callable, tar_far: float | None
         atomic_write_text(out, table + "\n")
     if json_out:
         atomic_write_text(json_out, json.dumps(bench, indent=2) + "\n")
+
+
+def _run(path: Path, load_run: Callable) -> tuple[dict, dict] | None:
+    """``(config, metrics)`` of one run: an evaluation's metrics.json holds its resolved config."""
+    metrics = json.loads(path.read_text())
+    return (metrics["config"], metrics) if isinstance(metrics.get("config"), dict) else load_run(path)
