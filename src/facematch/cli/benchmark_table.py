@@ -6,7 +6,7 @@ accuracy ± std and, with ``--tar-far``, TAR (VAL) at that FAR.
     facematch-eval -m data=bin data.path=lfw.bin,cfp_fp.bin onnx_path=other.onnx embed.input.size=112 ...
     facematch-report multirun/ --benchmark --tar-far 1e-3 --json results/benchmark_table.json
 
-A set is named by its file or folder (``lfw.bin`` -> ``lfw``); a model by its experiment name, else its
+A set is named by its file or folder (``lfw.bin`` -> ``lfw``; with ``data.degrade``, ``lfw @ res16``); a model by its experiment name, else its
 backbone and weights file, ONNX file or checkpoint; when the runs used more than one protocol, by that too.
 """
 
@@ -23,9 +23,13 @@ CELL_KEYS = ("accuracy_mean", "accuracy_std", "n_folds")
 
 
 def set_name(cfg: dict, metrics: dict) -> str:
-    """The column: the evaluated file or folder (the root as the run resolved it, config interpolations done)."""
+    """The column: the evaluated file or folder (the root as the run resolved it, config interpolations done),
+    and its degradation when ``data.degrade`` made one (``lfw @ res16``)."""
+    from facematch.faces.degrade import Degradation
+
     root = Path(str((metrics.get("data") or {}).get("root") or (cfg.get("data") or {}).get("root") or "?"))
-    return root.stem if root.suffix == ".bin" else root.name
+    degrade = Degradation.from_config((cfg.get("data") or {}).get("degrade"))
+    return (root.stem if root.suffix == ".bin" else root.name) + (f" @ {degrade.name()}" if degrade else "")
 
 
 def model_name(cfg: dict, metrics: dict) -> str:

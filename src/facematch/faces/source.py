@@ -21,6 +21,8 @@ A packed dataset (:mod:`facematch.faces.packed`, ``facematch-data pack``) is rea
 degradation) is this class's code for both, so a packed set serves the folder tree's very pixels. Its
 ``root`` is the packed folder (caches never mix with the folder tree's), its ``key`` carries the pack's
 content digest, and ``stamp_root`` is None: cache entries are tied to that digest, not to file stamps.
+An insightface validation file (:mod:`facematch.faces.bin_set`, ``data=bin``) is read the same way: its
+reader serves each image's encoded bytes by name, its ``key`` carries the file's sha256.
 :func:`source_from_config` is the one place a FaceSource is built from configuration (training's data
 module, facematch-eval, per-fold scoring).
 """
