@@ -83,14 +83,19 @@ def test_compare_with_the_exported_file_gives_pytorchs_similarity(mfn_onnx, mfn_
     assert results["onnx"]["same"] == results["pytorch"]["same"]
 
 
+def fp32_eval_args(data_dir, tmp_path) -> list[str]:
+    """facematch-eval on 16 LFW pairs, fp32 on the CPU (onnxruntime's precision), outputs beside the metrics off."""
+    pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
+    return ["data=lfw_aligned", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
+            "embed.num_workers=0", "embed.progress=false", "embed.device=cpu", "embed.precision=fp32",
+            f"embed.cache_dir={tmp_path / 'emb'}", "eval.plots=false", "eval.tensorboard=false",
+            "eval.identification=false"]
+
+
 def test_eval_with_onnx_path_gives_pytorchs_accuracy(cfg_factory, data_dir, mfn_weights, mfn_onnx, tmp_path):
     from facematch.eval.job import evaluate
 
-    pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
-    common = ["data=lfw_aligned", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
-              "embed.num_workers=0", "embed.progress=false", "embed.device=cpu", "embed.precision=fp32",
-              f"embed.cache_dir={tmp_path / 'emb'}", "eval.plots=false", "eval.tensorboard=false",
-              "eval.identification=false"]
+    common = fp32_eval_args(data_dir, tmp_path)
     torch_m = evaluate(cfg_factory(*common, "arch=mobilefacenet", f"arch.weights={mfn_weights}", config_name="eval",
                                    out="pytorch"))
     onnx_m = evaluate(cfg_factory(*common, f"onnx_path={mfn_onnx}", config_name="eval", out="onnx"))
@@ -112,11 +117,7 @@ def test_eval_of_an_onnx_model_without_metadata_with_its_input_stated(cfg_factor
     del proto.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))
-    pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
-    common = ["data=lfw_aligned", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
-              "embed.num_workers=0", "embed.progress=false", "embed.device=cpu", "embed.precision=fp32",
-              f"embed.cache_dir={tmp_path / 'emb'}", "eval.plots=false", "eval.tensorboard=false",
-              "eval.identification=false"]
+    common = fp32_eval_args(data_dir, tmp_path)
     torch_m = evaluate(cfg_factory(*common, "arch=mobilefacenet", f"arch.weights={mfn_weights}", config_name="eval",
                                    out="pytorch"))
     stated = ["embed.input.size=[112,96]", "embed.input.mean=127.5", "embed.input.std=128",
