@@ -1,4 +1,4 @@
-"""``facematch-eval data=bin`` on LFW as an insightface ``lfw.bin`` against ``data=lfw_aligned`` on the same
+"""``facematch-eval data=bin`` on LFW as an insightface ``lfw.bin`` against ``data=lfw_aligned112`` on the same
 images, interleaved in one run.
 
     nice -n 5 .venv/bin/python benchmarks/bin_eval.py [--rounds 2]   # writes benchmarks/results/bin_eval.json
@@ -7,7 +7,7 @@ images, interleaved in one run.
    --prealigned arcface_112x112``: 6,000 pairs, 12,000 images, the folder's files as they are), into
    ``--work`` (default ``$FACEMATCH_CACHE_DIR/bench``); timed when made.
 2. ``facematch-eval`` (MobileFaceNet, CASIA weights, the default protocol and engine) runs in a fresh process
-   per run, alternating ``data=bin`` and ``data=lfw_aligned`` (A B A B ...), ``--rounds`` times each. Both run
+   per run, alternating ``data=bin`` and ``data=lfw_aligned112`` (A B A B ...), ``--rounds`` times each. Both run
    cold: ``embed.cache=false`` (every image decoded and embedded each run); plots, TensorBoard and
    identification off in both (the job is the same; only the image source and pairs reader differ).
 3. Per source: wall time of the command (process start included) and its own ``seconds`` and ``embed_s``,
@@ -77,7 +77,7 @@ def main(argv=None) -> dict:
     path = args.work / "lfw.bin"
     made = make_bin(path) if not path.is_file() else None
     sources = {"bin": ["data=bin", f"data.path={path}"],
-               "folder": ["data=lfw_aligned", f"data.root={data_dir() / 'lfw-aligned-112'}",
+               "folder": ["data=lfw_aligned112", f"data.root={data_dir() / 'lfw-aligned-112'}",
                           f"data.pairs={data_dir() / 'lfw' / 'pairs.txt'}"]}
     runs: dict[str, list[dict]] = {k: [] for k in sources}
     for i in range(args.rounds):

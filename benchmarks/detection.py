@@ -28,7 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-import facematch  # noqa: E402,F401  (allocator settings first)
+from facematch.utils.allocator import tune  # noqa: E402  (allocator settings first)
+
+tune()
 import torch  # noqa: E402
 
 from facematch.faces.detect import FaceDetector  # noqa: E402

@@ -31,12 +31,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-import facematch  # noqa: E402,F401  (allocator settings first)
+from facematch.utils.allocator import tune  # noqa: E402  (allocator settings first)
+
+tune()
 import torch  # noqa: E402
 
 from facematch.embedding.embedder import normalize_batch  # noqa: E402
 from facematch.embedding.embedder import Embedder  # noqa: E402
-from facematch.faces.source import FaceSource  # noqa: E402
+from facematch.data.source import FaceSource  # noqa: E402
 from facematch.models import inference  # noqa: E402
 from facematch.models.backbones import build_backbone  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402

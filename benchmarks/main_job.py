@@ -5,7 +5,7 @@
 
 Same run, one after the other:
 
-1. ``main``: ``facematch-train arch=mobilefacenet ... data=lfw_aligned data.test_fold=0 trainer.max_epochs=1``
+1. ``main``: ``facematch-train arch=mobilefacenet ... data=lfw_aligned112 data.test_fold=0 trainer.max_epochs=1``
    (the README's main command) in a fresh cache and output folder, under ``/usr/bin/time -v``: wall, user and
    system seconds, minor page faults, peak memory, and fold 0's accuracy.
 2. ``plain_loop``: a new process that decodes the crops that run embedded (read back from its embedding
@@ -46,8 +46,8 @@ TIME_FIELDS = {
 PLAIN_LOOP = r"""
 import json, sys, time, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
-import facematch  # allocator settings
-from facematch.faces.source import FaceSource
+from facematch.utils.allocator import tune; tune()  # allocator settings
+from facematch.data.source import FaceSource
 from facematch.models.backbones import build_backbone
 rels = json.loads(open(sys.argv[2]).read())
 src = FaceSource(sys.argv[3], "sphereface_112x96", mode="prealigned", src_template="arcface_112x112")
@@ -87,7 +87,7 @@ def run_main(work: Path, env_extra: dict, drop_malloc_env: bool) -> dict:
         env = {k: v for k, v in env.items() if not k.startswith("MALLOC_")}
     weights = weights_dir() / "mobilefacenet_casia_068.ckpt"
     cmd = ["/usr/bin/time", "-v", str(Path(sys.executable).parent / "facematch-train"), "arch=mobilefacenet",
-           f"arch.weights={weights}", "arch.freeze=true", "loss=triplet", "data=lfw_aligned", "data.test_fold=0",
+           f"arch.weights={weights}", "arch.freeze=true", "loss=triplet", "data=lfw_aligned112", "data.test_fold=0",
            "trainer.max_epochs=1", f"hydra.run.dir={work / 'run'}"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     if r.returncode != 0:

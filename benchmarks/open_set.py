@@ -38,9 +38,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-import facematch  # noqa: E402,F401  (allocator settings first)
+from facematch.utils.allocator import tune  # noqa: E402  (allocator settings first)
 
-from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, decision_threshold,  # noqa: E402
+tune()
+
+from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, decision_threshold,  # noqa: E402
                                       face_embedder, load_model)
 from facematch.errors import FacematchError  # noqa: E402
 from facematch.eval.open_set import open_set_report  # noqa: E402

@@ -4,7 +4,7 @@
 
 1. ``facematch-data pack $FACEMATCH_DATA_DIR/lfw-aligned-112 DIR --prealigned arcface_112x112`` (the 7,701
    pairs.txt crops; kept and resumed if DIR already holds the pack), timed.
-2. ``facematch-train arch=mobilefacenet arch.weights=... arch.freeze=true loss=triplet data=lfw_aligned
+2. ``facematch-train arch=mobilefacenet arch.weights=... arch.freeze=true loss=triplet data=lfw_aligned112
    data.test_fold=0 trainer.max_epochs=1`` (the main job), then the same with ``data=packed data.root=DIR``,
    each in a fresh process with its own empty cache (so the packed run computes its features from the shards).
 
@@ -57,7 +57,7 @@ def main() -> None:
         t0 = time.perf_counter()
         index = pack(data_dir() / "lfw-aligned-112", packed, prealigned="arcface_112x112", progress=False)
         pack_s = time.perf_counter() - t0
-        folder = train(work, "folder", ["data=lfw_aligned"])
+        folder = train(work, "folder", ["data=lfw_aligned112"])
         shards = train(work, "packed", ["data=packed", f"data.root={packed}"])
     diff_pt = 100 * abs(folder["fold_0_accuracy"] - shards["fold_0_accuracy"])
     res = {"machine": machine_info(), "pack": {"images": index["count"], "seconds": round(pack_s, 2),

@@ -73,8 +73,8 @@ def main() -> None:
     args = ap.parse_args()
     from facematch.data.pack import pack
 
-    sets = {"lfw_raw": (data_dir() / "lfw" / "lfw-deepfunneled", None, "data=lfw"),
-            "lfw_aligned_112": (data_dir() / "lfw-aligned-112", "arcface_112x112", "data=lfw_aligned")}
+    sets = {"lfw_raw": (data_dir() / "lfw" / "lfw-deepfunneled", None, "data=lfw_photos"),
+            "lfw_aligned_112": (data_dir() / "lfw-aligned-112", "arcface_112x112", "data=lfw_aligned112")}
     res = {"machine": machine_info(), "settings": vars(args), "sets": {}}
     with tempfile.TemporaryDirectory(prefix="fm-packed-tp-") as tmp:
         for name, (src, prealigned, data) in sets.items():

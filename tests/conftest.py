@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from facematch.utils.quiet import THIRD_PARTY_WARNINGS
 from tests.helpers import compose
 
 TESTS = Path(__file__).resolve().parent
@@ -23,6 +24,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    """The third-party warnings the entry points filter (facematch.utils.quiet) are filtered in every test too;
+    any other warning shows in the summary."""
+    for message, category in THIRD_PARTY_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category}")
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
 def pytest_collection_modifyitems(config, items):
     """Every test under tests/integration is marked ``integration``; a unit test may not be; a test
@@ -35,7 +43,7 @@ def pytest_collection_modifyitems(config, items):
         except ValueError:  # a test file given from elsewhere: not ours to sort
             continue
         if kind not in KINDS:
-            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit or tests/integration (see README, Tests)")
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit or tests/integration (see docs/testing.md)")
         if kind == "integration":
             item.add_marker(pytest.mark.integration)
         elif item.get_closest_marker("integration"):

@@ -1,7 +1,4 @@
 __version__ = "0.1.0"
 
-# Before torch allocates anything: keep large tensors in the heap instead of a fresh mmap each
-# (see facematch.utils.allocator; FACEMATCH_MALLOC=0 turns it off).
-from facematch.utils.allocator import tune as _tune_allocator
-
-_tune_allocator()
+# Importing facematch changes nothing in the process: the entry points (facematch-train, facematch-eval, the
+# cli mains, facematch-app) tune the allocator themselves (facematch.utils.allocator.tune).

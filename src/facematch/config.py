@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -29,8 +29,39 @@ def train_precision(name: str = "auto") -> str:
 
 
 if not OmegaConf.has_resolver("train_precision"):
-    # omegaconf 2.4 renames register_new_resolver (deprecated there) to register_resolver; 2.3 has only the old name
-    getattr(OmegaConf, "register_resolver", OmegaConf.register_new_resolver)("train_precision", train_precision)
+    OmegaConf.register_new_resolver("train_precision", train_precision)  # omegaconf 2.3 (hydra-core 1.3 pins <2.4)
+
+
+#: Keys and group options renamed by the naming pass: an old one stops the run with one line naming the new.
+RENAMED_KEYS = {f"data.features.{knob}": f"embed.{knob}"  # one engine group serves every embedding pass
+                for knob in ("batch_size", "num_workers", "device", "precision", "runtime")}
+RENAMED_OPTIONS = {"data": {"lfw": "lfw_photos", "lfw_aligned": "lfw_aligned112", "lfw_own_aligned": "lfw_photos_mtcnn"}}
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """A :class:`FacematchError` naming the new name for the first command-line override (``key=value``,
+    ``+key=value``, ``group=a,b`` in a multirun) that sets a renamed key or selects a renamed option. Run
+    before Hydra composes: Hydra would refuse them with several lines that do not name the new key."""
+    for item in overrides:
+        if item.startswith("-"):  # Hydra's own flags (-m, --config-name, ...)
+            continue
+        key, sep, value = item.lstrip("+~").partition("=")
+        key = key.removeprefix("override ").strip()
+        for old, new in RENAMED_KEYS.items():
+            if key == old or key.startswith(old + "."):
+                raise FacematchError(f"{old} is now {new} (one engine group for every embedding pass): pass {new}={value}")
+        renamed = RENAMED_OPTIONS.get(key.lstrip("/"), {})
+        for choice in value.split(",") if sep else ():
+            if choice.strip() in renamed:
+                raise FacematchError(f"{key}={choice.strip()} is now {key}={renamed[choice.strip()]} "
+                                     "(the data options are named for what they read)")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """The same for a composed config (keys an experiment file or ``+key=`` added)."""
+    for old, new in RENAMED_KEYS.items():
+        if OmegaConf.select(cfg, old, default=None) is not None:
+            raise FacematchError(f"{old} is now {new} (one engine group for every embedding pass): set {new} instead")
 
 
 def config_dir() -> str:

@@ -22,7 +22,7 @@ from tests.helpers import FAST, mini_pairs, tiny_pairs
                                      ["data.degrade.resolution=[12,24]", "data.degrade.jpeg=[20,60]",
                                       "data.degrade.grayscale=0.5"]])
 def test_training_item_is_the_evaluation_crop_of_the_same_image(cfg_factory, data_dir, degrade):
-    cfg = cfg_factory("arch=mobilefacenet", "data=lfw_aligned", *degrade, "data.augment.enabled=false",
+    cfg = cfg_factory("arch=mobilefacenet", "data=lfw_aligned112", *degrade, "data.augment.enabled=false",
                       "data.features.enabled=false", *FAST)
     _, dm = build(cfg)
     dm.setup("fit")

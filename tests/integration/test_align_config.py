@@ -9,20 +9,20 @@ from facematch.cli.data import build_parser, prepare_folder, prepare_settings
 from facematch.errors import FacematchError
 from facematch.faces.align import FaceAligner
 from facematch.faces.crop_cache import AlignedCache
-from facematch.faces.source import source_from_config
+from facematch.data.source import source_from_config
 from facematch.train import build
 
 TEMPLATE = "sphereface_112x96"  # MobileFaceNet's
 
 
 def _sources(cfg_factory, lfw_root, tmp_path, *overrides: str):
-    """The aligned-crop caches that prepare, training (data=lfw_own_aligned) and facematch-eval (data=lfw,
+    """The aligned-crop caches that prepare, training (data=lfw_photos_mtcnn) and facematch-eval (data=lfw_photos,
     raw photos, embed.align_raw) use for the same photos and template, with ``overrides``."""
     cache = tmp_path / "cache"
     common = ["arch=mobilefacenet", f"data.root={lfw_root}", f"paths.cache_dir={cache}", *overrides]
-    train_cfg = cfg_factory("data=lfw_own_aligned", *common, out="train")
+    train_cfg = cfg_factory("data=lfw_photos_mtcnn", *common, out="train")
     _, dm = build(train_cfg)
-    eval_cfg = cfg_factory("data=lfw", *common, config_name="eval", out="eval")
+    eval_cfg = cfg_factory("data=lfw_photos", *common, config_name="eval", out="eval")
     ev = source_from_config(eval_cfg.data.root, TEMPLATE, eval_cfg.data.preprocess, align_raw=bool(eval_cfg.embed.align_raw))
     flags = [f"--{o.split('=')[0][len('align.'):].replace('_', '-')}={o.split('=')[1]}" for o in overrides]
     args = build_parser().parse_args(["prepare", str(lfw_root), "--template", TEMPLATE, "--cache-dir",
@@ -45,12 +45,12 @@ def test_prepare_training_and_eval_use_the_same_settings_and_folder(cfg_factory,
 
 
 def test_scoring_after_training_can_ask_for_the_crops_eval_scores(cfg_factory, lfw_root, tmp_path):
-    """data=lfw trains on centre crops; with align_raw the same data config gives facematch-eval's crops."""
-    cfg = cfg_factory("data=lfw", "arch=mobilefacenet", f"data.root={lfw_root}", f"paths.cache_dir={tmp_path}")
+    """data=lfw_photos trains on centre crops; with align_raw the same data config gives facematch-eval's crops."""
+    cfg = cfg_factory("data=lfw_photos", "arch=mobilefacenet", f"data.root={lfw_root}", f"paths.cache_dir={tmp_path}")
     _, dm = build(cfg)
     assert dm.source.mode == "center"
     scored = source_from_config(cfg.data.root, dm.spec.template, cfg.data.preprocess, align_raw=True)
-    eval_cfg = cfg_factory("data=lfw", "arch=mobilefacenet", f"data.root={lfw_root}", f"paths.cache_dir={tmp_path}",
+    eval_cfg = cfg_factory("data=lfw_photos", "arch=mobilefacenet", f"data.root={lfw_root}", f"paths.cache_dir={tmp_path}",
                            config_name="eval", out="eval")
     ev = source_from_config(eval_cfg.data.root, TEMPLATE, eval_cfg.data.preprocess, align_raw=True)
     assert scored.key == ev.key == f"align-{TEMPLATE}"
@@ -63,7 +63,7 @@ def test_old_preprocess_and_eval_align_names_are_one_line_errors(cfg_factory, da
         source_from_config(tmp_path, TEMPLATE, {"mode": "align", "select": "largest"})
     from facematch.eval.job import evaluate
 
-    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw",
+    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_photos",
                       f"data.root={data_dir / 'lfw' / 'lfw-deepfunneled'}", "+eval.align.select=largest",
                       config_name="eval")
     with pytest.raises(FacematchError, match=r"eval.align.\* is now align.\*.*align.select=largest") as err:

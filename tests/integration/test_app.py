@@ -185,7 +185,7 @@ def test_main_uses_the_calibration_and_fails_fast(mfn_weights, photos, tmp_path,
     from fastapi.testclient import TestClient
 
     from facematch.app import server
-    from facematch.models.calibration import Calibration, write_sidecar
+    from facematch.calibration.store import Calibration, write_sidecar
     from facematch.utils.io import sha256_file
 
     monkeypatch.setenv("FACEMATCH_CALIBRATION_DIR", str(tmp_path / "cal"))

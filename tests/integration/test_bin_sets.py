@@ -1,5 +1,5 @@
 """insightface validation files on real LFW crops: ``facematch-data pack-bin`` writes one, ``facematch-eval
-data=bin`` on it gives exactly the figures of ``data=lfw_aligned`` on the same pairs, a multirun over two sets
+data=bin`` on it gives exactly the figures of ``data=lfw_aligned112`` on the same pairs, a multirun over two sets
 and two models renders as one benchmark table, raw photos are aligned before packing, and a hostile file is
 one error line with nothing run."""
 
@@ -13,7 +13,7 @@ import pytest
 from facematch.eval.job import evaluate
 from tests.helpers import compose, error_line, mini_pairs, run_cli, tiny_pairs
 
-QUIET = ["embed.num_workers=0", "embed.progress=false", "eval.tensorboard=false", "eval.tsne_identities=0",
+QUIET = ["arch=mobilefacenet", "embed.num_workers=0", "embed.progress=false", "eval.tensorboard=false", "eval.tsne_identities=0",
          "protocol.n_folds=2"]
 
 
@@ -24,7 +24,7 @@ def bins(tmp_path_factory, data_dir):
     from facematch.cli.data import main
     from facematch.data.bin_writer import write_bin
     from facematch.data.pair_files import read_pairs
-    from facematch.faces.source import source_from_config
+    from facematch.data.source import source_from_config
 
     d = tmp_path_factory.mktemp("bins")
     pairs = mini_pairs(data_dir, d / "pairs.txt", per_fold=10)
@@ -54,7 +54,7 @@ def test_data_bin_gives_exactly_the_figures_of_the_folder(multirun, bins, data_d
     d, pairs = bins
     m_bin = json.loads((multirun / "0" / "metrics.json").read_text())
     assert Path(m_bin["data"]["root"]).name == "lfw.bin" and m_bin["data"]["format"] == "bin"
-    cfg = compose(["data=lfw_aligned", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
+    cfg = compose(["data=lfw_aligned112", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
                    f"arch.weights={mfn_weights}", f"embed.cache_dir={d / 'emb'}", "eval.plots=false", *QUIET],
                   d / "folder", "eval")
     m_dir = evaluate(cfg)
@@ -93,7 +93,7 @@ def test_benchmark_table_over_two_sets_and_two_models(multirun, bins, tmp_path, 
 
 def test_pack_bin_aligns_raw_photos_first(data_dir, lfw_root, tmp_path):
     from facematch.cli.data import main
-    from facematch.faces.bin_set import BinSet
+    from facematch.data.bin_set import BinSet
     from facematch.faces.images import load_image_bytes
 
     pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt", per_class=1)
@@ -118,7 +118,7 @@ def test_a_hostile_bin_is_one_error_line_and_nothing_runs(tmp_path, mfn_weights)
 
     path = tmp_path / "evil.bin"
     path.write_bytes(pickle.dumps(([b"x", Shell()], [True]), protocol=2))
-    res = run_cli(["-m", "facematch.eval", "data=bin", f"data.path={path}", f"arch.weights={mfn_weights}",
+    res = run_cli(["-m", "facematch.eval", "data=bin", f"data.path={path}", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
                    f"hydra.run.dir={tmp_path / 'run'}"])
     line = error_line(res.stderr)
     assert res.returncode == 2 and "posix.system" in line and str(path) in line and not marker.exists()

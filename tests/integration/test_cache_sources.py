@@ -21,11 +21,11 @@ from facematch.models.loading import build_arch_model
 from facematch.faces.align import FaceAligner
 from facematch.faces.crop_cache import AlignedCache, crop_path, read_record, record_stamp
 from facematch.faces.prepare import prepare
-from facematch.faces.source import FaceSource
+from facematch.data.source import FaceSource
 from facematch.utils.io import file_stamp
 from tests.helpers import tiny_pairs
 
-TEMPLATE = "sphereface_112x96"  # MobileFaceNet's template: what facematch-eval data=lfw aligns to
+TEMPLATE = "sphereface_112x96"  # MobileFaceNet's template: what facematch-eval data=lfw_photos aligns to
 REL = "Abdullah_Gul/Abdullah_Gul_0001.jpg"
 
 
@@ -188,14 +188,16 @@ def test_frozen_features_follow_a_changed_source(mfn, roots, tmp_path):
 
     from facematch.data.features import FeatureStore
 
+    ENGINE = {"cache_dir": tmp_path / "cache" / "embeddings", "num_workers": 0, "progress": False}  # the embed group
+
     colour, _, rels = roots
     backbone = copy.deepcopy(mfn.module)
     backbone.freeze(0)  # the fast path's backbone: all of it frozen
     source = FaceSource(colour, TEMPLATE, mode="center")
-    store = FeatureStore(backbone, source, tmp_path / "cache", views=2, num_workers=0, progress=False)
+    store = FeatureStore(backbone, source, ENGINE, views=2)
     before = store.stack(rels).numpy()
     touch(colour / REL)
-    store = FeatureStore(backbone, source, tmp_path / "cache", views=2, num_workers=0, progress=False)
+    store = FeatureStore(backbone, source, ENGINE, views=2)
     after = store.stack(rels).numpy()
     stats = store.embedders[0].stats
     assert stats["computed"] == 1 and stats["stale"] == 1
@@ -214,7 +216,7 @@ def test_eval_two_roots_one_cache_folder_then_a_changed_photo(cfg_factory, mfn_w
     colour, gray, rels = roots
 
     def run(root: Path, name: str, cache: Path) -> tuple[dict, dict]:
-        cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw", f"data.root={root}",
+        cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_photos", f"data.root={root}",
                           f"data.pairs={pairs}", f"paths.cache_dir={cache}", "embed.num_workers=0",
                           "embed.progress=false", "eval.plots=false", "eval.tensorboard=false",
                           "eval.identification=false", "eval.tsne_identities=0", config_name="eval", out=name)

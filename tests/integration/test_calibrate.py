@@ -16,7 +16,7 @@ from facematch.models.loading import load_checkpoint_model
 from facematch.utils.io import sha256_file
 from tests.helpers import mini_pairs
 
-ALIGNED = ["--data", "lfw_aligned", "--far", "0.1", "--precision", "fp32"]
+ALIGNED = ["--data", "lfw_aligned112", "--far", "0.1", "--precision", "fp32"]
 A, B = "George_W_Bush/George_W_Bush_0007.jpg", "George_W_Bush/George_W_Bush_0016.jpg"
 
 

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import sys
 import tarfile
 import threading
 from functools import partial
@@ -227,7 +228,7 @@ def test_prepare_cli_restricted_to_a_pairs_file(tmp_path, capsys):
 
 
 def test_prepare_without_out_fills_the_keyed_folder_training_and_eval_read(tmp_path, capsys):
-    from facematch.faces.source import FaceSource
+    from facematch.data.source import FaceSource
 
     listing = tmp_path / "pairs.txt"
     listing.write_text("1\nAaron_Eckhart 1 1\nAbdullah_Gul 13 Al_Pacino 2\n")  # 3 distinct images
@@ -341,3 +342,59 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["verify", str(LFW), "--pairs", str(bad)])
     assert "header promises" in capsys.readouterr().err
+
+
+# The getting-started path (docs/getting-started.md) against a local server: the MobileFaceNet weights and an
+# LFW subset are downloaded, then the README's main command (raw photos instead of the aligned crops, no test
+# fold: the subset has 12 people) trains on what was fetched, with every warning an error, and ends with the
+# run summary.
+GETTING_STARTED_PEOPLE = ["Aaron_Peirsol", "Aaron_Sorkin", "Abdel_Nasser_Assidi", "Abdoulaye_Wade", "Abdullah",
+                          "Abdullah_al-Attiyah", "Abdullatif_Sener", "Abel_Pacheco", "Abid_Hamid_Mahmud_Al-Tikriti",
+                          "Abdullah_Gul", "Al_Pacino", "Adam_Sandler"]
+
+
+@pytest.mark.slow
+def test_downloaded_weights_and_lfw_run_the_main_command_quietly(server, site, tmp_path, mfn_weights, capsys,
+                                                                   monkeypatch):
+    import warnings
+
+    import facematch.train
+    from facematch.cli.download import WEIGHTS
+    from tests.helpers import FAST
+
+    weights = WEIGHTS["mobilefacenet"]
+    (site / "weights").mkdir(exist_ok=True)
+    (site / "weights" / weights.remote).write_bytes(mfn_weights.read_bytes())
+    (site / "people").mkdir(exist_ok=True)
+    photos = [file_entry(f"lfw-deepfunneled/{p}/{img.name}", img.read_bytes())
+              for p in GETTING_STARTED_PEOPLE for img in sorted((LFW / p).glob("*.jpg"))[:4]]
+    (site / "people" / "lfw-deepfunneled.tgz").write_bytes(make_tgz(photos))
+    for name in LFW_PAIRS_SHA256:
+        (site / "people" / name).write_bytes((DATA / "lfw" / name).read_bytes())
+
+    dest = tmp_path / "get"
+    (dest / "weights").mkdir(parents=True)
+    half = mfn_weights.read_bytes()[: mfn_weights.stat().st_size // 2]
+    (dest / "weights" / f"{weights.name}.part").write_bytes(half)  # an interrupted earlier download
+    assert main(["download", "mobilefacenet", "--dest", str(dest / "weights"), "--base-url", server + "weights",
+                 "--no-progress"]) == 0
+    assert ("/weights/068.ckpt", f"bytes={len(half)}-", mfn_weights.stat().st_size - len(half)) in RangeHandler.log
+    fetched = dest / "weights" / weights.name
+    assert sha256(fetched.read_bytes()) == weights.sha256 and f"arch.weights={fetched}" in capsys.readouterr().out
+    assert download(dest / "lfw", server + "people/") == 0
+
+    argv = ["facematch-train", "arch=mobilefacenet", f"arch.weights={fetched}", "arch.freeze=true", "loss=triplet",
+            "data=lfw_photos", f"data.root={dest}/lfw/lfw-deepfunneled", f"data.pairs={dest}/lfw/pairs.txt",
+            "data.val_fraction=0.3", "trainer.max_epochs=1", *FAST, f"paths.log_dir={tmp_path}/logs"]
+    monkeypatch.setattr(sys, "argv", argv)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the entry point's own filter (facematch.utils.quiet) still applies
+        facematch.train.main()
+    captured = capsys.readouterr()
+    assert "Warning" not in captured.out + captured.err
+    summary = captured.out[captured.out.index("\nResult\n"):]
+    assert re.search(r"no fold scored \(needs data.test_fold=K and evaluate=true\); best validation epoch: "
+                     r"val/auc [01]\.\d{4}\n", summary)
+    (ckpt,) = (tmp_path / "logs").glob("runs/train/*/checkpoints/epoch_000.ckpt")
+    assert f"best checkpoint  {ckpt}" in summary and f"tensorboard --logdir {ckpt.parents[1]}/tensorboard" in summary

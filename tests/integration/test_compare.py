@@ -38,7 +38,7 @@ def run_main(capsys, *args):
 
 def test_same_person_and_different_people(photos, mfn_weights, capsys):
     """The shipped calibration of the shared MobileFaceNet is the default threshold (FAR 1e-3 on LFW)."""
-    from facematch.models.calibration import SHIPPED_DIR
+    from facematch.calibration.store import SHIPPED_DIR
     from facematch.utils.io import sha256_file
 
     shipped = json.loads((SHIPPED_DIR / f"{sha256_file(mfn_weights)}.json").read_text())

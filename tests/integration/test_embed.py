@@ -11,7 +11,7 @@ from facematch.errors import FacematchError, UnreadableImageError, WeightsError
 from facematch.embedding.cache import EmbeddingCache, make_cache_key
 from facematch.embedding.embedder import Embedder
 from facematch.models.loading import build_arch_model, load_checkpoint_model, load_model, state_dict_sha256
-from facematch.faces.source import FaceSource
+from facematch.data.source import FaceSource
 from facematch.models.backbones import build_backbone
 from facematch.models.heads import LinearHead
 

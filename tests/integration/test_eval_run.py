@@ -21,7 +21,7 @@ REQUIRED = ("accuracy_mean", "accuracy_std", "fold_accuracies", "val_at_far_1e-3
 @pytest.fixture
 def aligned_args(data_dir, mfn_weights, tmp_path):
     pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
-    return ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned",
+    return ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned112",
             f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}", "embed.num_workers=0",
             f"embed.cache_dir={tmp_path / 'emb'}", "embed.progress=false", "eval.tsne_identities=4"]
 
@@ -62,7 +62,7 @@ def test_pair_list_format_sum_flip_and_sq_l2(cfg_factory, data_dir, mfn_weights,
     pairs = read_lfw_pairs(tiny_pairs(data_dir, tmp_path / "p.txt"))
     lst = tmp_path / "list.txt"
     lst.write_text("".join(f"{p.a} {p.b} {int(p.same)}\n" for p in pairs))
-    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned",
+    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned112",
                       f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={lst}", "protocol.n_folds=2",
                       "protocol.flip=sum", "protocol.distance=sq_l2", "protocol.subtract_mean=false", "embed.cache=false",
                       "embed.num_workers=0", "embed.progress=false", "eval.plots=false", "eval.tensorboard=false",
@@ -73,8 +73,8 @@ def test_pair_list_format_sum_flip_and_sq_l2(cfg_factory, data_dir, mfn_weights,
 
 
 def test_raw_photos_are_detected_and_aligned(cfg_factory, data_dir, mfn_weights, tmp_path):
-    """data=lfw (raw deep-funneled photos): the eval aligns them itself, through the aligned-crop cache."""
-    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw",
+    """data=lfw_photos (raw deep-funneled photos): the eval aligns them itself, through the aligned-crop cache."""
+    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_photos",
                       f"data.root={data_dir / 'lfw' / 'lfw-deepfunneled'}",
                       f"data.pairs={tiny_pairs(data_dir, tmp_path / 'p.txt', per_class=1)}",
                       f"align.cache_dir={tmp_path / 'aligned'}", f"embed.cache_dir={tmp_path / 'emb'}",

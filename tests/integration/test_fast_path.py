@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("data_dir")  # every test reads lfw-aligned
 @pytest.mark.slow
 def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights, tmp_path, capsys):
     pairs = mini_pairs(data_dir, tmp_path / "pairs.txt")
-    common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned",
+    common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned112",
               f"data.pairs={pairs}", "trainer.max_epochs=1", "logger=csv", f"paths.cache_dir={tmp_path}/cache",
               *FAST, "data.max_identities=60", "exp_name=unit"]
     for fold in (0, 1):
@@ -54,8 +54,8 @@ def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights
 def test_fast_path_head_sees_the_same_features_as_the_backbone(cfg_factory, mfn_weights, tmp_path):
     from facematch.train import build
 
-    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned",
-                      *FAST, f"paths.cache_dir={tmp_path}/cache", "data.features.precision=fp32")  # compared with fp32
+    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned112",
+                      *FAST, f"paths.cache_dir={tmp_path}/cache", "embed.precision=fp32")  # compared with fp32
     model, dm = build(cfg)
     dm.setup("fit")
     rel = dm.val_set.rows[0].a
@@ -79,7 +79,7 @@ def test_mean_backbone_feature_for_a_centred_head(cfg_factory, mfn_weights, tmp_
     from facematch.data.datamodule import images_of
     from facematch.train import build
 
-    common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned", *FAST,
+    common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "data=lfw_aligned112", *FAST,
               "data.augment.enabled=false", f"paths.cache_dir={tmp_path}/cache"]
     model, dm = build(cfg_factory(*common))
     dm.setup("fit")

@@ -20,7 +20,7 @@ def test_per_fold_score_equals_facematch_eval_pair_by_pair(cfg_factory, data_dir
     pairs = mini_pairs(data_dir, tmp_path / "pairs.txt")
     cache = tmp_path / "cache"
     cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "head.init=random",
-                      "head.dim=64", "data=lfw", f"data.pairs={pairs}", "data.test_fold=1", "trainer.max_epochs=2",
+                      "head.dim=64", "data=lfw_photos", f"data.pairs={pairs}", "data.test_fold=1", "trainer.max_epochs=2",
                       "logger=csv", f"paths.cache_dir={cache}", "embed.num_workers=0", *FAST, "data.max_identities=60",
                       out="train")
     train(cfg)
@@ -29,7 +29,7 @@ def test_per_fold_score_equals_facematch_eval_pair_by_pair(cfg_factory, data_dir
     ckpt = json.loads((out / "train_metrics.json").read_text())["best_model_path"]
     assert fold["selected"] == Path(ckpt).stem  # the checkpoint per-fold scoring used
 
-    ev = cfg_factory(f"ckpt_path={ckpt}", "data=lfw", f"data.pairs={pairs}", f"paths.cache_dir={cache}",
+    ev = cfg_factory(f"ckpt_path={ckpt}", "data=lfw_photos", f"data.pairs={pairs}", f"paths.cache_dir={cache}",
                      "embed.num_workers=0", "embed.progress=false", "eval.plots=false", "eval.tensorboard=false",
                      "eval.identification=false", "eval.tsne_identities=0", config_name="eval", out="eval")
     m = evaluate(ev)

@@ -119,7 +119,7 @@ def test_all_faces(enrolled, lfw_root, tmp_path, capsys):
 
 
 def test_calibrated_threshold_is_the_default(enrolled, lfw_root, tmp_path, capsys, monkeypatch):
-    from facematch.models.calibration import Calibration, write_sidecar
+    from facematch.calibration.store import Calibration, write_sidecar
     from facematch.utils.io import sha256_file
 
     monkeypatch.setenv("FACEMATCH_CALIBRATION_DIR", str(tmp_path))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from facematch.embedding.embedder import Embedder
-from facematch.faces.source import FaceSource
+from facematch.data.source import FaceSource
 from facematch.models.inference import MAX_COSINE_GAP
 from facematch.models.loading import build_arch_model
 from facematch.models.onnx_export import export_model
@@ -86,7 +86,7 @@ def test_compare_with_the_exported_file_gives_pytorchs_similarity(mfn_onnx, mfn_
 def fp32_eval_args(data_dir, tmp_path) -> list[str]:
     """facematch-eval on 16 LFW pairs, fp32 on the CPU (onnxruntime's precision), outputs beside the metrics off."""
     pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
-    return ["data=lfw_aligned", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
+    return ["data=lfw_aligned112", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
             "embed.num_workers=0", "embed.progress=false", "embed.device=cpu", "embed.precision=fp32",
             f"embed.cache_dir={tmp_path / 'emb'}", "eval.plots=false", "eval.tensorboard=false",
             "eval.identification=false"]

@@ -39,7 +39,7 @@ def _run(cfg_factory, tmp_path, name: str, data: list[str], mfn_weights) -> tupl
 @pytest.mark.slow
 def test_training_from_packed_lfw_matches_the_folder_tree(cfg_factory, tmp_path, packed_aligned, mfn_weights):
     """Decoded images (no feature cache), P x K batch-hard triplets, test fold 0: identical batches and metrics."""
-    folder, folder_batches = _run(cfg_factory, tmp_path, "folder", ["data=lfw_aligned"], mfn_weights)
+    folder, folder_batches = _run(cfg_factory, tmp_path, "folder", ["data=lfw_aligned112"], mfn_weights)
     shards, shard_batches = _run(cfg_factory, tmp_path, "shards", ["data=packed", f"data.root={packed_aligned}"],
                                  mfn_weights)
     assert shard_batches == folder_batches and len(folder_batches) == 2

@@ -56,7 +56,7 @@ def test_two_process_verify_equals_one_process(cfg_factory, data_dir, mfn_weight
     from facematch.eval.verification import verify
 
     pairs_file = mini_pairs(data_dir, tmp_path / "pairs.txt", per_fold=10)
-    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned",
+    cfg = cfg_factory("arch=mobilefacenet", f"arch.weights={mfn_weights}", "data=lfw_aligned112",
                       f"data.pairs={pairs_file}", config_name="eval", out="eval")
     plain = to_container(cfg)
 

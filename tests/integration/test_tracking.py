@@ -113,8 +113,7 @@ def test_wandb_run_is_written_offline(cfg_factory, mfn_weights, tmp_path, monkey
     assert b"val/auc" in record.read_bytes()
 
 
-# hydra-optuna-sweeper 1.4.0.dev10 calls instantiate(..., _execution_whitelist_=...), which hydra-core 1.3.x does
-# not know ('Cannot instantiate config of type TPESampler'): the `sweep` extra therefore asks for hydra-core>=1.4.
+# facematch's own Optuna sweeper (src/hydra_plugins/facematch_optuna_sweeper) on the stable hydra-core.
 @pytest.mark.slow
 @pytest.mark.usefixtures("data_dir")
 def test_optuna_search_runs_trials_and_keeps_the_best(tmp_path, mfn_weights, monkeypatch):

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from facematch.config import config_dir
 from facematch.faces.detect import DetectorSettings
-from facematch.faces.source import source_from_config
+from facematch.data.source import source_from_config
 
 TEMPLATE = "sphereface_112x96"  # MobileFaceNet's
 

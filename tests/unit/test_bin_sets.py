@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from facematch.errors import FacematchError, MalformedFileError, WeightsError
-from facematch.faces.bin_set import BinSet, load_bin
+from facematch.data.bin_set import BinSet, load_bin
 
 
 def png(value: int) -> bytes:
@@ -74,7 +74,7 @@ def test_pairs_and_images_of_a_bin_numpy_images_included(tmp_path):
 
 def test_a_bin_is_a_face_source_and_a_pairs_file(tmp_path):
     from facematch.data.pair_files import read_pairs, sniff_format
-    from facematch.faces.source import source_from_config
+    from facematch.data.source import source_from_config
 
     path = write(tmp_path / "set.bin", ([png(v) for v in range(40)], [i % 2 == 0 for i in range(20)]))
     pairs = read_pairs(path, n_folds=10)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from facematch.errors import FacematchError
-from facematch.eval.calibration import far_point_name, operating_points, rates_at
-from facematch.models import calibration as store
-from facematch.models.calibration import Calibration, find_calibration, read_calibration, write_into_checkpoint, write_sidecar
+from facematch.calibration.compute import far_point_name, operating_points, rates_at
+from facematch.calibration import store
+from facematch.calibration.store import Calibration, find_calibration, read_calibration, write_into_checkpoint, write_sidecar
 
 
 def test_operating_points_hand_checked():
@@ -96,7 +96,7 @@ def test_write_into_checkpoint(tmp_path):
 
 
 def test_open_set_points_on_a_tiny_gallery():
-    from facematch.eval.calibration import open_set_points, open_set_split
+    from facematch.calibration.compute import open_set_points, open_set_split
 
     # ann and bob have two images (gallery: the first by path), cy and dee one each (impostors)
     paths = ["bob/2.jpg", "ann/1.jpg", "cy/1.jpg", "ann/2.jpg", "bob/1.jpg", "dee/1.jpg"]
@@ -116,7 +116,7 @@ def test_open_set_points_on_a_tiny_gallery():
 def test_a_search_uses_the_1_to_n_point(tmp_path, monkeypatch):
     import argparse
 
-    from facematch.cli.model_args import decision_threshold
+    from facematch.app.model_args import decision_threshold
 
     fp = "ab" * 32
     cal = _cal(fp)

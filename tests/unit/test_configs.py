@@ -30,7 +30,7 @@ def test_groups_have_the_expected_options():
     assert options("model") == ["siamese"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "reduce_on_plateau", "step"]
-    assert set(options("data")) >= {"lfw", "vggface2", "pair_list", "lfw_aligned", "lfw_own_aligned"}
+    assert set(options("data")) >= {"lfw_photos", "vggface2", "pair_list", "lfw_aligned112", "lfw_photos_mtcnn"}
     assert set(options("trainer")) >= {"cpu", "gpu", "ddp"}
     assert set(options("logger")) >= {"tensorboard", "csv"}
 
@@ -128,6 +128,8 @@ def test_logger_and_callbacks_instantiate(cfg_factory, logger, callbacks, tmp_pa
 def test_experiments_compose(cfg_factory, experiment):
     cfg = cfg_factory(f"experiment={experiment}")
     assert cfg.arch.name and cfg.loss._target_ and cfg.data.batches._target_ and cfg.loss_name and cfg.miner_name
+    # a row reports under its file's name; a shared block (_-prefixed) names no row
+    assert cfg.exp_name == (None if experiment.startswith("_") else experiment)
 
 
 def test_scheduler_none_is_none(cfg_factory):

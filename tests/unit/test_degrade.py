@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from facematch.errors import FacematchError
-from facematch.faces.degrade import Degradation
-from facematch.faces.source import FaceSource
+from facematch.data.degrade import Degradation
+from facematch.data.source import FaceSource
 
 
 def _crop(seed: int = 0, hw=(112, 96)) -> np.ndarray:

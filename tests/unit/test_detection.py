@@ -67,7 +67,7 @@ def test_bad_landmark_offset_is_one_clear_error(bad):
 
 
 def test_bad_detector_settings_fail_when_the_source_is_built(tmp_path):
-    from facematch.faces.source import FaceSource
+    from facematch.data.source import FaceSource
 
     with pytest.raises(FacematchError, match="landmark_offset"):
         FaceSource(tmp_path, "arcface_112x112", mode="align", landmark_offset="abc")

@@ -175,7 +175,7 @@ def test_export_cli_on_a_checkpoint_carries_its_head_and_calibration(tmp_path, c
     fingerprint, is found on the ONNX model; the CLI prints what it wrote and its check."""
     from facematch.cli.export import main
     from facematch.models.backbones import build_backbone
-    from facematch.models.calibration import Calibration, find_calibration
+    from facematch.calibration.store import Calibration, find_calibration
     from facematch.models.heads import LinearHead
     from facematch.models.loading import state_dict_sha256
 

@@ -16,8 +16,8 @@ import facematch.data.pack as pack_mod
 from facematch.data.identities import IdentityIndex
 from facematch.data.pack import pack
 from facematch.errors import FacematchError
-from facematch.faces.packed import PACK_INDEX, CorruptPackError, PackedSet, open_packed
-from facematch.faces.source import source_from_config
+from facematch.data.shards import PACK_INDEX, CorruptPackError, PackedSet, open_packed
+from facematch.data.source import source_from_config
 
 PEOPLE = {"Ann_A": 3, "Bob_B": 1, "Cid_C": 4, "Dee_D": 2}
 

@@ -61,21 +61,40 @@ def _hydra_cfg(*overrides: str):
 
 
 def test_optuna_search_space_and_direction():
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from optuna.distributions import FloatDistribution
+
+    from hydra_plugins.facematch_optuna_sweeper.sweeper import search_space
 
     cfg = _hydra_cfg("hparams_search=optuna")
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    assert sweeper._target_ == "hydra_plugins.facematch_optuna_sweeper.sweeper.OptunaSweeper"
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert sweeper.direction == "maximize" and cfg.optimized_metric == cfg.monitor == "val/auc"
     assert cfg.monitor_mode == "max" and sweeper.n_trials == 20 and sweeper.n_jobs == 1
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == cfg.seed
-    space, fixed, _ = create_params_from_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    space, fixed = search_space(OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweeper.params.items()]))
     assert space == {"optimizer.lr": FloatDistribution(1e-5, 1e-2, log=True),
                      "margin": FloatDistribution(0.1, 2.0)} and not fixed
     sampler = instantiate(sweeper.sampler)
     assert type(sampler).__name__ == "TPESampler"
+
+
+def test_optuna_search_space_kinds_and_fixed_values():
+    """range() and choice() are discrete; a plain value on the command line takes a key out of the space."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from hydra_plugins.facematch_optuna_sweeper.sweeper import search_space
+
+    parse = OverridesParser.create().parse_overrides
+    space, fixed = search_space(parse(["data.test_fold=range(0,10)", "loss=choice(triplet,contrastive)",
+                                       "batch=tag(int, log, interval(8, 64))", "data.test_fold=3", "seed=1"]))
+    assert space == {"loss": CategoricalDistribution(["triplet", "contrastive"]),
+                     "batch": IntDistribution(8, 64, log=True)}
+    assert fixed == {"data.test_fold": "3", "seed": "1"}
+    space, _ = search_space(parse(["data.test_fold=range(0,10,3)"]))
+    assert space == {"data.test_fold": IntDistribution(0, 9, step=3)}
 
 
 def test_optuna_leaves_the_run_itself_alone():
@@ -127,7 +146,7 @@ def test_a_sweep_trial_returns_its_best_epoch_for_the_monitored_metric(monkeypat
 
     metrics = {"val/auc": 0.61, "best/val/auc": 0.83, "val/loss": 0.4}
     monkeypatch.setattr(facematch.train, "run_or_exit", lambda fn, cfg: metrics)
-    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc"})) == 0.83
-    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/loss"})) == 0.4
+    assert facematch.train.hydra_main(OmegaConf.create({"monitor": "val/auc"})) == 0.83
+    assert facematch.train.hydra_main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/loss"})) == 0.4
     del metrics["best/val/auc"]  # no checkpoint (fast_dev_run): the last value
-    assert facematch.train.main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/auc"})) == 0.61
+    assert facematch.train.hydra_main(OmegaConf.create({"monitor": "val/auc", "optimized_metric": "val/auc"})) == 0.61

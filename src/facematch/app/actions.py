@@ -26,13 +26,16 @@ class UploadError(FacematchError):
 @dataclass
 class AppState:
     """What every request uses: the one model (behind a lock: one request on it at a time), the decision
-    threshold, the gallery (or None) and the limits."""
+    threshold, the gallery (or None) and the limits.
+
+    The gallery is the newest published version: :meth:`current_gallery` reloads it when another version
+    was committed since it was read (an enrolment or removal while the page is served), so a search never
+    answers from a gallery older than the one on disk when it started."""
 
     embedder: Any
     decision: dict  # compare's threshold (1:1)
     model_text: str
     gallery: Any = None
-    gallery_text: str | None = None
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     top_k: int = 5
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,6 +44,25 @@ class AppState:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def current_gallery(self):
+        """The gallery, reloaded first when its folder now holds another version (refusing another model)."""
+        with self.lock:
+            g = self.gallery
+            if g is not None and g.changed():
+                g = type(g).open(g.root)
+                g.check_model(self.embedder.model.fingerprint, self.embedder.settings)
+                self.gallery = g
+            return g
+
+    @property
+    def gallery_text(self) -> str | None:
+        """What the page says of the gallery it searches (``None``: no gallery)."""
+        g = self.gallery
+        if g is None:
+            return None
+        return (f"gallery {g.root}: {len(g.names)} identities, {len(g)} faces (version {g.manifest['generation']}; "
+                "reloaded when the gallery changes)")
 
 
 def read_upload(form, field_name: str, label: str, state: AppState) -> tuple[bytes, str]:
@@ -93,13 +115,14 @@ def run_search(state: AppState, upload: tuple[bytes, str], top_k: int, all_faces
 
     data, name = upload
     image = decode(data, name)
+    gallery = state.current_gallery()
     with state.lock:
         try:
             photo = state.embedder.faces(image, name, all_faces=all_faces)
         except MultipleFacesError:
             raise MultipleFacesError(f"{name} shows several faces of similar size; crop it to one person, or "
                                      "tick 'search every face in the photo'") from None
-        r = search_faces(state.embedder, state.gallery, photo, top_k=top_k, threshold=state.search_decision)
+        r = search_faces(state.embedder, gallery, photo, top_k=top_k, threshold=state.search_decision)
     faces = []
     for f in r["faces"]:
         x0, y0, x1, y1 = (float(v) for v in f["box"])

@@ -6,8 +6,10 @@
 Two forms: *compare* two uploaded photos (each face box, the aligned crops, the similarity, the decision
 and the threshold with where it came from, and the side-by-side picture ``facematch-compare --show``
 saves) and, with ``--gallery``, *search* the gallery (the top K identities of each face, with their
-enrolled crops; ``unknown`` below the threshold). The model is loaded once at start with the model options
-of ``facematch-compare`` (:mod:`facematch.cli.model_args`), so missing weights or a missing calibration stop
+enrolled crops; ``unknown`` below the threshold). The page serves the gallery's newest version: when an
+enrolment or a removal has committed another one since, the next request reloads it (the page names the
+version it searched). The model is loaded once at start with the model options
+of ``facematch-compare`` (:mod:`facematch.app.model_args`), so missing weights or a missing calibration stop
 the command with one line before anything is served.
 
 A user's mistake (no file chosen, not an image, no face, several faces, an upload over ``--max-upload-mb``)
@@ -27,8 +29,9 @@ from pathlib import Path
 from facematch.app import pages
 from facematch.app.actions import (DEFAULT_MAX_UPLOAD_MB, MAX_TOP_K, SELECTS, AppState, UploadError, read_upload,
                                    run_compare, run_search)
-from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
+from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors, debug_enabled
 
 log = logging.getLogger("facematch.app")
@@ -74,12 +77,10 @@ def load_state(args: argparse.Namespace) -> AppState:
     decision = decision_threshold(args, model, fe.settings)
     what = model.description.get("ckpt_path") or model.description.get("weights") or ""
     model_text = f"{fe.settings['arch']}" + (f" ({Path(what).name})" if what else "") + f" on {fe.settings['device']}"
-    gallery_text = None
     if gallery is not None:
         gallery.check_model(model.fingerprint, fe.settings)
-        gallery_text = f"gallery {args.gallery}: {len(gallery.names)} identities, {len(gallery)} faces"
     search = decision_threshold(args, model, fe.settings, search=True) if gallery is not None else None
-    return AppState(fe, decision, model_text, gallery, gallery_text, float(args.max_upload_mb), int(args.top_k),
+    return AppState(fe, decision, model_text, gallery, float(args.max_upload_mb), int(args.top_k),
                     search_decision=search)
 
 
@@ -122,6 +123,10 @@ def create_app(state: AppState):
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
+        try:
+            state.current_gallery()
+        except FacematchError as err:  # the gallery was damaged or re-enrolled with another model meanwhile
+            return render(error=str(err), status=400)
         return render()
 
     @app.get("/compare")
@@ -188,6 +193,7 @@ def make_server(app, log_level: str = "warning"):
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")

@@ -25,7 +25,7 @@ CELL_KEYS = ("accuracy_mean", "accuracy_std", "n_folds")
 def set_name(cfg: dict, metrics: dict) -> str:
     """The column: the evaluated file or folder (the root as the run resolved it, config interpolations done),
     and its degradation when ``data.degrade`` made one (``lfw @ res16``)."""
-    from facematch.faces.degrade import Degradation
+    from facematch.data.degrade import Degradation
 
     root = Path(str((metrics.get("data") or {}).get("root") or (cfg.get("data") or {}).get("root") or "?"))
     degrade = Degradation.from_config((cfg.get("data") or {}).get("degrade"))

@@ -2,26 +2,26 @@
 
     facematch-calibrate                                   # mobilefacenet + its default weights, LFW pairs.txt
     facematch-calibrate --weights W.ckpt --far 1e-3 1e-2  # a bare backbone: <calibration dir>/<sha256>.json
-    facematch-calibrate --ckpt outputs/runs/train/.../last.ckpt --data lfw_aligned   # stored in the checkpoint
+    facematch-calibrate --ckpt outputs/runs/train/.../last.ckpt --data lfw_aligned112   # stored in the checkpoint
 
 The pairs (LFW View 2 ``pairs.txt`` by default, or a ``pathA pathB label`` list) are embedded by the one
 evaluation job (:func:`facematch.eval.verification.verify`: the ``data`` config's crops, raw photos
 detected and aligned as ``facematch-compare`` aligns them, the embedding cache), scored by raw cosine as
 ``facematch-compare`` and the gallery score, and the thresholds at each ``--far`` and at the best accuracy
-are computed (:mod:`facematch.eval.calibration`). The calibration goes inside a checkpoint, or for a bare
+are computed (:func:`facematch.calibration.compute.calibrate`). The calibration goes inside a checkpoint, or for a bare
 weights file into ``$FACEMATCH_CALIBRATION_DIR/<sha256>.json`` (``--out`` names another file); see
-:mod:`facematch.models.calibration` for where compare and the gallery look.
+:mod:`facematch.calibration.store` for where compare and the gallery look.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import sys
 import warnings
 
-from facematch.cli.model_args import add_model_arguments, load_model
+from facematch.app.model_args import add_model_arguments, load_model
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors, debug_enabled
 
 
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Thresholds of a model at target false-accept rates on labelled pairs, "
                                             "stored with the model for facematch-compare and facematch-gallery.")
     add_model_arguments(p, faces=False)
-    p.add_argument("--data", default="lfw",
-                   help="data config of the pairs' images (conf/data: lfw = raw photos, detected and aligned; "
-                        "lfw_aligned = the reference crops); default lfw")
+    p.add_argument("--data", default="lfw_photos",
+                   help="data config of the pairs' images (conf/data: lfw_photos = raw photos, detected and aligned; "
+                        "lfw_aligned112 = the reference crops); default lfw_photos")
     p.add_argument("--root", default=None, help="image folder (default: the data config's root)")
     p.add_argument("--pairs", default=None, help="labelled pairs: LFW pairs.txt (default) or a 'pathA pathB label' list")
     p.add_argument("--far", type=float, nargs="+", default=[1e-3],
@@ -50,7 +50,7 @@ def compose_eval(args: argparse.Namespace):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from facematch.config import config_dir
+    from facematch.config import check_overrides, config_dir
 
     overrides = [f"data={args.data}", f"protocol.flip={args.flip}", f"embed.device={args.device}",
                  f"embed.precision={args.precision}", f"embed.runtime={args.runtime}", "embed.progress=true"]
@@ -58,6 +58,7 @@ def compose_eval(args: argparse.Namespace):
         overrides.append(f"data.root={args.root}")
     if args.pairs:
         overrides.append(f"data.pairs={args.pairs}")
+    check_overrides(overrides)
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="calibrate"):
             cfg = compose("eval", overrides=overrides)
@@ -68,60 +69,20 @@ def compose_eval(args: argparse.Namespace):
     return cfg
 
 
-def portable_path(path) -> str:
-    """``path`` as ``$FACEMATCH_DATA_DIR/...`` when it lies under the data folder (a calibration names its
-    data the same way on every machine), else absolute."""
-    from pathlib import Path
-
-    from facematch.paths import data_dir
-
-    p, root = Path(str(path)).expanduser().resolve(), data_dir().resolve()
-    return f"$FACEMATCH_DATA_DIR/{p.relative_to(root).as_posix()}" if p.is_relative_to(root) else str(p)
-
-
 def calibrate(args: argparse.Namespace):
-
-    from facematch.config import instantiate_node
-    from facematch.data.pair_files import read_pairs
-    from facematch.embedding.embedder import resolve
-    from facematch.data.pair_files import identity_of
-    from facematch.eval.calibration import BEST_ACCURACY, far_point_name, open_set_point_name, open_set_points, operating_points
-    from facematch.eval.job import engine_settings, eval_source
-    from facematch.eval.verification import verify
-    from facematch.models.calibration import Calibration
+    """``(model, calibration)`` for the parsed arguments (the work is :func:`facematch.calibration.compute.calibrate`)."""
+    from facematch.calibration.compute import calibrate as compute
 
     for far in args.far:
         if not 0.0 < far < 1.0:
             raise FacematchError(f"--far {far:g} is not a rate in (0, 1)")
     cfg = compose_eval(args)
     model = load_model(args)
-    protocol = instantiate_node(cfg.protocol)
-    source = eval_source(cfg, model.spec.template)
-    pairs_file = str(cfg.data.pairs)
-    pairs = read_pairs(pairs_file, n_folds=int(protocol.n_folds))
-    res = verify(model, pairs, source, protocol, engine_settings(cfg), what=pairs_file)
-    points = operating_points(res.cosine, res.same, args.far)
-    open_set = open_set_points(res.emb, [identity_of(p) for p in res.paths], res.paths, args.far)
-    points.update(open_set)
-    default = args.default or far_point_name(args.far[0])
-    if default not in points:
-        raise FacematchError(f"--default {default} is not one of: {', '.join(points)} (or add its --far)")
-    device, precision = resolve(args.device, args.precision)
-    cal = Calibration(
-        fingerprint=model.fingerprint, points=points, default=default,
-        search_default=open_set_point_name(args.far[0]) if open_set else None,
-        settings={"arch": model.spec.name, "template": model.spec.template, "flip": args.flip,
-                  "precision": precision, "score": "cosine", "model": model.description.get("kind")},
-        data={"pairs": portable_path(pairs_file), "root": portable_path(cfg.data.root),
-              "preprocess": source.key, "n_pairs": len(pairs), "n_images": len(res.paths),
-              "ten_fold_accuracy": res.report["accuracy_mean"]},
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    return model, cal, BEST_ACCURACY
+    return model, compute(model, cfg, args.far, args.default)
 
 
 def store(args: argparse.Namespace, model, cal) -> str:
-    from facematch.models.calibration import write_into_checkpoint, write_sidecar
+    from facematch.calibration.store import write_into_checkpoint, write_sidecar
 
     if args.out or not args.ckpt:
         return str(write_sidecar(cal, args.out))
@@ -130,10 +91,11 @@ def store(args: argparse.Namespace, model, cal) -> str:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")
-    model, cal, _ = calibrate(args)
+    model, cal = calibrate(args)
     where = None if args.dry_run else store(args, model, cal)
     if args.json:
         print(json.dumps({**cal.as_dict(), "stored": where}, indent=2))

@@ -31,13 +31,13 @@ import argparse
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
-from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
+from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
 from facematch.embedding.photos import accepted, pair_similarity
-from facematch.errors import DataNotFoundError, cli_errors, debug_enabled
+from facematch.errors import DataNotFoundError, cli_errors
+from facematch.utils.allocator import tune as tune_allocator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,9 +91,8 @@ def result_json(r: dict) -> dict:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
-    if not debug_enabled():
-        warnings.filterwarnings("ignore")
     r = compare(args)
     if args.show:
         from facematch.embedding.figures import compare_figure

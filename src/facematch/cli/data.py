@@ -2,15 +2,16 @@
 caches against their source files (check-cache).
 
     facematch-data download lfw --dest DIR [--base-url URL] [--archive lfw.tgz] [--sha256 HEX]
+    facematch-data download mobilefacenet --dest DIR [--base-url URL]
     facematch-data prepare SRC [OUT] --template arcface_112x112 [--pairs FILE] [--workers N] [--cache-dir DIR]
     facematch-data verify ROOT --pairs FILE [--report FILE]
     facematch-data pack SRC OUT [--prealigned TEMPLATE] [--pairs FILE] [--part-size N] [--force]
     facematch-data verify OUT                      # a packed set: every shard's sha256, every item decoded
     facematch-data check-cache DIR [--src ROOT] [--report FILE]
 
-``download``: :mod:`facematch.cli.download`.
+``download``: :mod:`facematch.cli.download`; ``verify`` and ``check-cache``: :mod:`facematch.cli.checks`.
 
-``pack``: :mod:`facematch.data.pack` (format and integrity checks: :mod:`facematch.faces.packed`); train from
+``pack``: :mod:`facematch.data.pack` (format and integrity checks: :mod:`facematch.data.shards`); train from
 the result with ``data=packed data.root=OUT``.
 
 ``prepare`` aligns with the settings of ``conf/align/mtcnn.yaml`` by default (the face nearest the centre), into
@@ -29,27 +30,17 @@ delete it); exit status 1 if there is any.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from collections import Counter
-
-from facematch.errors import DataNotFoundError, FacematchError, cli_errors
-from facematch.utils.io import atomic_write_text
-
-from facematch.cli.download import LFW_ARCHIVES, LFW_BASE_URL, cmd_download
+from facematch.cli.checks import add_report_arguments, cmd_check_cache, cmd_verify, pair_images
+from facematch.cli.download import LFW_ARCHIVES, LFW_BASE_URL, WEIGHTS, cmd_download
+from facematch.errors import cli_errors
+from facematch.utils.allocator import tune as tune_allocator
 
 
 # ---------------------------------------------------------------------------------------------------
 # prepare
-
-
-def pair_images(pairs_file: str | os.PathLike) -> list[str]:
-    """Every distinct image a pairs file (LFW pairs.txt / View 1, or a ``pathA pathB label`` list) uses."""
-    from facematch.data.pair_files import read_pairs
-
-    return sorted({p for pair in read_pairs(pairs_file) for p in (pair.a, pair.b)})
 
 
 def prepare_settings(args: argparse.Namespace) -> dict:
@@ -117,132 +108,6 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify_packed(args: argparse.Namespace) -> int:
-    from facematch.faces.packed import PackedSet
-
-    packed = PackedSet.open(args.root)
-    r = packed.verify(progress=not args.no_progress)
-    missing = []
-    if args.pairs:
-        missing = [rel for rel in pair_images(args.pairs) if rel not in packed]
-    print(f"{args.root}: {r['items']} images in {r['parts']} parts, {r['files']} shard files ({r['bytes'] / 1e6:.1f} MB): "
-          "sha256 ok, every item read back and decoded"
-          + (f"; {len(missing)} image(s) of {args.pairs} missing" if args.pairs else ""))
-    rows = [("missing", rel, "") for rel in missing]
-    show_problems(rows, ("missing",), args.show, args.report, ("problem", "path", "message"))
-    return 1 if rows else 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from facematch.faces.images import load_image
-    from facematch.faces.packed import is_packed
-
-    if is_packed(args.root):
-        return cmd_verify_packed(args)
-    if not args.pairs:
-        raise FacematchError(f"verify {args.root} needs --pairs FILE (the images to check); only a packed set "
-                             "(facematch-data pack) is checked whole without one")
-    root = Path(args.root)
-    if not root.is_dir():
-        raise DataNotFoundError(f"dataset folder not found: {root} (pass the folder holding <identity>/<file>)")
-    rels = pair_images(args.pairs)
-    missing, unreadable = [], []
-    it = rels
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        it = tqdm(rels, unit="img", desc="verify", file=sys.stderr)
-    for rel in it:
-        path = root / rel
-        if not path.is_file():
-            missing.append(rel)
-            continue
-        try:
-            load_image(path)
-        except FacematchError as err:
-            unreadable.append((rel, str(err)))
-    print(f"{len(rels)} images used by {args.pairs}: {len(rels) - len(missing) - len(unreadable)} ok, "
-          f"{len(missing)} missing, {len(unreadable)} unreadable (under {root})")
-    rows = [("missing", r, "") for r in missing] + [("unreadable", r, m) for r, m in unreadable]
-    show_problems(rows, ("missing", "unreadable"), args.show, args.report, ("problem", "path", "message"))
-    return 1 if rows else 0
-
-
-def show_problems(rows: list[tuple[str, ...]], kinds: tuple[str, ...], show: int, report: str | None,
-                  columns: tuple[str, ...]) -> None:
-    """Print up to ``show`` rows of each kind (tab-separated, kind first), say how many were left out, and
-    write every row to the TSV file ``report`` when given."""
-    for kind in kinds:
-        for row in [r for r in rows if r[0] == kind][:show]:
-            print("\t".join(row).rstrip("\t"))
-    hidden = sum(max(0, n - show) for n in Counter(r[0] for r in rows).values())
-    if hidden:
-        print(f"... and {hidden} more" + ("" if report else "; pass --report FILE for the full list"))
-    if report:
-        atomic_write_text(report, "\t".join(columns) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
-        print(f"report: {report}")
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--report", default=None, help="write every problem to this TSV file")
-    parser.add_argument("--show", type=int, default=20, help="problems of each kind to print (default 20)")
-
-
-# ---------------------------------------------------------------------------------------------------
-# check-cache
-
-
-def find_caches(folder: Path) -> list[tuple[str, Path]]:
-    """``("aligned", dir)`` for each aligned-crop cache (a folder with a manifest) under ``folder`` (itself
-    included), ``("embeddings", dir)`` for each embedding cache (``meta.json`` or ``part-*.npz``)."""
-    from facematch.faces.manifest import MANIFEST
-
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        if MANIFEST in filenames:
-            found.append(("aligned", Path(dirpath)))
-        elif "meta.json" in filenames or any(f.startswith("part-") and f.endswith(".npz") for f in filenames):
-            found.append(("embeddings", Path(dirpath)))
-        else:
-            continue
-        dirnames[:] = []  # a cache's own subfolders hold its entries
-    return found
-
-
-def cmd_check_cache(args: argparse.Namespace) -> int:
-    from facematch.faces.cache_check import check_folder
-
-    folder = Path(args.dir)
-    if not folder.is_dir():
-        raise DataNotFoundError(f"cache folder not found: {folder}")
-    caches = find_caches(folder)
-    if not caches:
-        raise FacematchError(
-            f"{folder} holds no facematch cache (no aligned-crop manifest.json, no embedding meta.json or "
-            "part-*.npz); pass an aligned-crop cache folder, an embeddings folder or a cache root such as .cache/facematch"
-        )
-    results = []
-    for kind, d in caches:
-        if kind == "aligned":
-            results.append(check_folder(d, args.src))
-        else:
-            from facematch.embedding.cache import EmbeddingCache
-
-            results.append(EmbeddingCache(d.parent, d.name).check(args.src))
-    rows = [(kind, r["folder"], rel, why) for r in results for kind, rel, why in r["problems"]]
-    counts = Counter(kind for kind, *_ in rows)
-    for r in results:
-        c = Counter(kind for kind, _, _ in r["problems"])
-        state = "OLD FORMAT" if c["old-format"] else f"{c['stale']} stale, {c['foreign']} foreign"
-        print(f"{r['folder']}: {r['what']}: {r['entries']} entries, {state}")
-    show_problems(rows, ("old-format", "foreign", "stale"), args.show, args.report, ("problem", "cache", "path", "message"))
-    print(f"{len(results)} cache folder(s), {sum(r['entries'] for r in results)} entries: {counts['stale']} stale "
-          f"(re-made on next use), {counts['foreign']} foreign (source gone or another source folder), "
-          f"{counts['old-format']} old-format folder(s) (never read; delete them)")
-    return 1 if rows else 0
-
-
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -259,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  facematch-data download lfw --dest data/lfw\n"
+        "  facematch-data download mobilefacenet --dest weights\n"
         "  facematch-data prepare data/lfw/lfw-deepfunneled --template sphereface_112x96 "
         "--pairs data/lfw/pairs.txt\n"
         "  facematch-data prepare data/lfw/lfw-deepfunneled data/lfw-aligned --template arcface_112x112\n"
@@ -268,11 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,pack,pack-bin,verify,check-cache}")
 
-    d = sub.add_parser("download", help="fetch LFW and its pairs files (resumable, sha256-checked)",
-                       description="Fetch the LFW archive and pairs files, check sha256, extract safely.")
-    d.add_argument("dataset", choices=["lfw"], help="dataset to fetch")
-    d.add_argument("--dest", required=True, help="folder to download and extract into")
-    d.add_argument("--base-url", default=LFW_BASE_URL, help=f"where the files live (default {LFW_BASE_URL})")
+    d = sub.add_parser("download", help="fetch LFW and its pairs files, or pretrained weights (resumable, sha256-checked)",
+                       description="Fetch the LFW archive and pairs files (check sha256, extract safely), or a "
+                       "pretrained weights file (check its published sha256).")
+    d.add_argument("dataset", choices=["lfw", *WEIGHTS], help="what to fetch: lfw, or weights for arch.weights")
+    d.add_argument("--dest", required=True, help="folder to download (and extract) into")
+    d.add_argument("--base-url", default=None,
+                   help=f"where the files live (default: lfw {LFW_BASE_URL}; weights their published source)")
     d.add_argument("--archive", default=LFW_ARCHIVES[0], choices=LFW_ARCHIVES,
                    help="image archive: deep-funneled (default) or the original lfw.tgz")
     d.add_argument("--sha256", default=None, help="expected sha256 of the archive (its sum is printed anyway)")
@@ -361,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

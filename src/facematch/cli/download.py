@@ -1,4 +1,4 @@
-"""``facematch-data download``: fetch LFW into a folder, resumable, checked, safely extracted.
+"""``facematch-data download``: fetch LFW or pretrained weights into a folder, resumable, checked, safely extracted.
 
 Fetches with urllib into ``<file>.part`` and resumes an interrupted transfer with an HTTP ``Range``
 request (starting over when the server ignores it); the finished file is renamed into place only after
@@ -18,6 +18,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from facematch.errors import FacematchError
@@ -32,6 +33,31 @@ LFW_PAIRS_SHA256 = {
     "pairsDevTest.txt": "7cb06600ea8b2814ac26e946201cdb304296262aad67d046a16a7ec85d0ff87c",
 }
 CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A published checkpoint: where it lives (``base_url`` + ``remote``), the name it gets, its sha256."""
+
+    base_url: str
+    remote: str
+    name: str
+    sha256: str
+    source: str
+
+
+#: ``facematch-data download NAME``: weights files (``arch.weights=DEST/<name>``).
+WEIGHTS = {
+    "mobilefacenet": WeightsFile(
+        # model/best/068.ckpt of the public repository, at the commit that added it
+        base_url="https://raw.githubusercontent.com/Xiaoccer/MobileFaceNet_Pytorch/"
+                 "9c6e162647edf1bdc1d194f305d2030c79bf4613/model/best/",
+        remote="068.ckpt",
+        name="mobilefacenet_casia_068.ckpt",
+        sha256="e839247cdbdfc023fb7cadeaf53a4549d50c8fc24ad154c02e35920ea8910d99",
+        source="github.com/Xiaoccer/MobileFaceNet_Pytorch, model/best/068.ckpt (CASIA-WebFace, epoch 68)",
+    ),
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -192,9 +218,16 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
     return tops
 
 
+def _base(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
 def cmd_download(args: argparse.Namespace) -> int:
+    """``facematch-data download lfw|<weights> --dest DIR``."""
+    if args.dataset in WEIGHTS:
+        return download_weights(WEIGHTS[args.dataset], Path(args.dest).expanduser(), args)
     dest = Path(args.dest).expanduser()
-    base = args.base_url if args.base_url.endswith("/") else args.base_url + "/"
+    base = _base(args.base_url or LFW_BASE_URL)
     progress = not args.no_progress
     t0 = time.perf_counter()
     archive = dest / args.archive
@@ -207,4 +240,15 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(f"  {name}  sha256 {digest}")
     for t in tops:
         print(f"  images: {dest / t}")
+    return 0
+
+
+def download_weights(weights: WeightsFile, dest: Path, args: argparse.Namespace) -> int:
+    """Fetch one weights file into ``dest`` (resumable, sha256-checked) and say how to use it."""
+    t0 = time.perf_counter()
+    path = dest / weights.name
+    fetch(_base(args.base_url or weights.base_url) + weights.remote, path, weights.sha256, args.timeout,
+          not args.no_progress)
+    print(f"downloaded {weights.name} into {dest} in {time.perf_counter() - t0:.1f} s (from {weights.source})")
+    print(f"  use it with: arch.weights={path}")
     return 0

@@ -4,7 +4,7 @@
     facematch-export --arch mobilefacenet --weights W.ckpt --out m.onnx --opset 18
     facematch-export --ckpt outputs/runs/train/.../checkpoints/last.ckpt --out model.onnx
     facematch-compare a.jpg b.jpg --onnx m.onnx                     # then run it with onnxruntime
-    facematch-eval onnx_path=m.onnx data=lfw_aligned
+    facematch-eval onnx_path=m.onnx data=lfw_aligned112
 
 The file computes what ``facematch-eval`` scores (a bare backbone's features, or a checkpoint's backbone +
 head projection) with a dynamic batch axis; its metadata (:mod:`facematch.models.onnx_export`) holds the
@@ -22,7 +22,8 @@ import warnings
 
 import torch
 
-from facematch.cli.model_args import add_weights_arguments, check_model_file, load_model
+from facematch.app.model_args import add_weights_arguments, check_model_file, load_model
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors, debug_enabled
 
 
@@ -51,7 +52,7 @@ def cosine_gap(model, onnx_model, n: int = 3, seed: int = 0) -> float:
 
 
 def summary(ex, gap: float | None) -> list[str]:
-    from facematch.models.calibration import Calibration
+    from facematch.calibration.store import Calibration
 
     m = ex.metadata
     h, w = m["input_size"]
@@ -79,6 +80,7 @@ def summary(ex, gap: float | None) -> list[str]:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if not debug_enabled():
         warnings.filterwarnings("ignore")

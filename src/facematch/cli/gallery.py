@@ -26,12 +26,13 @@ import argparse
 import json
 import os
 import sys
-import warnings
 
-from facematch.cli.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
+from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
-from facematch.errors import DataNotFoundError, FacematchError, cli_errors, debug_enabled
+from facematch.errors import DataNotFoundError, FacematchError, cli_errors
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.gallery.index import INDEX_KINDS
+from facematch.gallery.store import LOCK_TIMEOUT_S
 
 SELECT = ("largest", "nearest_center")
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which face of a photo with several faces of similar size (default: skip such photos)")
     e.add_argument("--failures", default=None, metavar="FILE", help="also write the failed photos as a TSV")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_lock_argument(e)
     add_model_arguments(e)
 
     s = sub.add_parser("search", help="who is in these photos")
@@ -67,11 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("remove", help="delete a person from a gallery")
     r.add_argument("name")
     r.add_argument("--gallery", required=True)
+    add_lock_argument(r)
 
     ls = sub.add_parser("list", help="the people in a gallery")
     ls.add_argument("--gallery", required=True)
     ls.add_argument("--json", action="store_true")
     return p
+
+
+def add_lock_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lock-timeout", type=float, default=LOCK_TIMEOUT_S, metavar="SECONDS",
+                   help="how long to wait while another process writes the gallery (default: %(default)g)")
 
 
 def _model(args):
@@ -86,15 +94,10 @@ def cmd_enroll(args) -> int:
 
     if not os.path.isdir(args.dir):
         raise DataNotFoundError(f"folder not found: {args.dir} (enroll expects DIR/<person>/<photos>)")
-    existing = Gallery.open(args.out) if Gallery.exists(args.out) else None
+    existing = Gallery.existing(args.out)  # a damaged gallery or a folder in use fails before the model loads
     model, fe = _model(args)
-    if existing is None:
-        gallery = Gallery.create(args.out, model.fingerprint, fe.settings, index=args.index or "flat")
-    else:
-        gallery = existing
-        gallery.check_model(model.fingerprint, fe.settings)
-        if args.index:
-            gallery.index_kind = args.index
+    gallery = Gallery.open_or_new(args.out, model.fingerprint, fe.settings, index=args.index, known=existing)
+    gallery.lock_timeout = args.lock_timeout
     summary = enroll_folder(fe, gallery, args.dir, select=args.select, progress=not args.no_progress,
                             failures_tsv=args.failures)
     print(summary_text(summary))
@@ -150,7 +153,9 @@ def print_result(r: dict, as_json: bool) -> None:
 def cmd_remove(args) -> int:
     from facematch.gallery.store import Gallery
 
-    n = Gallery.open(args.gallery).remove(args.name)
+    gallery = Gallery.open(args.gallery)
+    gallery.lock_timeout = args.lock_timeout
+    n = gallery.remove(args.name)
     print(f"removed {args.name} ({n} face{'s' if n != 1 else ''}) from {args.gallery}")
     return 0
 
@@ -177,9 +182,8 @@ COMMANDS = {"enroll": cmd_enroll, "search": cmd_search, "remove": cmd_remove, "l
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
-    if not debug_enabled():
-        warnings.filterwarnings("ignore")
     return COMMANDS[args.command](args)
 
 

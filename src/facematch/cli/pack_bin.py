@@ -15,8 +15,8 @@ def cmd_pack_bin(args: argparse.Namespace) -> int:
     from facematch.data.bin_writer import write_bin
     from facematch.data.identities import missing_root_error
     from facematch.data.pair_files import read_pairs
-    from facematch.faces.bin_set import BIN_TEMPLATE
-    from facematch.faces.source import source_from_config
+    from facematch.data.bin_set import BIN_TEMPLATE
+    from facematch.data.source import source_from_config
 
     from pathlib import Path
 

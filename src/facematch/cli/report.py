@@ -7,6 +7,9 @@ Two kinds of result are read:
   metrics.json). The ten jobs of one configuration are combined into one row: accuracy mean ± std over
   the folds, and VAL@FAR, F1 and accuracy at the fixed threshold on the pooled fold scores, each pair
   scored by the model that never saw its people.
+
+``--json results/NAME.json`` keeps the rows (with the command and the machine they ran on) as the file
+docs tables render; ``--docs`` / ``--check`` re-render or check those tables (``facematch/report/docs.py``).
 """
 
 from __future__ import annotations
@@ -20,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
-
-COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
-           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "Rank-5 / kNN", "final loss", "wall time",
-           "model kept"]
+from facematch.report.docs import REPORT_KIND, markdown_files, rewrite, stale
+from facematch.report.table import markdown
 
 WEIGHT_NAMES = {"mobilefacenet_casia": "CASIA-WebFace", "vggface2": "VGGFace2", "casia-webface": "CASIA-WebFace"}
 
@@ -54,7 +56,7 @@ def _data(cfg: dict) -> str:
     old_default = (cfg.get("eval") or {}).get("align_raw", True) if cfg.get("task_name") == "eval" else False
     if mode == "center" and (cfg.get("embed") or {}).get("align_raw", old_default):
         mode = "align"
-    from facematch.faces.degrade import Degradation
+    from facematch.data.degrade import Degradation
 
     degrade = Degradation.from_config(data.get("degrade"))
     return (name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")
@@ -100,16 +102,6 @@ def _load_run(metrics_path: Path) -> tuple[dict, dict] | None:
     metrics = json.loads(metrics_path.read_text())
     cfg = yaml.safe_load(cfg_path.read_text()) or {}
     return cfg, metrics
-
-
-def _fmt_pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
-
-
-def _fmt_time(s: float | None) -> str:
-    if s is None:
-        return "—"
-    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
 
 
 def combine_folds(jobs: list[dict], threshold: float) -> dict:
@@ -164,7 +156,7 @@ def collect(roots: list[Path]) -> list[dict]:
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
                 fold_groups[key].append({**metrics, "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
-                                         "_published": _published(cfg)})
+                                         "_published": _published(cfg), "_machine": _machine(mpath.parent, metrics)})
             else:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
                 rows.append({**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
@@ -173,8 +165,19 @@ def collect(roots: list[Path]) -> list[dict]:
         row = {**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent}
         if jobs[0].get("_published") is not None:
             row["published"] = jobs[0]["_published"]
+        if jobs[0].get("_machine") is not None:
+            row["machine"] = jobs[0]["_machine"]
         rows.append(row)
     return rows
+
+
+def _machine(run: Path, metrics: dict) -> dict | None:
+    """The machine block (CPU model and flags, GPU) a run recorded: in its metrics.json, or for a training
+    job in its train_metrics.json."""
+    if metrics.get("machine"):
+        return metrics["machine"]
+    train = run / "train_metrics.json"
+    return json.loads(train.read_text()).get("machine") if train.is_file() else None
 
 
 def _published(cfg: dict) -> dict | None:
@@ -193,76 +196,27 @@ def _published(cfg: dict) -> dict | None:
     return {**{k: v for k, v in match.items() if k != "margin"}, "source": table.get("source", "published")}
 
 
-def _identification(r: dict) -> str:
-    """Rank-5 / kNN: per-fold rows measure among each fold's own people (mean over folds), an evaluation
-    among all the people of its pairs file, a harder gallery, marked "(all)"."""
-    if r.get("rank_5") is None:
-        return "—"
-    return f"{_fmt_pct(r['rank_5'])} / {_fmt_pct(r.get('knn_accuracy'))}" + ("" if "kept" in r else " (all)")
-
-
-def _undegraded(r: dict) -> str:
-    if r.get("undegraded_accuracy_mean") is not None:
-        return f"{_fmt_pct(r['undegraded_accuracy_mean'])} ± {_fmt_pct(r['undegraded_accuracy_std'])}"
-    return "—"
-
-
-def markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in sorted(rows, key=lambda r: (r["exp"], str(r["margin"]))):
-        acc = f"{_fmt_pct(r.get('accuracy_mean'))} ± {_fmt_pct(r.get('accuracy_std'))}"
-        if r.get("n_folds") not in (None, 10):
-            acc += f" ({r['n_folds']} folds)"
-        cells = [r["exp"], r["data"], r["arch"], r["pretrained on"], r["loss"], r["margin"], r["optimizer"], r["scheduler"], acc,
-                 _fmt_pct(r.get("val_at_far_1e-3")) + (" (raw cos)" if r.get("val_scores") == "raw cosine" else ""),
-                 _fmt_pct(r.get("f1_at_threshold")),
-                 _fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r),
-                 _identification(r),
-                 f"{r['final_loss']:.4f}" if r.get("final_loss") is not None else "—",
-                 _fmt_time(r.get("seconds")), r.get("kept", "—")]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    published = [r for r in rows if r.get("published") is not None]
-    if published:
-        lines += ["", published_markdown(published)]
-    return "\n".join(lines)
-
-
-PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
-                     ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
-
-
-def published_markdown(rows: list[dict]) -> str:
-    """Rows whose config carries published figures, each figure next to ours ("ours / published"). Ours
-    are over the folds the row ran (pair accuracy: the 10-fold protocol's mean over them; kNN and Rank-5:
-    among each fold's own people)."""
-    sources = sorted({r["published"]["source"] for r in rows})
-    head = ["exp", "arch", "margin", "folds"] + [f"{name} (ours / published)" for name, _, _ in PUBLISHED_COLUMNS]
-    lines = [f"Next to the published figures ({'; '.join(sources)}):", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def fmt(key: str, x) -> str:
-        if x is None:
-            return "—"
-        return f"{x:.4f}" if key == "final_loss" else _fmt_pct(x)
-
-    for r in sorted(rows, key=lambda r: (r["exp"], str(r["margin"]))):
-        pub = r["published"]
-        cells = [r["exp"], r["arch"], r["margin"], str(r.get("n_folds", "—"))]
-        cells += [f"{fmt(ours, r.get(ours))} / {fmt(ours, pub.get(theirs))}" for _, ours, theirs in PUBLISHED_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
+    tune_allocator()
     ap = argparse.ArgumentParser(prog="facematch-report", description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run or multirun directories (searched recursively)")
+    ap.add_argument("runs", nargs="*", type=Path, help="run or multirun directories (searched recursively)")
     ap.add_argument("--out", type=Path, help="also write the table to this Markdown file")
-    ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON (results/NAME.json, what docs tables render)")
+    ap.add_argument("--docs", type=Path, nargs="+", metavar="PATH",
+                    help="re-render every marked table in these Markdown files / folders from its JSON file")
+    ap.add_argument("--check", type=Path, nargs="+", metavar="PATH",
+                    help="exit 1 naming every marked table that differs from its rendering")
+    ap.add_argument("--root", type=Path, default=Path("."), help="the folder the markers' JSON paths start from")
     ap.add_argument("--benchmark", action="store_true",
                     help="one row per model, one column per set (facematch.cli.benchmark_table)")
     ap.add_argument("--tar-far", type=float, default=None, help="--benchmark: also TAR at this FAR, e.g. 1e-3")
     args = ap.parse_args(argv)
+    if args.docs or args.check:
+        docs(args.docs or [], args.check or [], args.root)
+        return
+    if not args.runs:
+        ap.error("name run directories, or --docs / --check PATH")
     if args.benchmark:
         from facematch.cli.benchmark_table import write_benchmark
 
@@ -277,7 +231,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         atomic_write_text(args.out, table + "\n")
     if args.json:
-        atomic_write_text(args.json, json.dumps(rows, indent=2, default=float) + "\n")
+        command = "facematch-report " + " ".join(sys.argv[1:] if argv is None else argv)
+        doc = {"kind": REPORT_KIND, "command": command, "runs": [str(r) for r in args.runs], "rows": rows}
+        atomic_write_text(args.json, json.dumps(doc, indent=2, default=float) + "\n")
+
+
+def docs(rewrite_paths: list[Path], check_paths: list[Path], root: Path) -> None:
+    """``--docs``: rewrite the marked tables; ``--check``: list those that differ and exit 1."""
+    from facematch.utils.io import atomic_write_text
+
+    for md in markdown_files(rewrite_paths):
+        text = md.read_text()
+        new = rewrite(text, root)
+        if new != text:
+            atomic_write_text(md, new)
+            print(f"rewrote {md}")
+    differ = stale(markdown_files(check_paths), root)
+    if differ:
+        print("\n".join(differ))
+        sys.exit(1)
 
 
 

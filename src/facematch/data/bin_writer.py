@@ -1,12 +1,12 @@
 """Write an insightface validation file (``*.bin``) from a pairs file and an image folder.
 
-The file is what insightface's ``arcface_torch`` reads (and :mod:`facematch.faces.bin_set` reads back): a
+The file is what insightface's ``arcface_torch`` reads (and :mod:`facematch.data.bin_set` reads back): a
 pickle of ``(bins, issame_list)``, ``bins`` the 2 x N encoded 112x112 crops aligned to ``arcface_112x112``
 (pair i = images 2i and 2i + 1), ``issame_list`` N bools, pairs in the pairs file's order (its folds are
 then consecutive blocks, as insightface's 10-fold split takes them). Files already aligned to that template
 are stored as their own bytes (decoding them gives the folder's very pixels); any other crop, and raw photos,
 which are first detected and aligned through the aligned-crop cache
-(:meth:`facematch.faces.source.FaceSource.prepare`), are encoded as ``image_format``.
+(:meth:`facematch.data.source.FaceSource.prepare`), are encoded as ``image_format``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from PIL import Image
 
 from facematch.data.pair_files import Pair
 from facematch.errors import DataNotFoundError
-from facematch.faces.bin_set import BIN_TEMPLATE
-from facematch.faces.source import FaceSource
+from facematch.data.bin_set import BIN_TEMPLATE
+from facematch.data.source import FaceSource
 from facematch.utils.io import atomic_write
 
 #: Pickle protocol of the files written: readable by every Python 3 (insightface's loaders included).

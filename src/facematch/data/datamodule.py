@@ -35,8 +35,8 @@ from facematch.data.identities import IdentityIndex, missing_root_error
 from facematch.data.pair_files import fold_identities, read_lfw_pairs, read_pair_list, read_pairs
 from facematch.data.transforms import build_transform
 from facematch.errors import FacematchError
-from facematch.faces.packed import is_url
-from facematch.faces.source import source_from_config
+from facematch.data.shards import is_url
+from facematch.data.source import source_from_config
 from facematch.models.backbones import BackboneSpec
 from facematch.utils.hardware import one_thread_worker
 
@@ -67,7 +67,6 @@ class FaceDataModule(L.LightningDataModule):
         augment: Mapping[str, Any] | None = None,
         degrade: Mapping[str, Any] | None = None,
         features: Mapping[str, Any] | None = None,
-        cache_dir: str | None = None,
     ):
         super().__init__()
         self.root = str(root) if is_url(root) else Path(root)  # a packed set may be an object-store URL
@@ -83,7 +82,6 @@ class FaceDataModule(L.LightningDataModule):
         self.source = source_from_config(self.root, spec.template, preprocess, degrade=degrade)
         self.augment = dict(augment or {})
         self.features_cfg = dict(features or {"enabled": "auto", "views": 2})
-        self.cache_dir = cache_dir or "."
         self.feature_store: FeatureStore | None = None
         self.train_set = self.val_set = self.test_set = None
         self.stats: dict[str, Any] = {}
@@ -198,10 +196,11 @@ class FaceDataModule(L.LightningDataModule):
             return self.feature_store, self.feature_store, view_picker
         return self.source.with_draw(None), self.source, self._transform
 
-    def attach_backbone(self, backbone) -> bool:
+    def attach_backbone(self, backbone, engine: Mapping[str, Any] | None = None) -> bool:
         """Serve cached trunk activations instead of images when ``features.enabled`` is true, or ``auto``
         and the backbone has a frozen trunk (``arch.freeze=true``; the last ``arch.unfreeze_last`` stages
-        train on the activations). Call before :meth:`setup`. Returns whether the fast path is on."""
+        train on the activations), computed as ``engine`` (the ``embed`` config group) says. Call before
+        :meth:`setup`. Returns whether the fast path is on."""
         if self.train_set is not None:
             raise RuntimeError("attach_backbone() must come before setup(): the datasets are built once")
         enabled = self.features_cfg.get("enabled", "auto")
@@ -212,12 +211,7 @@ class FaceDataModule(L.LightningDataModule):
                                  "arch.unfreeze_last below the number of stages)")
         if not enabled:
             return False
-        fc = self.features_cfg
-        self.feature_store = FeatureStore(
-            backbone, self.source, self.cache_dir, views=int(fc.get("views", 2)),
-            batch_size=int(fc.get("batch_size", 128)), num_workers=fc.get("num_workers", "auto"),
-            device=fc.get("device", "auto"), precision=fc.get("precision", "auto"), runtime=fc.get("runtime", "auto"),
-        )
+        self.feature_store = FeatureStore(backbone, self.source, engine, views=int(self.features_cfg.get("views", 2)))
         self.num_workers = 0  # features are in memory: worker processes would only add start-up time
         return True
 

@@ -14,7 +14,8 @@ or 2 (the crop and its mirror image), for each of ``data.degrade.draws`` degrada
 view at random per use; validation and test use view 0: the plain crop of draw 0, which is the crop
 evaluation scores.
 
-The activations go through the embedder and its on-disk cache (:mod:`facematch.embedding`), keyed by the
+The activations go through the embedder and its on-disk cache (:mod:`facematch.embedding`), run as the
+``embed`` config group says (the engine of every embedding pass), keyed by the
 trunk's weights, the preprocessing (degradation and draw included), the source folder and the number of
 views: with every stage frozen, the same entries that ``facematch-eval`` and per-fold scoring use for this
 backbone, so each is computed once.
@@ -24,13 +25,12 @@ from __future__ import annotations
 
 import logging
 import random
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from facematch.embedding.embedder import Embedder
+from facematch.embedding.embedder import Embedder, engine_kwargs
 from facematch.errors import FacematchError
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,8 @@ log = logging.getLogger(__name__)
 class FeatureStore:
     """Cached ``(K, D)`` trunk activations per relative image path (K = views x degradation draws)."""
 
-    def __init__(self, backbone, source, cache_dir: str | Path, views: int = 2, batch_size: int = 128,
-                 num_workers: int | str = "auto", progress: bool = True, device: str = "auto",
-                 precision: str = "auto", runtime: str = "auto"):
+    def __init__(self, backbone, source, engine: Mapping[str, Any] | None = None, views: int = 2):
+        """``engine``: the ``embed`` config group (batch size, workers, device, precision, runtime, cache)."""
         if views not in (1, 2):
             raise FacematchError(
                 f"data.features.views={views} is not supported; use 1 (plain crops) or 2 (plain + mirror)"
@@ -51,13 +50,12 @@ class FeatureStore:
         self.views = int(views) * self.draws
         trunk = backbone.trunk()
         self.embedders = [
-            Embedder(trunk, backbone.spec, source.with_draw(d),
-                     batch_size=batch_size, num_workers=num_workers, flip="concat" if views == 2 else "none",
-                     precision=precision, device=device, runtime=runtime,
-                     cache_dir=Path(cache_dir) / "embeddings", progress=progress)
+            Embedder(trunk, backbone.spec, source.with_draw(d), flip="concat" if views == 2 else "none",
+                     **engine_kwargs(engine))
             for d in range(self.draws)
         ]
-        self.path = self.embedders[0].cache.dir
+        cache = self.embedders[0].cache
+        self.path = cache.dir if cache is not None else None
         self.table: dict[str, np.ndarray] = {}
 
     def ensure(self, rels: Sequence[str]) -> None:

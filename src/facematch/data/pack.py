@@ -1,5 +1,5 @@
 """``facematch-data pack SRC OUT``: an identity-folder dataset (or an aligned-crop cache) into litdata shards
-with a facematch index (the format: :mod:`facematch.faces.packed`).
+with a facematch index (the format: :mod:`facematch.data.shards`).
 
 Resumable without duplicates or losses: the images are the identity index's sorted paths, cut into parts
 of ``part_size``; part ``k`` is always the same images, written with litdata's in-process ``BinaryWriter``
@@ -29,8 +29,9 @@ from facematch.data.identities import IdentityIndex
 from facematch.data.pair_files import identity_of
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.faces.images import list_images
-from facematch.faces.packed import LITDATA_INDEX, PACK_FORMAT, PACK_INDEX, CorruptPackError, open_packed
+from facematch.data.shards import LITDATA_INDEX, PACK_FORMAT, PACK_INDEX, CorruptPackError, open_packed
 from facematch.utils.io import atomic_write_text, digest, resolved, sha256_file
+from facematch.utils.locks import LOCK_NAME, folder_lock
 
 PLAN = ".pack-plan.json"
 PART_RECORD = "part.json"
@@ -130,15 +131,28 @@ def _write_part(src: Path, out: Path, k: int, first: int, rels: list[str], files
 
 def pack(src, out, *, pairs: str | None = None, prealigned: str | None = None, part_size: int = PART_SIZE,
          chunk_bytes: str = CHUNK_BYTES, force: bool = False, progress: bool = True) -> dict:
-    """Pack ``src`` into ``out`` (resuming a previous run); returns the facematch index written."""
+    """Pack ``src`` into ``out`` (resuming a previous run); returns the facematch index written.
+
+    One pack at a time per ``out`` (its folder lock, :mod:`facematch.utils.locks`): two would write the
+    same ``.part-k.tmp`` folders and delete each other's, so a second one stops at once with one line."""
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
     if part_size < 1:
         raise FacematchError(f"--part-size must be at least 1, got {part_size}")
     plan = plan_images(src, pairs, prealigned)
-    files = plan["files"]
-    if not files:
+    if not plan["files"]:
         raise DataNotFoundError(f"no images to pack under {src}" + (f" named by {pairs}" if pairs else ""))
+    with folder_lock(out, timeout=0, what="facematch-data pack",
+                     fix="wait for the other `facematch-data pack` into it to finish, then re-run if needed "
+                         "(the parts it finished are reused)"):
+        return _pack(src, out, plan, pairs=pairs, prealigned=prealigned, part_size=part_size,
+                     chunk_bytes=chunk_bytes, force=force, progress=progress, t0=t0)
+
+
+def _pack(src: Path, out: Path, plan: dict, *, pairs: str | None, prealigned: str | None, part_size: int,
+          chunk_bytes: str, force: bool, progress: bool, t0: float) -> dict:
+    """:func:`pack`, with the lock of ``out`` held."""
+    files = plan["files"]
     rels = list(files)
     identities: dict[str, int] = {}
     for rel in rels:
@@ -158,7 +172,7 @@ def pack(src, out, *, pairs: str | None = None, prealigned: str | None = None, p
             raise FacematchError(
                 f"{out} holds a pack of {made.get('source', {}).get('root')} with other settings or images "
                 f"({made.get('settings')}); use another OUT, the same SRC and options, or --force to replace it")
-    elif not plan_file.is_file() and any(out.iterdir()):
+    elif not plan_file.is_file() and any(f.name != LOCK_NAME for f in out.iterdir()):
         raise FacematchError(f"{out} is not empty and holds no pack; pass an empty or new OUT")
     if force:  # only what a pack writes
         for p in [*out.glob("part-*"), *out.glob(".part-*.tmp"), out / PACK_INDEX]:

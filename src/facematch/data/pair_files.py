@@ -8,7 +8,7 @@ Formats:
   mismatched lines; everything is fold 0.
 - Pair list: ``pathA pathB label`` (label 1 = same person), paths relative to the dataset root.
 - Triplet list: ``anchor positive negative``.
-- insightface validation file (``*.bin``, :mod:`facematch.faces.bin_set`): its pairs, images named by index.
+- insightface validation file (``*.bin``, :mod:`facematch.data.bin_set`): its pairs, images named by index.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def read_triplet_list(path: str | os.PathLike) -> list[Triplet]:
 
 def sniff_format(path: str | os.PathLike) -> str:
     """'lfw' for pairs.txt / View 1 files, 'list' for ``pathA pathB label`` lines, 'bin' for an insightface
-    validation file (:mod:`facematch.faces.bin_set`)."""
+    validation file (:mod:`facematch.data.bin_set`)."""
     if Path(path).suffix == BIN_SUFFIX:
         return "bin"
     lines = _read_lines(path, "pairs file")
@@ -160,7 +160,7 @@ def read_pairs(path: str | os.PathLike, n_folds: int = 10) -> list[Pair]:
     if kind == "lfw":
         return read_lfw_pairs(path)
     if kind == "bin":
-        from facematch.faces.bin_set import open_bin
+        from facematch.data.bin_set import open_bin
 
         return with_contiguous_folds([Pair(a, b, same) for a, b, same in open_bin(path).pairs], n_folds)
     return read_pair_list(path, n_folds=n_folds)

@@ -17,11 +17,10 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from facematch.faces.packed import is_packed
 from facematch.models.backbones import BackboneSpec
 
 from facematch.utils.io import NO_STAMP, atomic_write, atomic_write_text, digest, resolved, stamp_problem
@@ -105,6 +104,8 @@ class EmbeddingCache:
                         unstamped += len(paths)
                         continue
                     size, mtime = z["src_size"], z["src_mtime_ns"]
+            except FileNotFoundError:  # merged meanwhile by another process: its vectors are in the merged part
+                continue
             except Exception as err:  # a damaged part costs a re-embed, never a crash
                 log.warning("ignoring unreadable embedding cache part %s (%s)", part, err)
                 continue
@@ -170,10 +171,13 @@ class EmbeddingCache:
                 except FileNotFoundError:
                     pass
 
-    def check(self, src_root: str | os.PathLike | None = None) -> dict:
+    def check(self, src_root: str | os.PathLike | None = None, *,
+              stamped: Callable[[str], bool] = lambda root: True) -> dict:
         """Every entry against its source file, without changing anything: ``{"folder", "what", "entries",
         "problems": [(kind, rel_path, why), ...]}`` with kinds ``old-format``, ``foreign`` (source file
-        missing, or made from another folder than ``src_root`` when given) and ``stale`` (source changed)."""
+        missing, or made from another folder than ``src_root`` when given) and ``stale`` (source changed).
+        ``stamped(root)`` says whether entries made from ``root`` carry file stamps (a packed set's do not:
+        its digest is in the key); the caller knows the source formats, this layer does not."""
         try:
             meta = json.loads((self.dir / "meta.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -192,8 +196,8 @@ class EmbeddingCache:
             src_root is not None and made_from != resolved(src_root)) else None
         out["entries"] = len(entries) + unstamped
         for rel, (_, stamp) in sorted(entries.items()):
-            problem = ("foreign", foreign) if foreign else (  # a packed set's digest is in the key, not stamps
-                stamp_problem(Path(made_from) / rel, stamp) if made_from and not is_packed(made_from) else None)
+            problem = ("foreign", foreign) if foreign else (
+                stamp_problem(Path(made_from) / rel, stamp) if made_from and stamped(made_from) else None)
             if problem:
                 out["problems"].append((problem[0], rel, problem[1]))
         return out

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,17 @@ def normalize_batch(images: np.ndarray | torch.Tensor, spec: BackboneSpec) -> to
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def engine_kwargs(engine: Mapping[str, Any] | None) -> dict[str, Any]:
+    """:class:`Embedder` keyword arguments from the ``embed`` config group (``batch_size``, ``num_workers``,
+    ``device``, ``precision``, ``runtime``, ``cache``, ``cache_dir``, ``progress``): the one engine setting of
+    every embedding pass (evaluation, per-fold scoring, the frozen-trunk feature store)."""
+    e = dict(engine or {})
+    return dict(batch_size=int(e.get("batch_size", 128)), num_workers=e.get("num_workers", "auto"),
+                device=str(e.get("device", "auto")), precision=str(e.get("precision", "auto")),
+                runtime=str(e.get("runtime", "auto")), cache_dir=e.get("cache_dir") if e.get("cache", True) else None,
+                progress=bool(e.get("progress", True)))
 
 
 def resolve(device: str | None = "auto", precision: str | None = "auto") -> tuple[str, str]:
@@ -85,7 +96,7 @@ class Embedder:
     ``model`` maps a normalised NCHW batch to (N, D) features; it is never changed: the embedder runs an
     inference copy on ``device`` (``auto``: the GPU when there is one) in ``precision`` (``auto``: bf16 only
     where the hardware has it natively) with ``runtime``. ``source`` is a callable ``rel_path -> uint8
-    HxWx3 crop`` of ``spec.input_size`` with a ``root`` folder (a :class:`~facematch.faces.source.FaceSource`).
+    HxWx3 crop`` of ``spec.input_size`` with a ``root`` folder (a :class:`~facematch.data.source.FaceSource`).
     ``cache_dir`` turns the on-disk cache of the model's per-view outputs on; ``tail`` (a module or callable on
     (N, D) tensors) runs on those outputs, per view, before the flip combination.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neighbors import NearestNeighbors
 
 from facematch.eval.metrics import l2_normalize
 
@@ -91,14 +91,19 @@ def rank_k_accuracy(
 def knn_accuracy(
     gallery_emb, gallery_labels, probe_emb, probe_labels, n_neighbors: int = 1
 ) -> dict:
-    """``{"knn_accuracy", "n_neighbors"}``: accuracy of scikit-learn's ``KNeighborsClassifier``
-    (cosine metric, brute force, uniform vote) fitted on the gallery and scored on the probes.
-    ``n_neighbors`` is clipped to the gallery size (the value used is reported)."""
+    """``{"knn_accuracy", "n_neighbors"}``: accuracy of a uniform vote among the ``n_neighbors`` gallery
+    embeddings nearest each probe (cosine, brute force; ties go to the smallest label, as scikit-learn's
+    ``KNeighborsClassifier`` breaks them). ``n_neighbors`` is clipped to the gallery size (the value used is
+    reported). scikit-learn's ``NearestNeighbors`` finds the neighbours; the vote is written here because
+    ``KNeighborsClassifier`` treats a gallery of one image per identity as a likely regression target."""
     g = np.asarray(gallery_emb, dtype=np.float64)
     k = int(max(1, min(n_neighbors, g.shape[0])))
-    clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
-    clf.fit(g, np.asarray(gallery_labels).reshape(-1))
-    acc = clf.score(np.asarray(probe_emb, dtype=np.float64), np.asarray(probe_labels).reshape(-1))
+    classes, gallery_class = np.unique(np.asarray(gallery_labels).reshape(-1), return_inverse=True)
+    idx = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(g).kneighbors(
+        np.asarray(probe_emb, dtype=np.float64), return_distance=False)
+    votes = np.apply_along_axis(np.bincount, 1, gallery_class[idx], minlength=classes.size)
+    predicted = classes[votes.argmax(axis=1)]
+    acc = np.mean(predicted == np.asarray(probe_labels).reshape(-1))
     return {"knn_accuracy": float(acc), "n_neighbors": k}
 
 

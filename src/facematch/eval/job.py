@@ -8,7 +8,7 @@ figures (ROC, F1 curve, score histogram, t-SNE), TensorBoard, ``metrics.json`` a
 Sharded over several processes (the images split across them, the metrics those of one process; rank 0
 writes the outputs)::
 
-    torchrun --nproc-per-node=2 -m facematch.eval.run arch=mobilefacenet arch.weights=W data=lfw_aligned \
+    torchrun --nproc-per-node=2 -m facematch.eval.run arch=mobilefacenet arch.weights=W data=lfw_aligned112 \
         data.root=D/lfw-aligned-112 data.pairs=D/lfw/pairs.txt hydra.run.dir=OUT
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from facematch.config import instantiate_node, to_container, write_json
+from facematch.config import check_config, instantiate_node, to_container, write_json
 from facematch.data.identities import missing_root_error
 from facematch.data.pair_files import identity_of, read_pairs, sniff_format
 from facematch.embedding.embedder import resolve
@@ -34,9 +34,9 @@ from facematch.errors import FacematchError
 from facematch.models.loading import load_model
 from facematch.eval.sharding import is_rank_zero, process_group_from_env
 from facematch.eval.verification import Protocol, Verification, verify
-from facematch.faces.bin_set import is_bin
-from facematch.faces.packed import is_url
-from facematch.faces.source import FaceSource, source_from_config
+from facematch.data.bin_set import is_bin
+from facematch.data.shards import is_url
+from facematch.data.source import FaceSource, source_from_config
 from facematch.utils.hardware import machine_info
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def _evaluate(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
+    check_config(cfg)
     protocol: Protocol = instantiate_node(cfg.protocol)
     out_dir = _output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)

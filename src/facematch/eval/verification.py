@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from facematch.data.pair_files import Pair, pair_arrays
-from facematch.embedding.embedder import Embedder
+from facematch.embedding.embedder import Embedder, engine_kwargs
 from facematch.embedding.flip import FLIP_MODES
 from facematch.errors import FacematchError
 from facematch.eval import sharding, ten_fold
@@ -125,13 +125,8 @@ def embedder_for(model, source, flip: str, engine: Mapping[str, Any] | None = No
     """The embedder of ``model`` (an :class:`EvalModel`) over ``source`` with the engine settings
     (``batch_size``, ``num_workers``, ``device``, ``precision``, ``runtime``, ``cache``, ``cache_dir``,
     ``progress``: the ``embed`` config group)."""
-    e = dict(engine or {})
     trunk, tail = trunk_and_tail(model.module)
-    return Embedder(trunk, model.spec, source, tail=tail, flip=flip, batch_size=int(e.get("batch_size", 128)),
-                    num_workers=e.get("num_workers", "auto"), device=str(e.get("device", "auto")),
-                    precision=str(e.get("precision", "auto")), runtime=str(e.get("runtime", "auto")),
-                    cache_dir=e.get("cache_dir") if e.get("cache", True) else None,
-                    progress=bool(e.get("progress", True)))
+    return Embedder(trunk, model.spec, source, tail=tail, flip=flip, **engine_kwargs(engine))
 
 
 def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,

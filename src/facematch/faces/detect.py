@@ -18,7 +18,7 @@ indexing), the convention of the reference ArcFace crops. facenet-pytorch's MTCN
 landmark arithmetic follows the 1-based MATLAB original, reports landmarks about half a pixel right of
 and below that; :data:`LANDMARK_OFFSET` (-0.5 px, the ``landmark_offset`` setting) corrects it, as
 measured by registering our crops onto ``lfw-aligned-112`` (``scripts/register_alignment.py``; figures in
-README, Evaluation). Boxes are left as facenet-pytorch reports them, so the ``facenet_160`` crop stays
+docs/evaluation.md). Boxes are left as facenet-pytorch reports them, so the ``facenet_160`` crop stays
 identical to facenet-pytorch's own.
 
 Building MTCNN loads three small networks; :func:`get_detector` keeps one detector per process and
@@ -127,7 +127,7 @@ def strided_max_pool(kernel: int, stride: int, ceil_mode: bool):
     """A module equal to ``MaxPool2d(kernel, stride, padding=0, ceil_mode=...)`` bit for bit, computed as
     ``kernel`` strided ``maximum``s per axis.
 
-    Written by hand because PyTorch's eager CPU ``max_pool2d`` is slow on MTCNN's maps (README, Speed); it
+    Written by hand because PyTorch's eager CPU ``max_pool2d`` is slow on MTCNN's maps (docs/speed.md); it
     serves the eager nets (the fallback, and facenet-pytorch's own ``MTCNN.detect``)."""
     import math
 

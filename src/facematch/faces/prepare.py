@@ -20,17 +20,22 @@ from typing import Iterable, Iterator, Sequence
 from PIL import Image
 
 from facematch.errors import DataNotFoundError
+from facematch.utils.allocator import tune as tune_allocator
 from facematch.faces.align import FaceAligner
 from facematch.faces.crop_cache import AlignedCache, check_rel, crop_path, record_stamp, write_crop
 from facematch.faces.failures import FAILURES, failure_record, write_failures
 from facematch.faces.images import list_images, load_image, source_mode
 from facematch.faces.manifest import read_manifest
 from facematch.utils.io import file_stamp, remove_stale_tmp, stamp_problem
+from facematch.utils.locks import folder_lock
 
 _worker: dict = {}
+#: Seconds a run waits for another run's manifest update (a read and a write of one small file).
+MANIFEST_LOCK_S = 60.0
 
 
 def _init_worker(template: str, src_root: str, out_root: str, aligner_kwargs: dict, threads: int | None) -> None:
+    tune_allocator()  # a spawned worker starts with glibc's defaults
     if threads is not None:
         import torch
 
@@ -175,12 +180,22 @@ def prepare(
             bar.close()
     manifest = summarize(records, n_requested=len(rels), elapsed_s=time.perf_counter() - t0, workers=workers,
                          stale_remade=stale)
-    previous = (read_manifest(out_root) or {}).get("runs", [])
-    run = {k: manifest[k] for k in ("updated", "workers", "elapsed_s", "images_per_s")}
-    manifest["runs"] = [*previous, {**run, "requested": len(rels), "made": manifest["counts"]["made_this_run"]}][-20:]
     write_failures(out_root, records)
-    cache.write_manifest(manifest)
+    record_run(cache, manifest, len(rels))
     return {**cache.manifest_base(), **manifest, "folder": str(out_root)}
+
+
+def record_run(cache: AlignedCache, manifest: dict, n_requested: int) -> None:
+    """Write ``manifest`` with this run appended to the ``runs`` already recorded (the last 20), under the
+    cache folder's lock: two runs into one folder at once both stay in the history (the crops themselves
+    need no lock: each is one atomic file, the same whichever run made it)."""
+    run = {k: manifest[k] for k in ("updated", "workers", "elapsed_s", "images_per_s")}
+    with folder_lock(cache.root, timeout=MANIFEST_LOCK_S, what="facematch-data prepare",
+                     fix="another run is stuck writing its manifest; re-run when it has finished"):
+        previous = (read_manifest(cache.root) or {}).get("runs", [])
+        manifest["runs"] = [*previous, {**run, "requested": n_requested,
+                                        "made": manifest["counts"]["made_this_run"]}][-20:]
+        cache.write_manifest(manifest)
 
 
 def summarize(records: list[dict], *, n_requested: int, elapsed_s: float, workers: int, stale_remade: int = 0) -> dict:

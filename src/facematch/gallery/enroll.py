@@ -11,7 +11,8 @@ skipped; new people and new or changed photos are added; photos deleted from the
 fatal: ``no_face``, ``several_faces``, ``unreadable`` (missing, empty, not an image, corrupt, too large),
 ``no_person_folder`` (an image directly in ``DIR``); they are tried again by the next run. The gallery is
 saved every :data:`SAVE_EVERY_S` seconds and at the end (also when interrupted), so a killed enrolment
-keeps what it had saved.
+keeps what it had saved; each save adds to the newest version of the gallery, whoever else wrote it
+meanwhile (:meth:`~facematch.gallery.store.Gallery.save`), and the summary counts the whole gallery.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def enroll_folder(face_embedder, gallery, folder: str | Path, *, select: str | N
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="photo", desc="enroll", file=sys.stderr)
-    enrolled, last_save = 0, time.monotonic()
+    enrolled, added, last_save = 0, set(), time.monotonic()
     try:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start: start + CHUNK]
@@ -93,6 +94,7 @@ def enroll_folder(face_embedder, gallery, folder: str | Path, *, select: str | N
             for ((name, path, stamp), pf), emb in zip(good, face_embedder.embed([pf for _, pf in good])):
                 face = pf.faces[0]
                 gallery.add(name, path, emb[0], face.crop, box=face.box, stamp=stamp)
+                added.add(name)
                 enrolled += 1
             if bar is not None:
                 bar.update(len(chunk))
@@ -108,7 +110,7 @@ def enroll_folder(face_embedder, gallery, folder: str | Path, *, select: str | N
     failed = {r: 0 for r in REASONS}
     for f in failures:
         failed[f["reason"]] += 1
-    return {"people": len(gallery.names), "faces": len(gallery), "people_added": len(set(gallery.names) - before),
+    return {"people": len(gallery.names), "faces": len(gallery), "people_added": len(added - before),
             "enrolled": enrolled, "already_enrolled": already, "failed": {k: v for k, v in failed.items() if v},
             "failures": failures}
 

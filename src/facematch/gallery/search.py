@@ -3,7 +3,7 @@
 The photo takes the one path of :class:`~facematch.embedding.photos.FaceEmbedder` (decode, MTCNN, 5-point
 alignment, embedding), as the gallery's own faces did at enrolment; the gallery refuses a different model.
 A face is the best-matching identity when that identity's best similarity is ``>= threshold`` (the
-model's calibrated operating point, :func:`facematch.cli.model_args.decision_threshold`), else
+model's calibrated operating point, :func:`facematch.app.model_args.decision_threshold`), else
 ``"unknown"``; the ``top_k`` candidates are listed either way.
 """
 
@@ -32,7 +32,7 @@ def search_photo(face_embedder, gallery, path: str | os.PathLike, *, top_k: int 
          "faces": [{"box": [x0, y0, x1, y1], "identity": name | "unknown", "similarity": best,
                     "matches": [{"name", "similarity", "crop", "photo"}, ...]}, ...]}
 
-    ``threshold`` is a :func:`~facematch.cli.model_args.decision_threshold` dict (``{"threshold": t, ...}``).
+    ``threshold`` is a :func:`~facematch.app.model_args.decision_threshold` dict (``{"threshold": t, ...}``).
     A photo with no face (or, without ``select`` / ``all_faces``, several of similar size) raises the
     :class:`~facematch.errors.FacematchError` of :meth:`FaceEmbedder.photo`."""
     gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)  # before any detection

@@ -1,18 +1,15 @@
 """A gallery of enrolled faces in one folder: what ``facematch-gallery`` enrols into and searches.
 
-    GALLERY/manifest.json           format, model (fingerprint + FaceEmbedder settings), index kind, entries
-    GALLERY/embeddings.<gen>.npy    (N, D) float32 unit-norm embeddings, row i = entry i
-    GALLERY/faces/<name>/<photo>-<digest>.png   the aligned crop of every enrolled face (the web app shows them)
-
 An entry is one enrolled face: its identity ``name``, the source ``photo`` (absolute path), that file's
 ``stamp`` (size, mtime_ns: an enrolment re-run skips a photo whose stamp is unchanged), the face ``box`` in
-photo pixels and its ``crop`` (relative to the folder).
+photo pixels and its ``crop`` (relative to the folder). The files and how a version is published and read
+are :mod:`.version`'s.
 
-Every write is atomic and ordered so that a reader, or an enrolment killed at any point, never sees a
-half-written gallery: crops first, then the embeddings under a new generation's file name, then the
-manifest that points at them (one rename: the commit), then the previous generation's file is deleted.
-Until the manifest is renamed the old one still names the old, intact embeddings, so nothing already saved
-is lost; files left by a killed run are orphans the next save removes.
+Several processes may write one gallery at once. A :class:`Gallery` records its changes (add, remove, a
+new index kind) and :meth:`~Gallery.save` replays them on the newest published version under the gallery's
+lock (:mod:`facematch.utils.locks`): read it, apply, publish the next version, all with the lock held, so no
+writer's changes are lost and whichever writer commits first creates a new gallery. Detection and embedding
+run outside the lock; crops are written at the commit, so a concurrent removal never deletes one.
 
 The faiss index is rebuilt from the embeddings when first searched rather than cached on disk: for the
 exact index that is a copy of the matrix (milliseconds at 10^5 faces), it cannot go stale or half-written,
@@ -22,9 +19,6 @@ minutes (``benchmarks/gallery_search.py`` records the build times).
 
 from __future__ import annotations
 
-import datetime as _dt
-import io
-import json
 import os
 import shutil
 from pathlib import Path
@@ -33,46 +27,31 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facematch.errors import FacematchError
+from facematch.gallery import version
 from facematch.gallery.index import VectorIndex, check_kind
-from facematch.utils.io import atomic_write, atomic_write_text, digest, remove_stale_tmp
+from facematch.gallery.version import FACES, MANIFEST, check_name, now, png_bytes
+from facematch.utils.io import digest
+from facematch.utils.locks import folder_lock
 
-FORMAT = "facematch-gallery/1"
-MANIFEST = "manifest.json"
-FACES = "faces"
-#: Settings of the FaceEmbedder that must match between enrolment and search (with the weights' fingerprint).
-MATCHED_SETTINGS = ("arch", "flip")
-
-
-def check_name(name: str) -> str:
-    """An identity name is one folder name (it names ``faces/<name>``): not empty, no path separator."""
-    name = str(name)
-    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
-        raise FacematchError(f"identity name {name!r} is not a usable folder name; rename the person's folder")
-    return name
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _png_bytes(crop: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(crop, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
+#: Seconds a writer waits for another writer of the same gallery (``--lock-timeout``).
+LOCK_TIMEOUT_S = 120.0
 
 
 class Gallery:
-    """Enrolled faces of named identities (module docstring); :meth:`create` or :meth:`open` one, then
-    :meth:`add` / :meth:`remove` and :meth:`save`, or :meth:`search`."""
+    """Enrolled faces of named identities (module docstring): :meth:`open` one, or :meth:`new` /
+    :meth:`create` one; :meth:`add` / :meth:`remove` and :meth:`save`, or :meth:`search`. ``stamp`` names
+    the published version it was read from (:func:`.version.stamp`; ``None`` for one not saved yet)."""
 
-    def __init__(self, root: str | os.PathLike, manifest: dict, embeddings: np.ndarray):
+    def __init__(self, root: str | os.PathLike, manifest: dict, embeddings: np.ndarray, stamp=None):
         self.root = Path(root)
         self.manifest = manifest
+        self.stamp = stamp
+        self.lock_timeout = LOCK_TIMEOUT_S
         self._rows: list[np.ndarray] = [np.asarray(embeddings, np.float32)] if len(embeddings) else []
         self._index: VectorIndex | None = None
         self._stamps: dict[tuple[str, str], Any] | None = None  # (name, photo) -> stamp, built when first asked
+        self._pending: list[tuple[str, tuple]] = []  # changes since the last commit: (method, args), replayed
+        self._crops: dict[str, bytes] = {}  # crops to write at the commit: {relative path: PNG}
 
     # ------------------------------------------------------------------------------ opening, saving
 
@@ -81,72 +60,82 @@ class Gallery:
         return (Path(path).expanduser() / MANIFEST).is_file()
 
     @classmethod
+    def new(cls, path: str | os.PathLike, model_fingerprint: str, settings: Mapping[str, Any],
+            index: str = "flat") -> "Gallery":
+        """A new, empty gallery for ``path`` (an empty or missing folder), in memory: :meth:`save` creates it
+        (or adds to the gallery another writer created there meanwhile)."""
+        root = Path(path).expanduser()
+        version.check_new_folder(root)
+        model = {"fingerprint": str(model_fingerprint), "settings": dict(settings)}
+        return cls(root, version.empty_manifest(model, check_kind(index), now()), np.zeros((0, 0), np.float32))
+
+    @classmethod
     def create(cls, path: str | os.PathLike, model_fingerprint: str, settings: Mapping[str, Any],
                index: str = "flat") -> "Gallery":
-        """A new, empty gallery in ``path`` (an empty or missing folder), written at once."""
-        root = Path(path).expanduser()
-        if cls.exists(root):
-            raise FacematchError(f"{root} already holds a gallery; open it (enroll into it adds to it)")
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise FacematchError(f"{root} exists and is not an empty folder; choose a new --out folder for the gallery")
-        manifest = {"format": FORMAT, "model": {"fingerprint": str(model_fingerprint), "settings": dict(settings)},
-                    "index": check_kind(index), "generation": 0, "embeddings": None, "created": _now(),
-                    "entries": []}
-        g = cls(root, manifest, np.zeros((0, 0), np.float32))
-        g.save()
+        """:meth:`new`, written at once."""
+        (g := cls.new(path, model_fingerprint, settings, index)).save()
         return g
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Gallery":
-        """The gallery in ``path``; a missing or damaged one stops with one line naming it and the fix."""
-        root = Path(path).expanduser()
-        fix = f"enrol one with `facematch-gallery enroll DIR --out {root}`"
-        if not root.is_dir():
-            raise FacematchError(f"gallery not found: {root}; {fix}")
-        mpath = root / MANIFEST
-        if not mpath.is_file():
-            raise FacematchError(f"{root} is not a facematch gallery (no {MANIFEST}); {fix}")
-        broken = f"; delete the folder and re-enrol (`facematch-gallery enroll DIR --out {root}`)"
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (OSError, ValueError) as err:
-            raise FacematchError(f"{mpath} is corrupt ({str(err).splitlines()[0]}){broken}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise FacematchError(f"{mpath} is not a {FORMAT} manifest{broken}")
-        try:
-            entries, model = list(manifest["entries"]), dict(manifest["model"])
-            if not isinstance(model["fingerprint"], str) or not isinstance(model["settings"], dict):
-                raise ValueError("model record")
-            check_kind(manifest.get("index", "flat"))
-            if not all(isinstance(e[k], str) for e in entries for k in ("name", "photo", "crop")):
-                raise ValueError("entry without a name, photo or crop")
-        except (KeyError, TypeError, ValueError, FacematchError) as err:
-            raise FacematchError(f"{mpath} is malformed ({type(err).__name__}: {err}){broken}") from None
-        emb = np.zeros((0, 0), np.float32)
-        if manifest.get("embeddings"):
-            epath = root / manifest["embeddings"]
-            try:
-                emb = np.load(epath, allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise FacematchError(f"{epath} cannot be read ({str(err).splitlines()[0]}){broken}") from None
-        if emb.shape[0] != len(entries) or (len(entries) and emb.ndim != 2):
-            raise FacematchError(f"{root}: {len(entries)} entries in {MANIFEST} but embeddings of shape "
-                                 f"{emb.shape}{broken}")
-        return cls(root, manifest, emb)
+        """The gallery in ``path`` as its newest published version; a missing or damaged one stops with one
+        line naming it and the fix."""
+        return cls(Path(path).expanduser(), *version.read_version(Path(path).expanduser()))
 
-    def save(self) -> None:
-        """Commit the gallery atomically (module docstring): embeddings under a new name, then the manifest."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        remove_stale_tmp(self.root)
-        gen = int(self.manifest.get("generation", 0)) + 1
-        name = f"embeddings.{gen}.npy"
-        emb = self.embeddings
-        atomic_write(self.root / name, lambda fh: np.save(fh, emb, allow_pickle=False))
-        self.manifest.update(generation=gen, embeddings=name, updated=_now())
-        atomic_write_text(self.root / MANIFEST, json.dumps(self.manifest, indent=1) + "\n")
-        for f in self.root.glob("embeddings.*.npy"):  # the previous generation and any orphan of a killed save
-            if f.name != name:
-                f.unlink(missing_ok=True)
+    @classmethod
+    def existing(cls, path: str | os.PathLike) -> "Gallery | None":
+        """The gallery in ``path``, or ``None`` when ``path`` can hold a new one; a folder in use or a damaged
+        gallery stops with one line (before an enrolment loads its model)."""
+        if not cls.exists(path):
+            try:
+                return version.check_new_folder(Path(path).expanduser())
+            except FacematchError:
+                if not cls.exists(path):  # not another writer's new gallery: a folder in use
+                    raise
+        return cls.open(path)
+
+    @classmethod
+    def open_or_new(cls, path: str | os.PathLike, model_fingerprint: str, settings: Mapping[str, Any],
+                    index: str | None = None, known: "Gallery | None" = None) -> "Gallery":
+        """What an enrolment writes into: the gallery in ``path`` (``known`` when that is still the newest
+        version; another model is refused; ``index`` changes its index kind), or a :meth:`new` one."""
+        g = known if known is not None and not known.changed() else cls.existing(path)
+        if g is None:
+            return cls.new(path, model_fingerprint, settings, index or "flat")
+        g.check_model(model_fingerprint, settings)
+        if index:
+            g.index_kind = index
+        return g
+
+    def changed(self) -> bool:
+        """Whether another version than this one's has been published since it was read."""
+        return version.stamp(self.root) != self.stamp
+
+    def save(self) -> list:
+        """Commit this gallery's changes (module docstring): under the lock, replay them on the newest
+        version (a new gallery when there is none), publish it, and become it. Returns what each replayed
+        change returned (:meth:`remove`: the number of faces removed)."""
+        with folder_lock(self.root, timeout=self.lock_timeout, what="facematch-gallery",
+                         fix="try again when it has finished, or wait longer with --lock-timeout SECONDS"):
+            if self.exists(self.root):
+                base = Gallery.open(self.root)
+                base.check_model(self.manifest["model"]["fingerprint"], self.manifest["model"]["settings"])
+            else:
+                version.check_new_folder(self.root)
+                base = Gallery(self.root, version.empty_manifest(self.manifest["model"], self.index_kind, now()),
+                               np.zeros((0, 0), np.float32))
+            before = set(base.names)
+            results = [getattr(base, method)(*args) for method, args in self._pending]
+            base.manifest["updated"] = now()
+            used = {e["crop"] for e in base.entries}
+            crops = {rel: png for rel, png in self._crops.items() if rel in used}
+            self.stamp = version.write_version(self.root, base.manifest, base.embeddings, crops)
+            for name in before - set(base.names):  # after the commit: a reader of the old version may show them
+                shutil.rmtree(self.root / FACES / check_name(name), ignore_errors=True)
+        self.manifest, self._rows = base.manifest, base._rows
+        self._stamps = self._index = None
+        self._pending, self._crops = [], {}
+        return results
 
     # ------------------------------------------------------------------------------ contents
 
@@ -181,7 +170,11 @@ class Gallery:
 
     @index_kind.setter
     def index_kind(self, kind: str) -> None:
-        self.manifest["index"] = check_kind(kind)
+        """The faiss index searched; stored by the next :meth:`save`."""
+        self._change("_set_index", check_kind(kind))
+
+    def _set_index(self, kind: str) -> None:
+        self.manifest["index"] = kind
         self._index = None
 
     def enrolled(self, name: str, photo: str, stamp: Sequence[int] | None) -> bool:
@@ -197,41 +190,40 @@ class Gallery:
     # ------------------------------------------------------------------------------ the model
 
     def check_model(self, fingerprint: str, settings: Mapping[str, Any]) -> None:
-        """Refuse a model other than the one this gallery was enrolled with (weights, backbone, flip test):
-        its embeddings would not be comparable."""
-        rec = self.manifest["model"]
-        mine = {k: rec["settings"].get(k) for k in MATCHED_SETTINGS}
-        theirs = {k: settings.get(k) for k in MATCHED_SETTINGS}
-        if rec["fingerprint"] != fingerprint or mine != theirs:
-            def what(fp: str, s: dict) -> str:
-                return f"{s['arch']}, weights sha256 {fp[:12]}..., flip {s['flip']}"
-
-            raise FacematchError(
-                f"gallery {self.root} was enrolled with another model ({what(rec['fingerprint'], mine)}); this run "
-                f"uses {what(fingerprint, theirs)}: pass the model options it was enrolled with, or enrol a new gallery"
-            )
+        """Refuse a model other than the one this gallery was enrolled with (:func:`.version.check_model`)."""
+        version.check_model(self.root, self.manifest["model"], fingerprint, settings)
 
     # ------------------------------------------------------------------------------ changing it
 
+    def _change(self, method: str, *args):
+        """Apply one change now and record it for :meth:`save` to replay on the newest version."""
+        result = getattr(self, method)(*args)
+        self._pending.append((method, args))
+        return result
+
     def add(self, name: str, photo: str, embedding: np.ndarray, crop: np.ndarray, *, box=None,
             stamp: Sequence[int] | None = None) -> dict:
-        """Enrol one face (its crop PNG is written now; the rest at :meth:`save`). An entry of the same
-        ``name`` and ``photo`` (the file changed since) is replaced."""
+        """Enrol one face (its crop PNG is kept in memory and written with the rest at :meth:`save`). An
+        entry of the same ``name`` and ``photo`` (the file changed since) is replaced."""
         name, photo = check_name(name), str(photo)
         vec = np.asarray(embedding, np.float32).reshape(1, -1)
         if self._rows and self._rows[0].shape[1] != vec.shape[1]:
             raise ValueError(f"embedding of size {vec.shape[1]}, gallery holds size {self._rows[0].shape[1]}")
         rel = f"{FACES}/{name}/{Path(photo).stem}-{digest(photo, 8)}.png"
-        atomic_write(self.root / rel, lambda fh: fh.write(_png_bytes(crop)))
-        self.enrolled(name, photo, None)  # builds the (name, photo) lookup
-        if (name, photo) in self._stamps:  # re-enrolled (the file changed): drop the old entry
-            self._keep([i for i, e in enumerate(self.entries) if (e["name"], e["photo"]) != (name, photo)])
-            self.enrolled(name, photo, None)  # rebuilt without it
         entry = {"name": name, "photo": photo, "stamp": list(stamp) if stamp is not None else None,
                  "box": [round(float(v), 1) for v in box] if box is not None else None, "crop": rel}
+        self._crops[rel] = png_bytes(crop)
+        return self._change("_add_entry", entry, vec)
+
+    def _add_entry(self, entry: dict, vec: np.ndarray) -> dict:
+        key = (entry["name"], entry["photo"])
+        self.enrolled(*key, None)  # builds the (name, photo) lookup
+        if key in self._stamps:  # re-enrolled (the file changed): drop the old entry
+            self._keep([i for i, e in enumerate(self.entries) if (e["name"], e["photo"]) != key])
+            self.enrolled(*key, None)  # rebuilt without it
         self.entries.append(entry)
         self._rows.append(vec)
-        self._stamps[(name, photo)] = entry["stamp"]
+        self._stamps[key] = entry["stamp"]
         self._index = None
         return entry
 
@@ -243,15 +235,18 @@ class Gallery:
         self._stamps = self._index = None
 
     def remove(self, name: str) -> int:
-        """Delete every face of ``name`` and save; returns how many. An unknown name is a user error."""
+        """Delete every face of ``name`` and save; returns how many were removed. An unknown name (also one
+        another writer removed meanwhile) is a user error."""
+        self._change("_remove_name", name)
+        return self.save()[-1]
+
+    def _remove_name(self, name: str) -> int:
         if name not in {e["name"] for e in self.entries}:
             raise FacematchError(f"no identity '{name}' in gallery {self.root} "
                                  f"(`facematch-gallery list --gallery {self.root}` shows the names)")
         keep = [i for i, e in enumerate(self.entries) if e["name"] != name]
         n = len(self.entries) - len(keep)
         self._keep(keep)
-        self.save()  # the commit; the crops go after it, so a killed removal leaves only orphan files
-        shutil.rmtree(self.root / FACES / check_name(name), ignore_errors=True)
         return n
 
     # ------------------------------------------------------------------------------ searching

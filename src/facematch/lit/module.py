@@ -82,6 +82,8 @@ class SiameseModule(L.LightningModule):
         self.val_metrics = pair_metrics(threshold).clone(prefix="val/")
         self.test_metrics = pair_metrics(threshold).clone(prefix="test/")
         self.run_config: dict | None = None  # the resolved Hydra config, saved into checkpoints
+        # one image: Lightning's model summary measures sizes and FLOPs on it
+        self.example_input_array = torch.zeros(1, 3, *net.spec.input_size)
 
     @property
     def backbone(self) -> Backbone:

@@ -34,7 +34,8 @@ from torch import nn
 
 from facematch.config import instantiate_node
 from facematch.errors import FacematchError, WeightsError
-from facematch.models.backbones import Backbone, BackboneSpec, torch_load_weights
+from facematch.models.backbones import Backbone, BackboneSpec
+from facematch.models.weights import torch_load_weights
 from facematch.models.net import BackboneHead, EmbeddingNet
 from facematch.utils.io import sha256_file
 
@@ -70,7 +71,7 @@ class EvalModel:
     fingerprint: str  # sha256 hex, the weights part of the embedding cache key
     description: dict[str, Any] = field(default_factory=dict)
     train_config: dict | None = None  # the resolved training config, for checkpoints
-    calibration: dict | None = None  # operating points stored in the model file (models/calibration.py)
+    calibration: dict | None = None  # operating points stored in the model file (calibration/store.py)
 
 
 def arch_model(arch: Mapping[str, Any]) -> EvalModel:

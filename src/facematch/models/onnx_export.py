@@ -97,7 +97,7 @@ def opset_of(proto) -> int:
 
 def export_metadata(model, proto) -> dict[str, Any]:
     """The facematch metadata of ``model`` (an EvalModel) exported as ``proto`` (values not yet JSON)."""
-    from facematch.models.calibration import find_calibration
+    from facematch.calibration.store import find_calibration
 
     spec = model.spec
     cal, notes = find_calibration(model)

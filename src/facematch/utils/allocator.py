@@ -3,22 +3,21 @@
 By default glibc serves every allocation above a (dynamic) threshold of at most 32 MiB with a fresh
 ``mmap`` and returns it to the OS on ``free``. A CNN forward pass allocates and frees activations of
 tens of MB per layer, so each one is mapped anew and faulted in page by page: system time exceeds user
-time and a plain forward loop runs several times slower (README, "Speed"). Raising the mmap and trim
+time and a plain forward loop runs several times slower (docs/speed.md). Raising the mmap and trim
 thresholds keeps those blocks in the heap and reuses them.
 
 Written by hand because no allocator package installs through ``uv sync`` and takes effect in a running
 interpreter (jemalloc / tcmalloc need ``LD_PRELOAD`` before the process starts). :func:`tune` calls
-``mallopt`` when ``facematch`` is imported: forked children inherit the settings, spawned ones (DataLoader
-workers, multiprocessing pools) import ``facematch`` and apply them themselves. The matching ``MALLOC_*_``
+``mallopt``; the entry points call it first thing (importing ``facematch`` changes nothing): forked children
+inherit the settings, spawned ones (the alignment pool) call it in their initializer. The matching ``MALLOC_*_``
 variables are not exported: set at a child's start-up, glibc took them differently (a training job then
-spent 15 s in page faults instead of 3 s; README, Speed); a value the user set there is used as given.
+spent several times more system time in page faults; docs/speed.md); a value the user set there is used as given.
 ``FACEMATCH_MALLOC=0`` turns it off (for measuring the difference).
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -57,7 +56,7 @@ def tune() -> dict:
         _state.update(applied=False, reason=f"not glibc ({platform.system()} {platform.libc_ver()[0] or '?'})")
         return _state
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname (checked above); find_library would run ldconfig
         mallopt = libc.mallopt
     except (OSError, AttributeError) as err:
         _state.update(applied=False, reason=f"no mallopt ({err})")

@@ -126,7 +126,7 @@ def plan_workers(requested: int | str, device: str, n_batches: int) -> tuple[int
 
     ``auto``: on a GPU, decoding must keep up with the GPU, so up to 4 workers; on a CPU the model takes
     every core, and a worker of its own would preempt the model's threads at each layer's barrier (on 2 cores
-    that costs far more than decoding inline: README, Speed), so workers only from 4 cores
+    that costs far more than decoding inline: docs/speed.md), so workers only from 4 cores
     up, one per 8 cores, and the model gets the rest. An explicit number of workers is taken as it is."""
     import torch
 

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], Any], durable: bool = True) -> Path:
     """Write via ``writer(fileobj)`` into a temp file beside ``path``, fsync, then rename over it.
 
@@ -22,6 +29,9 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; give it the mode open() would (0666 less the umask), so a gallery,
+        # cache or results file is as readable by the other users of a shared folder as any other file.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             writer(fh)
             fh.flush()
@@ -43,7 +53,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
-
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

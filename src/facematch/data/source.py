@@ -9,19 +9,19 @@ Modes:
   on-disk aligned cache (:mod:`facematch.faces.crop_cache`), created on first use in its own folder under
   ``cache_dir`` per template, detector settings and source folder (``<template>-<digest>``).
 
-``degrade`` (:mod:`facematch.faces.degrade`, ``data.degrade``) makes every crop look like a low-quality
+``degrade`` (:mod:`facematch.data.degrade`, ``data.degrade``) makes every crop look like a low-quality
 photo, deterministically per image and ``draw`` (:meth:`FaceSource.with_draw`; draw ``None``: a random one
 of the configured draws per call, for training on images).
 
 ``key`` names the preprocessing (the degradation and its draw included), so caches of crops or embeddings
 never mix two preprocessings; ``root`` is the source folder the caches tie their entries to.
 
-A packed dataset (:mod:`facematch.faces.packed`, ``facematch-data pack``) is read through a ``reader``
+A packed dataset (:mod:`facematch.data.shards`, ``facematch-data pack``) is read through a ``reader``
 (``rel -> the file's bytes``) instead of files under ``root``; everything after the bytes (decode, crop,
 degradation) is this class's code for both, so a packed set serves the folder tree's very pixels. Its
 ``root`` is the packed folder (caches never mix with the folder tree's), its ``key`` carries the pack's
 content digest, and ``stamp_root`` is None: cache entries are tied to that digest, not to file stamps.
-An insightface validation file (:mod:`facematch.faces.bin_set`, ``data=bin``) is read the same way: its
+An insightface validation file (:mod:`facematch.data.bin_set`, ``data=bin``) is read the same way: its
 reader serves each image's encoded bytes by name, its ``key`` carries the file's sha256.
 :func:`source_from_config` is the one place a FaceSource is built from configuration (training's data
 module, facematch-eval, per-fold scoring).
@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facematch.faces.bin_set import is_bin, open_bin
-from facematch.faces.degrade import Degradation
+from facematch.data.bin_set import is_bin, open_bin
+from facematch.data.degrade import Degradation
 from facematch.faces.images import load_image, load_image_bytes
 from facematch.errors import FacematchError
-from facematch.faces.packed import is_packed, open_packed
+from facematch.data.shards import is_packed, open_packed
 from facematch.faces.templates import crop_between, get_template
 
 log = logging.getLogger(__name__)

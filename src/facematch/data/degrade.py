@@ -1,6 +1,6 @@
 """Degradation as data: a face crop made to look like a low-quality photo (``data.degrade``).
 
-One :class:`Degradation` is applied to every crop a :class:`~facematch.faces.source.FaceSource` serves:
+One :class:`Degradation` is applied to every crop a :class:`~facematch.data.source.FaceSource` serves:
 training, validation, test, per-fold scoring and ``facematch-eval`` read the same degraded crops, and the
 settings are part of every cache key that holds outputs of degraded crops.
 

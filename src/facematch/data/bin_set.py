@@ -10,8 +10,8 @@ admits no global but numpy's array-rebuilding functions, so reading a file never
 there is no library for this (``pickle`` offers the ``find_class`` hook and nothing more; the formats
 that avoid pickle, safetensors or ``numpy.load(allow_pickle=False)``, do not read these files).
 
-:class:`BinSet` is a reader in the shape of :class:`facematch.faces.packed.PackedSet` (``rel -> bytes``,
-``root``, ``content_digest``, ``name``, ``preprocess``), so a :class:`~facematch.faces.source.FaceSource`
+:class:`BinSet` is a reader in the shape of :class:`facematch.data.shards.PackedSet` (``rel -> bytes``,
+``root``, ``content_digest``, ``name``, ``preprocess``), so a :class:`~facematch.data.source.FaceSource`
 decodes its images per batch like any other file. The encoded bytes are kept once; identical images
 (LFW's pairs reuse an image in several pairs) share one name, so they are decoded and embedded once.
 An image's name (``rel``) is the index of its first occurrence in the file, e.g. ``00017``.

@@ -59,7 +59,7 @@ def open_set_point_name(far: float) -> str:
 def open_set_split(labels: Sequence[str], paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(gallery, known probes, impostor probes)`` index arrays: the first image (by path) of every identity
     with two or more images is its gallery face and its other images are probes; every image of an identity
-    with one image is an impostor probe (LFW's open-set protocol; README, Gallery)."""
+    with one image is an impostor probe (LFW's open-set protocol; docs/tools.md)."""
     by_id: dict[str, list[int]] = {}
     for i in np.argsort(np.asarray(paths, dtype=object), kind="stable"):
         by_id.setdefault(labels[i], []).append(int(i))
@@ -91,3 +91,53 @@ def open_set_points(emb: np.ndarray, labels: Sequence[str], paths: Sequence[str]
                                        "n_known": rep["n_known"], "n_impostors": rep["n_impostors"],
                                        "rank_1": rep["rank_1"]}
             for far, p in zip(fars, rep["dir_at_far"].values())}
+
+
+def portable_path(path) -> str:
+    """``path`` as ``$FACEMATCH_DATA_DIR/...`` when it lies under the data folder (a calibration names its
+    data the same way on every machine), else absolute."""
+    from pathlib import Path
+
+    from facematch.paths import data_dir
+
+    p, root = Path(str(path)).expanduser().resolve(), data_dir().resolve()
+    return f"$FACEMATCH_DATA_DIR/{p.relative_to(root).as_posix()}" if p.is_relative_to(root) else str(p)
+
+
+def calibrate(model, cfg, fars: Sequence[float], default: str | None = None):
+    """The :class:`~facematch.calibration.store.Calibration` of ``model`` (an ``EvalModel``) on the labelled
+    pairs of a composed ``eval`` config: embedded by the one evaluation job (``data``'s crops, ``embed``'s
+    engine, ``protocol.flip``), scored by raw cosine; one point per rate in ``fars`` plus the best-accuracy
+    and open-set points; ``default`` names the default point (the first rate's when None)."""
+    import datetime as _dt
+
+    from facematch.calibration.store import Calibration
+    from facematch.config import instantiate_node
+    from facematch.data.pair_files import identity_of, read_pairs
+    from facematch.embedding.embedder import resolve
+    from facematch.errors import FacematchError
+    from facematch.eval.job import engine_settings, eval_source
+    from facematch.eval.verification import verify
+
+    protocol = instantiate_node(cfg.protocol)
+    source = eval_source(cfg, model.spec.template)
+    pairs_file = str(cfg.data.pairs)
+    pairs = read_pairs(pairs_file, n_folds=int(protocol.n_folds))
+    res = verify(model, pairs, source, protocol, engine_settings(cfg), what=pairs_file)
+    points = operating_points(res.cosine, res.same, fars)
+    open_set = open_set_points(res.emb, [identity_of(p) for p in res.paths], res.paths, fars)
+    points.update(open_set)
+    default = default or far_point_name(fars[0])
+    if default not in points:
+        raise FacematchError(f"--default {default} is not one of: {', '.join(points)} (or add its --far)")
+    _, precision = resolve(cfg.embed.device, cfg.embed.precision)
+    return Calibration(
+        fingerprint=model.fingerprint, points=points, default=default,
+        search_default=open_set_point_name(fars[0]) if open_set else None,
+        settings={"arch": model.spec.name, "template": model.spec.template, "flip": str(cfg.protocol.flip),
+                  "precision": precision, "score": "cosine", "model": model.description.get("kind")},
+        data={"pairs": portable_path(pairs_file), "root": portable_path(cfg.data.root),
+              "preprocess": source.key, "n_pairs": len(pairs), "n_images": len(res.paths),
+              "ten_fold_accuracy": res.report["accuracy_mean"]},
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )

@@ -4,7 +4,7 @@
 ``$FACEMATCH_WEIGHTS_DIR``), ``--ckpt C`` (a ``facematch-train`` checkpoint) or ``--onnx FILE`` (a
 ``facematch-export`` file, run by onnxruntime), how it runs (``--device``,
 ``--precision``, ``--runtime``, ``--flip``), MTCNN's ``--min-face-size``, and the decision threshold: the
-model's calibrated operating point (:mod:`facematch.models.calibration`) unless ``--threshold`` overrides it.
+model's calibrated operating point (:mod:`facematch.calibration.store`) unless ``--threshold`` overrides it.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def decision_threshold(args: argparse.Namespace, model, settings: dict, *, searc
     else the model's calibrated operating point (for a gallery ``search``, its 1:N point when it has one: a
     1:1 threshold lets a stranger's best match in a gallery of N people pass far more often than its FAR);
     no calibration stops with one line saying how to make one."""
-    from facematch.models.calibration import find_calibration
+    from facematch.calibration.store import find_calibration
 
     if args.threshold is not None:
         t = float(args.threshold)

@@ -1,7 +1,7 @@
 """A model's calibrated operating points, stored with the model: read and written here.
 
 A calibration (``facematch-calibrate``) is a small JSON document: the thresholds of named operating
-points (``far_1e-3``, ``best_accuracy``, see :mod:`facematch.eval.calibration`), which one is the
+points (``far_1e-3``, ``best_accuracy``, see :mod:`facematch.calibration.compute`), which one is the
 default, the FAR / TAR each reaches on the calibration pairs, the model's fingerprint and the settings the
 scores depend on (backbone, template, flip test, precision).
 
@@ -13,14 +13,15 @@ Where it lives (:func:`find_calibration` looks in this order; the first whose fi
    with the weights);
 3. ``$FACEMATCH_CALIBRATION_DIR/<sha256>.json`` (default ``.cache/facematch/calibrations``), where
    ``facematch-calibrate`` writes a bare weights file's calibration (``--out`` names another file);
-4. the calibrations shipped with facematch (``facematch/calibrations/<sha256>.json``), for the weights
-   the README measures.
+4. the calibrations shipped with facematch (``facematch/calibration/shipped/<sha256>.json``), for the weights
+   docs/results.md measures.
 
 A calibration whose fingerprint is not the model's (the weights changed) is never used.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -28,11 +29,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from facematch.errors import FacematchError, WeightsError
-from facematch.utils.io import atomic_write, atomic_write_text
+from facematch.utils.io import atomic_write_bytes, atomic_write_text, stamp_before_reading
 
 FORMAT = "facematch-calibration/1"
 SIDECAR_SUFFIX = ".calibration.json"
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "calibrations"
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 #: Settings a calibration's scores depend on: a model run otherwise is not calibrated by it.
 MATCHED_SETTINGS = ("arch", "flip")
 
@@ -155,14 +156,20 @@ def write_into_checkpoint(path: str | os.PathLike, cal: Calibration) -> Path:
     """Store ``cal`` in a ``facematch-train`` checkpoint (``["facematch"]["calibration"]``), atomically."""
     import torch
 
-    from facematch.models.backbones import torch_load_weights
+    from facematch.models.weights import torch_load_weights
 
     p = Path(path).expanduser()
+    before = stamp_before_reading(p)
     ckpt = torch_load_weights(p, "checkpoint", "pass --ckpt PATH to a .ckpt file written by facematch-train")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("facematch"), dict):
         raise WeightsError(f"{p} is not a facematch-train checkpoint; calibrate a bare weights file with --weights")
     ckpt["facematch"]["calibration"] = cal.as_dict()
-    return atomic_write(p, lambda fh: torch.save(ckpt, fh))
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    if stamp_before_reading(p) != before:  # a training run saved it meanwhile: replacing it would lose that save
+        raise FacematchError(f"{p} was rewritten while its calibration was being added (is a training run saving "
+                             "it?); nothing was written: calibrate a copy, or again once nothing writes it")
+    return atomic_write_bytes(p, buf.getvalue())
 
 
 def write_sidecar(cal: Calibration, out: str | os.PathLike | None = None) -> Path:

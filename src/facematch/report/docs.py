@@ -1,0 +1,179 @@
+"""Docs tables that cannot go stale: each is rendered from a result file the repository keeps.
+
+A table in a Markdown file sits between a marker line and a ``<!-- /table -->`` line::
+
+    <!-- table: results/adapt.json columns="exp|10-fold acc ± std" -->
+    | exp | 10-fold acc ± std |
+    ...
+    <!-- /table -->
+
+The marker's words (shell quoting) name the JSON file, relative to the repository root, and how to render it:
+
+- a ``facematch-report --json`` file (``"kind": "facematch-report"``) renders the report's own table;
+  ``columns="a|b|..."`` keeps those of its columns, ``view=published`` renders its published-figures table;
+- any other JSON (the benchmarks' results, a shipped calibration): ``rows=PATH`` picks a list, or a dict
+  whose items become rows (``@key`` is an item's key; without ``rows`` the whole file is the one row), and
+  each ``HEADER=PATH[:FORMAT]`` is one column: a dotted path into the row (``/PATH``: from the file's top)
+  and a Python format spec. A report file takes such columns too (``rows=rows``).
+
+:func:`rewrite` re-renders every block of a file (``facematch-report --docs``); :func:`stale` says which
+blocks differ from their rendering (the docs test, ``facematch-report --check``). Hand-written because no
+docs tool we use renders tables from JSON; the convention is a few lines of regex and ``shlex``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facematch.errors import FacematchError
+from facematch.report import table
+
+# a marker and its end each start a line, so prose may quote them inline
+BLOCK = re.compile(r"^<!-- table:(?P<marker>.*?)-->\n(?P<body>.*?)^<!-- /table -->", re.DOTALL | re.MULTILINE)
+REPORT_KIND = "facematch-report"
+
+
+@dataclass
+class Spec:
+    """One marker: the JSON file, its options (``rows``, ``columns``, ``view``) and its generic columns."""
+
+    file: str
+    options: dict[str, str] = field(default_factory=dict)
+    columns: list[tuple[str, str, str]] = field(default_factory=list)  # (header, path, format spec)
+
+    @classmethod
+    def parse(cls, marker: str) -> Spec:
+        try:
+            words = shlex.split(marker)
+        except ValueError as err:
+            raise FacematchError(f"docs table marker '{marker.strip()}': {err}; fix its quoting") from None
+        if not words:
+            raise FacematchError("a docs table marker names no file; write <!-- table: results/NAME.json ... -->")
+        spec = cls(words[0])
+        for word in words[1:]:
+            header, sep, value = word.partition("=")
+            if not sep:
+                raise FacematchError(f"docs table marker for {spec.file}: '{word}' is not HEADER=PATH[:FORMAT]")
+            if header in ("rows", "columns", "view"):
+                spec.options[header] = value
+            else:
+                path, _, fmt = value.partition(":")
+                spec.columns.append((header, path, fmt))
+        return spec
+
+
+def _get(obj, path: str, key: str | None = None, doc=None):
+    """The value at a dotted ``path`` in ``obj`` (a key may itself hold dots; ``/PATH`` starts at the file's
+    top, ``doc``); ``@key`` is the row's key. Raises KeyError where the path leads nowhere."""
+    if path == "@key":
+        return key
+    if path.startswith("/"):
+        obj, path = doc, path[1:]
+    parts = path.split(".") if path else []
+    while parts:
+        for n in range(len(parts), 0, -1):  # the longest key first: "within_0.1_pt"
+            name = ".".join(parts[:n])
+            if isinstance(obj, dict) and name in obj:
+                obj, parts = obj[name], parts[n:]
+                break
+            if isinstance(obj, list) and name.isdigit() and int(name) < len(obj):
+                obj, parts = obj[int(name)], parts[n:]
+                break
+        else:
+            raise KeyError(path)
+    return obj
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None:
+        return "—"
+    return format(value, fmt) if fmt else str(value)
+
+
+def _generic(spec: Spec, doc) -> str:
+    """A column missing from some rows is "—" there (a benchmark that skipped a case); missing from every
+    row, it is a wrong path in the marker."""
+    if not spec.columns:
+        raise FacematchError(f"docs table marker for {spec.file} names no columns; add HEADER=PATH[:FORMAT] words")
+    rows_at = spec.options.get("rows")
+    try:
+        items = _get(doc, rows_at) if rows_at else doc
+    except KeyError:
+        raise FacematchError(f"docs table of {spec.file}: no rows at {rows_at}; fix the marker's rows=") from None
+    rows = list(items.items()) if rows_at and isinstance(items, dict) else [(None, r) for r in
+                                                                            (items if rows_at else [items])]
+    body, found = [], set()
+    for key, row in rows:
+        cells = {}
+        for header, path, fmt in spec.columns:
+            try:
+                cells[header] = _cell(_get(row, path, key, doc), fmt)
+                found.add(header)
+            except KeyError:
+                cells[header] = "—"
+        body.append(cells)
+    lost = [(h, p) for h, p, _ in spec.columns if h not in found]
+    if lost:
+        raise FacematchError(f"docs table of {spec.file}: no {lost[0][1]} in any row; fix the marker's column "
+                             f"'{lost[0][0]}'")
+    return table.grid([h for h, _, _ in spec.columns], body)
+
+
+def _report(spec: Spec, doc: dict) -> str:
+    rows = doc["rows"]
+    if spec.options.get("view") == "published":
+        return table.grid(table.PUBLISHED_HEAD, table.published_cells(rows))
+    head = spec.options["columns"].split("|") if "columns" in spec.options else table.COLUMNS
+    unknown = [h for h in head if h not in table.COLUMNS]
+    if unknown:
+        raise FacematchError(f"docs table of {spec.file}: no report column {unknown[0]!r}; "
+                             f"choose among {', '.join(table.COLUMNS)}")
+    return table.grid(head, table.cells(rows))
+
+
+def render(spec: Spec, root: Path) -> str:
+    """The Markdown table a marker stands for, from its JSON file under ``root``."""
+    path = root / spec.file
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FacematchError(f"docs table source {path} not found; write it (facematch-report --json, or the "
+                             "benchmark) or fix the marker") from None
+    except json.JSONDecodeError as err:
+        raise FacematchError(f"docs table source {path} is not JSON ({err}); write it again") from None
+    if isinstance(doc, dict) and doc.get("kind") == REPORT_KIND and not spec.columns:
+        return _report(spec, doc)
+    return _generic(spec, doc)
+
+
+def rewrite(text: str, root: Path) -> str:
+    """``text`` with every marked block's body replaced by its rendering."""
+    return BLOCK.sub(lambda m: f"<!-- table:{m['marker']}-->\n{render(Spec.parse(m['marker']), root)}\n"
+                               "<!-- /table -->", text)
+
+
+def stale(md_files: list[Path], root: Path) -> list[str]:
+    """One line per marked block whose body is not its rendering (empty: the docs agree with the results)."""
+    out = []
+    for md in md_files:
+        text = md.read_text()
+        for m in BLOCK.finditer(text):
+            if m["body"] != render(Spec.parse(m["marker"]), root) + "\n":
+                line = text.count("\n", 0, m.start()) + 1
+                out.append(f"{md}:{line}: the table of{m['marker'].rstrip()} differs from its rendering; "
+                           "run facematch-report --docs")
+    return out
+
+
+def markdown_files(paths: list[Path]) -> list[Path]:
+    """The Markdown files named, and those under each folder named."""
+    files = []
+    for p in paths:
+        if not p.exists():
+            raise FacematchError(f"no such docs file or folder: {p}")
+        files += sorted(p.rglob("*.md")) if p.is_dir() else [p]
+    return files

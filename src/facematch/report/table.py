@@ -1,0 +1,102 @@
+"""The Markdown tables of ``facematch-report``: one row per configuration, and the published figures next
+to ours. Rows are the dicts :func:`facematch.cli.report.collect` gathers (and ``--json`` writes)."""
+
+from __future__ import annotations
+
+COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
+           "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "Rank-5 / kNN", "final loss", "wall time",
+           "model kept", "CPU"]
+
+PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
+                     ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
+PUBLISHED_HEAD = ["exp", "arch", "margin", "folds"] + [f"{name} (ours / published)" for name, _, _ in PUBLISHED_COLUMNS]
+
+
+def fmt_pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None:
+        return "—"
+    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
+
+
+def _identification(r: dict) -> str:
+    """Rank-5 / kNN: per-fold rows measure among each fold's own people (mean over folds), an evaluation
+    among all the people of its pairs file, a harder gallery, marked "(all)"."""
+    if r.get("rank_5") is None:
+        return "—"
+    return f"{fmt_pct(r['rank_5'])} / {fmt_pct(r.get('knn_accuracy'))}" + ("" if "kept" in r else " (all)")
+
+
+def _undegraded(r: dict) -> str:
+    if r.get("undegraded_accuracy_mean") is not None:
+        return f"{fmt_pct(r['undegraded_accuracy_mean'])} ± {fmt_pct(r['undegraded_accuracy_std'])}"
+    return "—"
+
+
+def _cpu(r: dict) -> str:
+    """The CPU a row ran on, from the machine block its runs recorded, and whether it computes bf16 natively."""
+    cpu = (r.get("machine") or {}).get("cpu") or {}
+    if not cpu.get("model"):
+        return "—"
+    return cpu["model"] + (", native bf16" if cpu.get("native_bf16") else ", no native bf16")
+
+
+def _sorted(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["exp"], str(r["margin"])))
+
+
+def cells(rows: list[dict]) -> list[dict[str, str]]:
+    """Each row as ``{column: cell text}`` over :data:`COLUMNS`, in the table's order."""
+    out = []
+    for r in _sorted(rows):
+        acc = f"{fmt_pct(r.get('accuracy_mean'))} ± {fmt_pct(r.get('accuracy_std'))}"
+        if r.get("n_folds") not in (None, 10):
+            acc += f" ({r['n_folds']} folds)"
+        values = [r["exp"], r["data"], r["arch"], r["pretrained on"], r["loss"], r["margin"], r["optimizer"],
+                  r["scheduler"], acc,
+                  fmt_pct(r.get("val_at_far_1e-3")) + (" (raw cos)" if r.get("val_scores") == "raw cosine" else ""),
+                  fmt_pct(r.get("f1_at_threshold")), fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r),
+                  _identification(r), f"{r['final_loss']:.4f}" if r.get("final_loss") is not None else "—",
+                  fmt_time(r.get("seconds")), r.get("kept", "—"), _cpu(r)]
+        out.append(dict(zip(COLUMNS, (str(v) for v in values))))
+    return out
+
+
+def published_cells(rows: list[dict]) -> list[dict[str, str]]:
+    """Rows whose config carries published figures, each figure next to ours ("ours / published"). Ours
+    are over the folds the row ran (pair accuracy: the 10-fold protocol's mean over them; kNN and Rank-5:
+    among each fold's own people)."""
+
+    def fmt(key: str, x) -> str:
+        if x is None:
+            return "—"
+        return f"{x:.4f}" if key == "final_loss" else fmt_pct(x)
+
+    out = []
+    for r in _sorted([r for r in rows if r.get("published") is not None]):
+        pub = r["published"]
+        values = [r["exp"], r["arch"], r["margin"], str(r.get("n_folds", "—"))]
+        values += [f"{fmt(ours, r.get(ours))} / {fmt(ours, pub.get(theirs))}" for _, ours, theirs in PUBLISHED_COLUMNS]
+        out.append(dict(zip(PUBLISHED_HEAD, (str(v) for v in values))))
+    return out
+
+
+def grid(head: list[str], body: list[dict[str, str]]) -> str:
+    """A plain Markdown table of ``body``'s cells under ``head``."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row[h] for h in head) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def markdown(rows: list[dict]) -> str:
+    """The report's table; below it, where some rows carry published figures, the side-by-side table."""
+    text = grid(COLUMNS, cells(rows))
+    published = [r for r in rows if r.get("published") is not None]
+    if published:
+        sources = sorted({r["published"]["source"] for r in published})
+        text += (f"\n\nNext to the published figures ({'; '.join(sources)}):\n\n"
+                 + grid(PUBLISHED_HEAD, published_cells(published)))
+    return text

@@ -1,0 +1,30 @@
+"""The lines a training run ends with (facematch.eval.summary.run_summary): the fold-k result first, the fixed
+0.6-threshold metric labelled as the original experiments', then the files and the tensorboard command."""
+
+from __future__ import annotations
+
+from facematch.eval.summary import run_summary
+
+FILES = {"metrics": "/runs/x/metrics.json", "best checkpoint": "/runs/x/checkpoints/epoch_002.ckpt"}
+
+
+def test_summary_says_the_fold_result_then_the_fixed_threshold_metric_then_the_files():
+    metrics = {"test/acc": 0.87166, "test/f1": 0.85277, "best/val/auc": 0.998}
+    fold = {"fold": 3, "fold_accuracy": 0.98833, "selected": "epoch_002"}
+    lines = run_summary(metrics, fold, 0.6, FILES, "/runs/x/tensorboard").splitlines()
+    assert lines[1] == "Result"
+    assert lines[2].startswith("  fold 3 accuracy: 0.9883   (LFW 10-fold protocol") and "model: epoch_002" in lines[2]
+    assert lines[3] == ("  fixed threshold 0.6 (the original experiments' metric): accuracy 0.8717, F1 0.8528 "
+                        "on the test pairs")
+    assert lines[4:] == ["Files",
+                         "  metrics          /runs/x/metrics.json",
+                         "  best checkpoint  /runs/x/checkpoints/epoch_002.ckpt",
+                         "  TensorBoard      /runs/x/tensorboard   (tensorboard --logdir /runs/x/tensorboard)"]
+
+
+def test_without_a_fold_it_says_why_and_gives_the_best_validation_value():
+    text = run_summary({"best/val/auc": 0.91234, "val/auc": 0.9}, None, 0.6,
+                       {"metrics": "/r/train_metrics.json", "best checkpoint": None}, None)
+    assert "no fold scored (needs data.test_fold=K and evaluate=true); best validation epoch: val/auc 0.9123" in text
+    assert "fixed threshold" not in text and "checkpoint" not in text and "tensorboard" not in text
+    assert text.endswith("  metrics  /r/train_metrics.json")
