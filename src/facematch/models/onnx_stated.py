@@ -47,8 +47,6 @@ def _triple(value, what: str, p: Path) -> list[float]:
 def check_statement(stated: Mapping[str, Any], p: Path) -> dict:
     """The statement with every key checked and filled: ``{"size": [H, W], "mean", "std" (0..255, model
     channel order), "channels", "template"}``; one-line WeightsError naming the key otherwise."""
-    from facematch.faces.templates import TEMPLATES
-
     unknown = sorted(set(stated) - set(INPUT_KEYS))
     missing = [k for k in ("size", "mean", "std") if stated.get(k) is None]
     if unknown or missing:
@@ -62,9 +60,7 @@ def check_statement(stated: Mapping[str, Any], p: Path) -> dict:
     channels = str(stated.get("channels") or "RGB").upper()
     if channels not in CHANNELS:
         raise WeightsError(f"{p}: input channels {stated.get('channels')!r} is not one of {' | '.join(CHANNELS)}")
-    template = str(stated.get("template") or "arcface_112x112")
-    if template not in TEMPLATES:
-        raise WeightsError(f"{p}: input template {template!r} is unknown (known: {', '.join(sorted(TEMPLATES))})")
+    template = str(stated.get("template") or "arcface_112x112")  # checked where crops are made (faces.templates)
     return {"size": [int(s) for s in size], "mean": _triple(stated["mean"], "mean", p),
             "std": _triple(stated["std"], "std", p), "channels": channels, "template": template}
 
