@@ -76,27 +76,27 @@ def benchmark(runs: list[tuple[dict, dict]], tar_far: float | None = None) -> di
         cells[s] = {"accuracy_mean": m["accuracy_mean"], "accuracy_std": m["accuracy_std"],
                     "n_folds": len(m["fold_accuracies"]), **({key: m[key]} if key else {})}
     sets = sorted({s for cells in table.values() for s in cells})
-    return {"sets": sets, "tar_far": tar_far, "rows": [{"model": k, "cells": table[k]} for k in sorted(table)]}
+    return {"sets": sets, "tar_far": tar_far,
+            "rows": [{"model": k, "cells": table[k], "text": {s: cell_text(table[k].get(s), tar_far) for s in sets}}
+                     for k in sorted(table)]}
+
+
+def cell_text(c: dict | None, far: str | None) -> str:
+    """``acc ± std`` (%), ``/ TAR`` when asked, ``—`` where a model lacks a set."""
+    if c is None:
+        return "—"
+    text = f"{100 * c['accuracy_mean']:.2f} ± {100 * c['accuracy_std']:.2f}"
+    return text + (f" / {100 * c[f'val_at_far_{far}']:.2f}" if far else "")
 
 
 def markdown(bench: dict) -> str:
-    """The table of :func:`benchmark`: accuracy ± std (%), ``/ TAR`` when asked, ``—`` where a model lacks a set."""
+    """The table of :func:`benchmark` (each cell :func:`cell_text`); a docs table renders its ``rows[].text``."""
     far = bench["tar_far"]
     unit = f"acc ± std / TAR@FAR={far} (%)" if far else "acc ± std (%)"
     head = ["model", *bench["sets"]]
     lines = [f"10-fold verification accuracy, {unit}:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in bench["rows"]:
-        cells = [row["model"]]
-        for s in bench["sets"]:
-            c = row["cells"].get(s)
-            if c is None:
-                cells.append("—")
-                continue
-            text = f"{100 * c['accuracy_mean']:.2f} ± {100 * c['accuracy_std']:.2f}"
-            if far:
-                text += f" / {100 * c[f'val_at_far_{far}']:.2f}"
-            cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([row["model"], *(row["text"][s] for s in bench["sets"])]) + " |")
     return "\n".join(lines)
 
 
