@@ -252,6 +252,5 @@ def docs(rewrite_paths: list[Path], check_paths: list[Path], root: Path) -> None
         sys.exit(1)
 
 
-
 if __name__ == "__main__":
     sys.exit(main())
