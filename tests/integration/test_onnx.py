@@ -83,14 +83,19 @@ def test_compare_with_the_exported_file_gives_pytorchs_similarity(mfn_onnx, mfn_
     assert results["onnx"]["same"] == results["pytorch"]["same"]
 
 
+def fp32_eval_args(data_dir, tmp_path) -> list[str]:
+    """facematch-eval on 16 LFW pairs, fp32 on the CPU (onnxruntime's precision), outputs beside the metrics off."""
+    pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
+    return ["data=lfw_aligned112", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
+            "embed.num_workers=0", "embed.progress=false", "embed.device=cpu", "embed.precision=fp32",
+            f"embed.cache_dir={tmp_path / 'emb'}", "eval.plots=false", "eval.tensorboard=false",
+            "eval.identification=false"]
+
+
 def test_eval_with_onnx_path_gives_pytorchs_accuracy(cfg_factory, data_dir, mfn_weights, mfn_onnx, tmp_path):
     from facematch.eval.job import evaluate
 
-    pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
-    common = ["data=lfw_aligned112", f"data.root={data_dir / 'lfw-aligned-112'}", f"data.pairs={pairs}",
-              "embed.num_workers=0", "embed.progress=false", "embed.device=cpu", "embed.precision=fp32",
-              f"embed.cache_dir={tmp_path / 'emb'}", "eval.plots=false", "eval.tensorboard=false",
-              "eval.identification=false"]
+    common = fp32_eval_args(data_dir, tmp_path)
     torch_m = evaluate(cfg_factory(*common, "arch=mobilefacenet", f"arch.weights={mfn_weights}", config_name="eval",
                                    out="pytorch"))
     onnx_m = evaluate(cfg_factory(*common, f"onnx_path={mfn_onnx}", config_name="eval", out="onnx"))
@@ -98,3 +103,28 @@ def test_eval_with_onnx_path_gives_pytorchs_accuracy(cfg_factory, data_dir, mfn_
     assert onnx_m["embedding_cache_hit"] is False  # its own cache entry, not the PyTorch model's
     assert onnx_m["accuracy_mean"] == torch_m["accuracy_mean"] and onnx_m["n_pairs"] == torch_m["n_pairs"] == 16
     assert abs(onnx_m["auc"] - torch_m["auc"]) <= 1e-3
+
+
+def test_eval_of_an_onnx_model_without_metadata_with_its_input_stated(cfg_factory, data_dir, mfn_weights, mfn_onnx,
+                                                                      tmp_path):
+    """The MobileFaceNet export with facematch's metadata stripped (as another project's model would come),
+    its input stated as embed.input.*: PyTorch's figures."""
+    import onnx
+
+    from facematch.eval.job import evaluate
+
+    proto = onnx.load(str(mfn_onnx))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    common = fp32_eval_args(data_dir, tmp_path)
+    torch_m = evaluate(cfg_factory(*common, "arch=mobilefacenet", f"arch.weights={mfn_weights}", config_name="eval",
+                                   out="pytorch"))
+    stated = ["embed.input.size=[112,96]", "embed.input.mean=127.5", "embed.input.std=128",
+              "embed.input.template=sphereface_112x96"]
+    onnx_m = evaluate(cfg_factory(*common, f"onnx_path={bare}", *stated, config_name="eval", out="onnx"))
+    assert onnx_m["model"]["input"]["size"] == [112, 96] and onnx_m["arch"] == "onnx-bare"
+    assert onnx_m["preprocess"] == torch_m["preprocess"] and onnx_m["n_pairs"] == torch_m["n_pairs"] == 16
+    assert abs(onnx_m["accuracy_mean"] - torch_m["accuracy_mean"]) <= 1e-4
+    for key in ("auc", "val_at_far_1e-3"):
+        assert abs(onnx_m[key] - torch_m[key]) <= 1e-4, key

@@ -27,7 +27,16 @@ def add_weights_arguments(p: argparse.ArgumentParser, *, onnx: bool = True) -> N
     p.add_argument("--ckpt", default=None, help="a facematch-train checkpoint (backbone + head); overrides --arch")
     if onnx:
         p.add_argument("--onnx", default=None, metavar="FILE",
-                       help="a model exported by facematch-export, run by onnxruntime; overrides --arch and --ckpt")
+                       help="a model exported by facematch-export (or any ONNX face model with --input-* stated), "
+                       "run by onnxruntime; overrides --arch and --ckpt")
+        g = p.add_argument_group("input of an ONNX model without facematch metadata (e.g. insightface's model zoo)")
+        g.add_argument("--input-size", type=int, nargs="+", default=None, metavar="N", help="H W, or one number (e.g. 112)")
+        g.add_argument("--input-mean", type=float, nargs="+", default=None, metavar="M",
+                       help="on the 0..255 pixel scale, one number or one per channel (e.g. 127.5)")
+        g.add_argument("--input-std", type=float, nargs="+", default=None, metavar="S", help="likewise (e.g. 127.5)")
+        g.add_argument("--input-channels", default="RGB", choices=("RGB", "BGR"), help="channel order (default RGB)")
+        g.add_argument("--input-template", default="arcface_112x112",
+                       help="alignment of its training crops (default arcface_112x112)")
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, faces: bool = True) -> None:
@@ -99,8 +108,17 @@ def load_model(args: argparse.Namespace):
     if getattr(args, "onnx", None):
         from facematch.models.onnx_runtime import load_onnx_model
 
-        return load_onnx_model(args.onnx)
+        return load_onnx_model(args.onnx, stated_input(args))
     return load_checkpoint_model(args.ckpt) if args.ckpt else build_arch_model(args.arch, weights)
+
+
+def stated_input(args: argparse.Namespace) -> dict:
+    """The ``--input-*`` options as ``embed.input`` (:mod:`facematch.models.onnx_stated`)."""
+    def one(v):
+        return v[0] if isinstance(v, list) and len(v) == 1 else v
+
+    return {"size": one(args.input_size), "mean": one(args.input_mean), "std": one(args.input_std),
+            "channels": args.input_channels, "template": args.input_template}
 
 
 def face_embedder(args: argparse.Namespace, model):

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  facematch-data verify data/lfw/lfw-deepfunneled --pairs data/lfw/pairs.txt\n"
         "  facematch-data check-cache .cache/facematch",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,pack,verify,check-cache}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,pack,pack-bin,verify,check-cache}")
 
     d = sub.add_parser("download", help="fetch LFW and its pairs files, or pretrained weights (resumable, sha256-checked)",
                        description="Fetch the LFW archive and pairs files (check sha256, extract safely), or a "
@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the dataset folder the caches should be of: entries made from another folder are foreign")
     add_report_arguments(k)
     k.set_defaults(func=cmd_check_cache)
+
+    from facematch.cli.pack_bin import add_pack_bin_parser
+
+    add_pack_bin_parser(sub)
     return p
 
 

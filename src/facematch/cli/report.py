@@ -218,12 +218,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--check", type=Path, nargs="+", metavar="PATH",
                     help="exit 1 naming every marked table that differs from its rendering")
     ap.add_argument("--root", type=Path, default=Path("."), help="the folder the markers' JSON paths start from")
+    ap.add_argument("--benchmark", action="store_true",
+                    help="one row per model, one column per set (facematch.cli.benchmark_table)")
+    ap.add_argument("--tar-far", type=float, default=None, help="--benchmark: also TAR at this FAR, e.g. 1e-3")
     args = ap.parse_args(argv)
     if args.docs or args.check:
         docs(args.docs or [], args.check or [], args.root)
         return
     if not args.runs:
         ap.error("name run directories, or --docs / --check PATH")
+    if args.benchmark:
+        from facematch.cli.benchmark_table import write_benchmark
+
+        return write_benchmark(args.runs, _load_run, args.tar_far, args.out, args.json)
     rows = collect(args.runs)
     if not rows:
         raise FacematchError(f"no metrics.json with a .hydra/config.yaml under {', '.join(map(str, args.runs))}")

@@ -8,6 +8,7 @@ Formats:
   mismatched lines; everything is fold 0.
 - Pair list: ``pathA pathB label`` (label 1 = same person), paths relative to the dataset root.
 - Triplet list: ``anchor positive negative``.
+- insightface validation file (``*.bin``, :mod:`facematch.data.bin_set`): its pairs, images named by index.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from facematch.errors import DataNotFoundError, MalformedFileError
+
+BIN_SUFFIX = ".bin"
 
 
 @dataclass(frozen=True)
@@ -116,10 +119,15 @@ def read_pair_list(path: str | os.PathLike, n_folds: int = 1) -> list[Pair]:
         if len(f) != 3 or f[2] not in ("0", "1"):
             raise _bad(path, lineno, "'pathA pathB label' with label 0 or 1", f)
         pairs.append(Pair(f[0], f[1], f[2] == "1", 0))
-    if n_folds > 1:
-        size = -(-len(pairs) // n_folds)
-        pairs = [Pair(p.a, p.b, p.same, i // size) for i, p in enumerate(pairs)]
-    return pairs
+    return with_contiguous_folds(pairs, n_folds)
+
+
+def with_contiguous_folds(pairs: list[Pair], n_folds: int) -> list[Pair]:
+    """``pairs`` split into ``n_folds`` contiguous blocks in order (the folds of a list or a ``.bin`` file)."""
+    if n_folds <= 1:
+        return pairs
+    size = -(-len(pairs) // n_folds)
+    return [Pair(p.a, p.b, p.same, i // size) for i, p in enumerate(pairs)]
 
 
 def read_triplet_list(path: str | os.PathLike) -> list[Triplet]:
@@ -133,7 +141,10 @@ def read_triplet_list(path: str | os.PathLike) -> list[Triplet]:
 
 
 def sniff_format(path: str | os.PathLike) -> str:
-    """'lfw' for pairs.txt / View 1 files, 'list' for ``pathA pathB label`` lines."""
+    """'lfw' for pairs.txt / View 1 files, 'list' for ``pathA pathB label`` lines, 'bin' for an insightface
+    validation file (:mod:`facematch.data.bin_set`)."""
+    if Path(path).suffix == BIN_SUFFIX:
+        return "bin"
     lines = _read_lines(path, "pairs file")
     if not lines:
         raise MalformedFileError(f"{path} is empty; expected pairs")
@@ -144,9 +155,14 @@ def sniff_format(path: str | os.PathLike) -> str:
 
 
 def read_pairs(path: str | os.PathLike, n_folds: int = 10) -> list[Pair]:
-    """Read either format. A plain list is split into ``n_folds`` contiguous folds."""
-    if sniff_format(path) == "lfw":
+    """Read any format. A plain list or a ``.bin`` file is split into ``n_folds`` contiguous folds."""
+    kind = sniff_format(path)
+    if kind == "lfw":
         return read_lfw_pairs(path)
+    if kind == "bin":
+        from facematch.data.bin_set import open_bin
+
+        return with_contiguous_folds([Pair(a, b, same) for a, b, same in open_bin(path).pairs], n_folds)
     return read_pair_list(path, n_folds=n_folds)
 
 

@@ -75,6 +75,8 @@ def _download_cache(root: str) -> Path:
 class PackedSet:
     """The items of one packed folder or URL: ``read(rel) -> bytes``, ``rels``, ``identities``."""
 
+    key_tag = "packed"  # names the reader in a FaceSource's key
+
     def __init__(self, root, index: dict):
         self.root = str(root) if is_url(root) else Path(root)
         self.index = index

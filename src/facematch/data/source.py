@@ -21,6 +21,8 @@ A packed dataset (:mod:`facematch.data.shards`, ``facematch-data pack``) is read
 degradation) is this class's code for both, so a packed set serves the folder tree's very pixels. Its
 ``root`` is the packed folder (caches never mix with the folder tree's), its ``key`` carries the pack's
 content digest, and ``stamp_root`` is None: cache entries are tied to that digest, not to file stamps.
+An insightface validation file (:mod:`facematch.data.bin_set`, ``data=bin``) is read the same way: its
+reader serves each image's encoded bytes by name, its ``key`` carries the file's sha256.
 :func:`source_from_config` is the one place a FaceSource is built from configuration (training's data
 module, facematch-eval, per-fold scoring).
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from facematch.data.bin_set import is_bin, open_bin
 from facematch.data.degrade import Degradation
 from facematch.faces.images import load_image, load_image_bytes
 from facematch.errors import FacematchError
@@ -111,7 +114,7 @@ class FaceSource:
         else:
             base = f"align-{self.template.name}"
         if self.reader is not None:
-            base = f"{base}-packed{self.reader.content_digest[:12]}"
+            base = f"{base}-{self.reader.key_tag}{self.reader.content_digest[:12]}"
         if self.degrade is None:
             return base
         return f"{base}-{self.degrade.name()}-draw{'random' if self.draw is None else self.draw}"
@@ -225,14 +228,14 @@ def source_from_config(root: str | os.PathLike, template: str, preprocess: Mappi
             "detection and alignment settings are the `align` group's: align.select, align.cache_dir, ... "
             "(conf/align/mtcnn.yaml)"
         )
-    reader = None
-    if is_packed(root):  # a packed set: its bytes through its reader; its recorded preprocessing by default
-        reader = open_packed(root)
+    # a packed set or an insightface .bin file: its bytes through its reader; its recorded preprocessing by default
+    reader = open_bin(root) if is_bin(root) else open_packed(root) if is_packed(root) else None
+    if reader is not None:
         recorded = reader.preprocess
         if not pp.get("mode"):
             pp["mode"], pp["template"] = recorded["mode"], recorded.get("template")
         elif (pp.get("mode"), pp.get("template") or None) != (recorded["mode"], recorded.get("template")):
-            log.warning("%s was packed as %s; data.preprocess says mode=%s template=%s", root, recorded,
+            log.warning("%s holds images as %s; data.preprocess says mode=%s template=%s", root, recorded,
                         pp.get("mode"), pp.get("template"))
     mode = pp.get("mode") or "center"
     if mode == "center" and align_raw:

@@ -34,6 +34,7 @@ from facematch.errors import FacematchError
 from facematch.models.loading import load_model
 from facematch.eval.sharding import is_rank_zero, process_group_from_env
 from facematch.eval.verification import Protocol, Verification, verify
+from facematch.data.bin_set import is_bin
 from facematch.data.shards import is_url
 from facematch.data.source import FaceSource, source_from_config
 from facematch.utils.hardware import machine_info
@@ -50,7 +51,7 @@ def eval_source(cfg: DictConfig, template: str, *, degraded: bool = True) -> Fac
     photos are aligned with the ``align`` group's settings when ``embed.align_raw``; ``data.degrade``
     applies (draw 0) unless ``degraded`` is false (the original crops)."""
     root = str(cfg.data.root) if is_url(cfg.data.root) else Path(cfg.data.root)  # a packed set may be a URL
-    if isinstance(root, Path) and not root.is_dir():
+    if isinstance(root, Path) and not root.is_dir() and not is_bin(root):  # a .bin file is a set of its own
         raise missing_root_error(root)
     return source_from_config(root, template, cfg.data.get("preprocess"), align_raw=bool(cfg.embed.align_raw),
                               degrade=cfg.data.get("degrade") if degraded else None)
@@ -104,7 +105,7 @@ def _evaluate(cfg: DictConfig) -> dict:
         raise FacematchError("data.pairs is not set; pass data.pairs=PATH (LFW pairs.txt or a 'pathA pathB label' list)")
     if cfg.eval.get("align") is not None:  # the pre-`align`-group name: it would be ignored
         raise FacematchError("eval.align.* is now align.* (conf/align/mtcnn.yaml, shared with training), e.g. align.select=largest")
-    model = load_model(cfg.get("ckpt_path"), _plain(cfg.arch), cfg.get("onnx_path"))
+    model = load_model(cfg.get("ckpt_path"), _plain(cfg.arch), cfg.get("onnx_path"), _plain(cfg.embed.get("input")))
     spec = model.spec
     source = eval_source(cfg, spec.template)
     pairs_file = str(cfg.data.pairs)

@@ -103,10 +103,15 @@ def candidate_thresholds(scores) -> np.ndarray:
     return np.concatenate([[lo], mids, [hi]])
 
 
-def _pick_best(candidates: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+#: Tie rules of a threshold search: ``middle`` (below) or ``first``, the first maximiser in the order the
+#: candidates are given (``np.argmax``: insightface's rule on its threshold grid).
+TIE_RULES = ("middle", "first")
+
+
+def _pick_best(candidates: np.ndarray, values: np.ndarray, tie: str = "middle") -> tuple[float, float]:
     """Tie rule for every threshold search here: among the candidates that attain the maximum of
     ``values``, take the middle one in ascending order (the lower of the two middles when their
-    number is even).
+    number is even); ``tie="first"``: the first of them in the order given.
 
     The reference LFW scripts (sphereface / MobileFaceNet ``getThreshold``) average all grid
     thresholds that tie for the best accuracy; when the tied thresholds are not contiguous that
@@ -114,20 +119,23 @@ def _pick_best(candidates: np.ndarray, values: np.ndarray) -> tuple[float, float
     contiguous plateau it is its centre, i.e. the same answer up to grid resolution.
     """
     best = values.max()
+    if tie == "first":
+        pick = int(np.argmax(values))
+        return float(candidates[pick]), float(best)
     idx = np.flatnonzero(values == best)
     order = np.argsort(candidates[idx], kind="stable")
     pick = idx[order[(idx.size - 1) // 2]]
     return float(candidates[pick]), float(best)
 
 
-def _best_threshold(scores, same, thresholds, per_threshold) -> tuple[float, float]:
+def _best_threshold(scores, same, thresholds, per_threshold, tie: str = "middle") -> tuple[float, float]:
     """The threshold maximising ``per_threshold(s, y, thresholds)`` over ``thresholds`` (default: every
     distinct split, :func:`candidate_thresholds`) and its value; ties: :func:`_pick_best`."""
     s, y = _scores_labels(scores, same)
     t = candidate_thresholds(s) if thresholds is None else np.asarray(thresholds, np.float64).ravel()
     if t.size == 0:
         raise ValueError("empty threshold grid")
-    return _pick_best(t, per_threshold(s, y, t))
+    return _pick_best(t, per_threshold(s, y, t), tie)
 
 
 # -------------------------------------------------------------------------------- ROC, VAL, EER

@@ -59,14 +59,14 @@ def pair_scores(emb_a, emb_b, distance: str = "cosine") -> np.ndarray:
 # ----------------------------------------------------------------------------- 10-fold (LFW View 2)
 
 
-def best_accuracy_threshold(scores, same, thresholds=None) -> tuple[float, float]:
+def best_accuracy_threshold(scores, same, thresholds=None, tie: str = "middle") -> tuple[float, float]:
     """``(threshold, accuracy)`` maximising the accuracy of ``score >= threshold`` on these pairs.
 
     Searched over ``thresholds`` if given (e.g. ``np.linspace(-1, 1, 20001)`` to mimic the reference
     scripts' grid), otherwise over :func:`candidate_thresholds` (exact: every distinct split).
-    Ties: see :func:`_pick_best`.
+    Ties: see :func:`_pick_best` (``tie``: middle | first).
     """
-    return _best_threshold(scores, same, thresholds, _accuracy_per_threshold)
+    return _best_threshold(scores, same, thresholds, _accuracy_per_threshold, tie)
 
 
 def ten_fold_verification(
@@ -77,6 +77,7 @@ def ten_fold_verification(
     distance: str = "cosine",
     subtract_mean: bool = False,
     thresholds=None,
+    tie: str = "middle",
 ) -> dict:
     """The LFW View 2 protocol (also works for any number of folds >= 2).
 
@@ -86,9 +87,10 @@ def ten_fold_verification(
     1. training pairs = all pairs whose fold is not ``k``;
     2. if ``subtract_mean``: ``mu`` = mean over the training pairs' features of *both* sides
        (an image used in several pairs counts several times, as in the reference scripts); subtract
-       ``mu`` from every feature, then L2-normalise. Otherwise the features are scored as given;
+       ``mu`` from every feature, then L2-normalise. Otherwise the features are scored as given (L2-normalised
+       first for ``sq_l2``, as insightface's verification does);
     3. score with ``distance``; choose the threshold maximising accuracy on the training pairs
-       (:func:`best_accuracy_threshold`, same-iff-``score >= t``, middle-maximiser tie rule);
+       (:func:`best_accuracy_threshold` over ``thresholds``, same-iff-``score >= t``, tie rule ``tie``);
     4. accuracy of that threshold on fold ``k``.
 
     Returns ``fold_accuracies`` (fractions, one per fold, fold order), ``accuracy_mean``,
@@ -108,7 +110,9 @@ def ten_fold_verification(
     if fold_ids.size < 2:
         raise ValueError("the 10-fold protocol needs at least 2 distinct folds")
 
-    raw_scores = None if subtract_mean else pair_scores(a, b, distance)
+    raw_scores = None
+    if not subtract_mean:
+        raw_scores = pair_scores(l2_normalize(a), l2_normalize(b), distance) if distance == "sq_l2" else pair_scores(a, b, distance)
     accs, thrs = [], []
     protocol_scores = np.empty(y.size, dtype=np.float64)
     for k in fold_ids:
@@ -119,7 +123,7 @@ def ten_fold_verification(
             scores = pair_scores(l2_normalize(a - mu), l2_normalize(b - mu), distance)
         else:
             scores = raw_scores
-        thr, _ = best_accuracy_threshold(scores[train], y[train], thresholds)
+        thr, _ = best_accuracy_threshold(scores[train], y[train], thresholds, tie)
         acc = float(np.mean((scores[test] >= thr) == y[test]))
         protocol_scores[test] = scores[test]
         accs.append(acc)
@@ -147,6 +151,7 @@ def verification_report(
     threshold: float = 0.6,
     fars: Sequence[float] = (1e-3, 1e-2),
     thresholds=None,
+    tie: str = "middle",
     return_scores: bool = False,
 ) -> dict | tuple[dict, np.ndarray]:
     """Every verification number for one set of pair features, JSON-serialisable. ``return_scores``: also
@@ -159,7 +164,7 @@ def verification_report(
     """
     a, b = _check_pairs(feats_a, feats_b)
     y = _as_same(same)
-    tf = ten_fold_verification(a, b, y, folds, distance, subtract_mean, thresholds)
+    tf = ten_fold_verification(a, b, y, folds, distance, subtract_mean, thresholds, tie)
     ps = tf["protocol_scores"]
     report = {k: tf[k] for k in ("accuracy_mean", "accuracy_std", "fold_accuracies", "fold_thresholds",
                                  "threshold_mean")}

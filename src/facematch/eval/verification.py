@@ -22,6 +22,7 @@ from facematch.embedding.embedder import Embedder, engine_kwargs
 from facematch.embedding.flip import FLIP_MODES
 from facematch.errors import FacematchError
 from facematch.eval import sharding, ten_fold
+from facematch.eval.metrics import TIE_RULES
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,21 @@ class Protocol:
     n_folds: int = 10  # folds of a 'pathA pathB label' list (LFW pairs.txt has its own)
     fars: tuple[float, ...] = (1e-3, 1e-2)  # VAL (TAR) reported at these false-accept rates
     threshold: float = 0.6  # raw-cosine threshold of the fixed-threshold accuracy / F1
+    # 10-fold threshold search: null = every distinct split (exact), or [start, stop, step], np.arange's grid
+    # on the pair distance (squared distance for sq_l2, cosine similarity for cosine)
+    threshold_grid: tuple[float, float, float] | None = None
+    tie: str = "middle"  # middle | first: which of the thresholds tied for the best accuracy (first: in grid order)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fars", tuple(float(f) for f in self.fars))
+        if self.threshold_grid is not None:
+            object.__setattr__(self, "threshold_grid", tuple(float(v) for v in self.threshold_grid))
         problems = []
+        grid = self.threshold_grid
+        if grid is not None and (len(grid) != 3 or grid[2] <= 0 or grid[1] <= grid[0]):
+            problems.append(f"protocol.threshold_grid={list(grid)} ([start, stop, step] with start < stop, step > 0)")
+        if self.tie not in TIE_RULES:
+            problems.append(f"protocol.tie={self.tie!r} (choose {' | '.join(TIE_RULES)})")
         if self.flip not in FLIP_MODES:
             problems.append(f"protocol.flip={self.flip!r} (choose {' | '.join(FLIP_MODES)})")
         if self.distance not in ten_fold.DISTANCES:
@@ -52,7 +64,16 @@ class Protocol:
             raise FacematchError("bad protocol setting: " + "; ".join(problems))
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "fars": list(self.fars)}
+        grid = None if self.threshold_grid is None else list(self.threshold_grid)
+        return {**asdict(self), "fars": list(self.fars), "threshold_grid": grid}
+
+    def score_thresholds(self) -> np.ndarray | None:
+        """The candidate thresholds on the protocol score (minus the squared distance for sq_l2), in grid
+        order; None: every distinct split."""
+        if self.threshold_grid is None:
+            return None
+        grid = np.arange(*self.threshold_grid)
+        return -grid if self.distance == "sq_l2" else grid
 
 
 @dataclass
@@ -128,7 +149,8 @@ def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,
     try:
         report, ranked = ten_fold.verification_report(
             emb[ia], emb[ib], same, folds, distance=protocol.distance, subtract_mean=protocol.subtract_mean,
-            threshold=float(protocol.threshold), fars=protocol.fars, return_scores=True)
+            threshold=float(protocol.threshold), fars=protocol.fars, thresholds=protocol.score_thresholds(),
+            tie=protocol.tie, return_scores=True)
     except ValueError as err:  # e.g. a list file with one fold or one class
         raise FacematchError(f"cannot score {what}: {err}") from None
     stats = {**embed_stats, "cache_key": embedder.cache.key if embedder.cache is not None else None,

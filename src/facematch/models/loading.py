@@ -189,15 +189,16 @@ def load_checkpoint_model(path: str | os.PathLike) -> EvalModel:
     return EvalModel(module, backbone.spec, fingerprint, desc, config, meta.get("calibration"))
 
 
-def load_model(ckpt_path: str | None, arch: Mapping[str, Any] | None, onnx_path: str | None = None) -> EvalModel:
-    """``onnx_path`` (a ``facematch-export`` file, run by onnxruntime) or ``ckpt_path`` when given (not
-    both); otherwise the ``arch`` config node."""
+def load_model(ckpt_path: str | None, arch: Mapping[str, Any] | None, onnx_path: str | None = None,
+               onnx_input: Mapping[str, Any] | None = None) -> EvalModel:
+    """``onnx_path`` (a ``facematch-export`` file, or any ONNX model with ``onnx_input`` stated, run by
+    onnxruntime) or ``ckpt_path`` when given (not both); otherwise the ``arch`` config node."""
     if onnx_path:
         if ckpt_path:
             raise FacematchError("pass ckpt_path=PATH or onnx_path=FILE.onnx, not both")
         from facematch.models.onnx_runtime import load_onnx_model
 
-        return load_onnx_model(onnx_path)
+        return load_onnx_model(onnx_path, onnx_input)
     if ckpt_path:
         return load_checkpoint_model(ckpt_path)
     if not arch or not (arch.get("name") or arch.get("_target_")):

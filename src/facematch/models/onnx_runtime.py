@@ -20,7 +20,7 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -57,15 +57,16 @@ class OnnxModule(nn.Module):
     ``fingerprint`` (the exported weights' sha256) is kept as a buffer, so the module's state dict, which
     the Embedder hashes into its embedding-cache key when it is given no fingerprint, differs per model."""
 
-    def __init__(self, model_bytes: bytes, fingerprint: str = "", name: str = "onnx model"):
+    def __init__(self, model_bytes: bytes, fingerprint: str = "", name: str = "onnx model", bgr: bool = False):
         super().__init__()
         self.model_bytes = model_bytes
         self.name = name
+        self.bgr = bgr  # the model takes BGR: the RGB batch's channels are swapped before it runs
         self.register_buffer("fingerprint", torch.tensor(list(fingerprint.encode()), dtype=torch.uint8))
         self._sessions: dict[str, Any] = {}
 
     def __deepcopy__(self, memo):
-        return OnnxModule(self.model_bytes, bytes(self.fingerprint.tolist()).decode(), self.name)
+        return OnnxModule(self.model_bytes, bytes(self.fingerprint.tolist()).decode(), self.name, self.bgr)
 
     def session(self, device_type: str = "cpu"):
         """The onnxruntime session for inputs on ``device_type``, opened on first use."""
@@ -85,6 +86,8 @@ class OnnxModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sess = self.session(x.device.type)
+        if self.bgr:
+            x = x.flip(1)
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
         out = sess.run(None, {sess.get_inputs()[0].name: arr})[0]
         return torch.from_numpy(out).to(x.device)
@@ -94,8 +97,9 @@ class OnnxModule(nn.Module):
 # reading a facematch-export file
 
 
-def read_onnx(path: str | os.PathLike) -> tuple[bytes, Any, dict[str, Any]]:
-    """``(bytes, onnx.ModelProto, facematch metadata)`` of ``path``; one-line WeightsError otherwise."""
+def read_onnx(path: str | os.PathLike, bare_ok: bool = False) -> tuple[bytes, Any, dict[str, Any]]:
+    """``(bytes, onnx.ModelProto, facematch metadata)`` of ``path``; one-line WeightsError otherwise.
+    ``bare_ok``: a model without facematch metadata gives ``{}`` (its input is stated instead)."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -115,6 +119,8 @@ def read_onnx(path: str | os.PathLike) -> tuple[bytes, Any, dict[str, Any]]:
         meta = {e.key[len(PREFIX):]: json.loads(e.value) for e in proto.metadata_props if e.key.startswith(PREFIX)}
     except ValueError:
         raise WeightsError(f"{p}: its facematch metadata is not JSON; {FIX}") from None
+    if not meta and bare_ok:
+        return data, proto, meta
     if meta.get("format") != FORMAT or any(k not in meta for k in KEYS):
         missing = [k for k in KEYS if k not in meta]
         what = f"format {meta.get('format')!r}, not {FORMAT}" if "format" in meta else "no facematch metadata"
@@ -146,14 +152,20 @@ def _graph_io(proto, p: Path) -> tuple[list, int | None]:
     return dims(inputs[0]), (out[1] if len(out) == 2 and isinstance(out[1], int) else None)
 
 
-def load_onnx_model(path: str | os.PathLike):
-    """An :class:`~facematch.models.loading.EvalModel` running the ``facematch-export`` file ``path``."""
+def load_onnx_model(path: str | os.PathLike, stated_input: Mapping[str, Any] | None = None):
+    """An :class:`~facematch.models.loading.EvalModel` running the ``facematch-export`` file ``path``; a model
+    without facematch metadata runs with ``stated_input`` (:mod:`.onnx_stated`; the file's metadata wins)."""
     import hashlib
 
     from facematch.models.loading import EvalModel
+    from facematch.models.onnx_stated import HOW, is_stated, load_stated_onnx
 
     p = Path(path).expanduser()
-    data, proto, meta = read_onnx(p)
+    data, proto, meta = read_onnx(p, bare_ok=True)
+    if not meta:
+        if not is_stated(stated_input):
+            raise WeightsError(f"{p} has no facematch metadata: {HOW}")
+        return load_stated_onnx(p, data, proto, stated_input, _graph_io)
     spec = registry_spec(str(meta["arch"]))
     in_dims, out_dim = _graph_io(proto, p)
     wanted = {"input_size": list(spec.input_size), "template": spec.template, "mean": list(spec.mean),
