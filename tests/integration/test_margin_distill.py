@@ -63,7 +63,7 @@ def test_class_weights_are_checkpointed_restored_on_resume_and_never_exported(cf
 
     import argparse
 
-    from facematch.cli import model_args
+    from facematch.app import model_args
 
     evaluated = load_model(str(ckpt), None)  # what facematch-eval and facematch-export load
     served = model_args.load_model(argparse.Namespace(ckpt=str(ckpt), onnx=None))  # compare and the gallery

@@ -12,14 +12,13 @@ original crop of the same image and the same view (plain or mirror).
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 from facematch.data.datasets import ImageDataset
-from facematch.embedding.embedder import Embedder
+from facematch.embedding.embedder import Embedder, engine_kwargs
 from facematch.errors import FacematchError
 from facematch.data.source import source_from_config
 from facematch.models.loading import load_model
@@ -39,25 +38,21 @@ class Teacher:
     """The frozen teacher: ``arch`` (a ``conf/arch`` node; the pretrained backbone by default) or
     ``ckpt_path`` (a facematch-train checkpoint: its backbone + head), run as the embedder says."""
 
-    def __init__(self, arch: Mapping | None = None, ckpt_path: str | None = None, batch_size: int = 128,
-                 num_workers: int | str = "auto", device: str = "auto", precision: str = "auto",
-                 runtime: str = "auto", progress: bool = True):
+    def __init__(self, arch: Mapping | None = None, ckpt_path: str | None = None, engine: Mapping | None = None):
+        """``engine``: the ``embed`` config group, the one engine setting of every embedding pass."""
         self.arch = dict(arch) if arch else None
         self.ckpt_path = ckpt_path or None
-        self.embedder_options = dict(batch_size=int(batch_size), num_workers=num_workers, device=device,
-                                     precision=precision, runtime=runtime, progress=progress)
+        self.engine = dict(engine or {})
 
-    def embedder(self, source_for: Callable[[str], object], cache_dir: str | Path) -> Embedder:
+    def embedder(self, source_for: Callable[[str], object]) -> Embedder:
         """The teacher's embedder over the undegraded crops (``source_for(template)``) and the cache."""
         model = load_model(self.ckpt_path, self.arch)
         return Embedder(model.module, model.spec, source_for(model.spec.template), flip="concat",
-                        fingerprint=model.fingerprint, cache_dir=Path(cache_dir) / "embeddings",
-                        **self.embedder_options)
+                        fingerprint=model.fingerprint, **engine_kwargs(self.engine))
 
-    def embeddings(self, rels: Sequence[str], source_for: Callable[[str], object],
-                   cache_dir: str | Path) -> dict[str, np.ndarray]:
+    def embeddings(self, rels: Sequence[str], source_for: Callable[[str], object]) -> dict[str, np.ndarray]:
         """``{rel: (2, D)}``: the teacher's outputs for the plain and the mirrored original crop."""
-        views, paths = self.embedder(source_for, cache_dir).embed_views(rels)
+        views, paths = self.embedder(source_for).embed_views(rels)
         return dict(zip(paths, views))
 
     def attach(self, dm) -> "TaughtImages":
@@ -70,7 +65,7 @@ class Teacher:
         def original(template: str):  # the undegraded crops, in the teacher's template
             return source_from_config(dm.root, template, dm.preprocess)
 
-        targets = self.embeddings(dm.train_set.paths, original, dm.cache_dir)
+        targets = self.embeddings(dm.train_set.paths, original)
         fs = dm.feature_store
         return TaughtImages(dm.train_set, targets, fs.views // fs.draws if fs is not None else None)
 
