@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 def normalize_batch(images: np.ndarray | torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     """A uint8 NHWC batch -> the backbone's normalised float NCHW input (no augmentation)."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:  # e.g. crops memory-mapped from a cache
+        images = images.copy()  # torch warns on read-only arrays; the uint8 copy is small beside the float one
     x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
