@@ -72,6 +72,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--work", type=Path, default=cache_dir() / "bench")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bin_eval.json"))
+    ap.add_argument("--note", default="", help="how the machine was (quiet, shared with other jobs, niced)")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     path = args.work / "lfw.bin"
@@ -92,7 +93,7 @@ def main(argv=None) -> dict:
            for k, v in runs.items()}
     result = {
         "machine": machine_info(),
-        "note": "measured on a machine shared with other jobs (run niced); both sources cold (embed.cache=false)",
+        "note": "; ".join(filter(None, [args.note, "both sources cold (embed.cache=false)"])),
         "command": " ".join(["python", "benchmarks/bin_eval.py", *(argv if argv is not None else sys.argv[1:])]),
         "bin_file": {"pairs": first["bin"]["n_pairs"], "images_in_file": 2 * first["bin"]["n_pairs"],
                      "images_embedded": first["bin"]["n_images"], **({"made": made} if made else {})},
