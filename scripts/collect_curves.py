@@ -46,8 +46,20 @@ def job_rows(job: Path, monitor: str, published: dict[float, dict]) -> tuple[dic
              "active_fraction": curve[-1]["active_fraction"], "kept_epoch": kept["epoch"],
              "val_template_rank_1": kept["val_template_rank_1"], "val_template_rank_5": kept["val_template_rank_5"],
              "minutes": trained["seconds"] / 60 if trained.get("seconds") else None,
+             **scored(job),
              **{f"published_{k}": pub.get(k) for k in PUBLISHED_KEYS}, "overrides": overrides}
     return final, curve, trained.get("machine")
+
+
+def scored(job: Path) -> dict:
+    """The held-out fold's figures of a job that scored it (``evaluate=true``): pair accuracy under the 10-fold
+    protocol, and the nearest-template Rank-1 / Rank-5 among that fold's people; empty without ``metrics.json``."""
+    if not (job / "metrics.json").is_file():
+        return {}
+    m = json.loads((job / "metrics.json").read_text())
+    template = m.get("identification", {}).get("template", {})
+    return {"pair_accuracy": m.get("fold_accuracy"), "test_template_rank_1": template.get("template_rank_1"),
+            "test_template_rank_5": template.get("template_rank_5"), "test_templates": template.get("n_templates")}
 
 
 def collect(run: Path, command: str) -> dict:
