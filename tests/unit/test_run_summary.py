@@ -22,6 +22,16 @@ def test_summary_says_the_fold_result_then_the_fixed_threshold_metric_then_the_f
                          "  TensorBoard      /runs/x/tensorboard   (tensorboard --logdir /runs/x/tensorboard)"]
 
 
+def test_with_fold_scores_the_fixed_threshold_figures_are_the_reports():
+    """The fold's raw cosine scores at 0.6 (what facematch-report pools), not the test loop's own pass."""
+    fold = {"fold": 0, "fold_accuracy": 0.9, "selected": "epoch_000",
+            "fold_scores": [0.9, 0.7, 0.5, 0.65, 0.2, 0.1], "fold_same": [1, 1, 1, 0, 0, 0]}
+    text = run_summary({"test/acc": 0.5, "test/f1": 0.5}, fold, 0.6, FILES, None)
+    # predicted same: 0.9, 0.7, 0.65 -> 2 true positives, 1 false positive, 1 false negative, 2 true negatives
+    assert ("  fixed threshold 0.6 (the original experiments' metric, raw cosine): accuracy 0.6667, F1 0.6667 "
+            "on fold 0's pairs") in text.splitlines()
+
+
 def test_without_a_fold_it_says_why_and_gives_the_best_validation_value():
     text = run_summary({"best/val/auc": 0.91234, "val/auc": 0.9}, None, 0.6,
                        {"metrics": "/r/train_metrics.json", "best checkpoint": None}, None)

@@ -3,6 +3,8 @@ experiments' fixed-threshold metric beside it, labelled as such, and where the r
 
 from __future__ import annotations
 
+from facematch.eval.metrics import metrics_at_threshold
+
 
 def run_summary(metrics: dict, fold_result: dict | None, threshold: float, files: dict[str, str | None],
                 tensorboard_dir: str | None) -> str:
@@ -18,7 +20,11 @@ def run_summary(metrics: dict, fold_result: dict | None, threshold: float, files
         best = {k: v for k, v in metrics.items() if k.startswith("best/")}
         values = ", ".join(f"{k[5:]} {v:.4f}" for k, v in best.items()) or "none"
         lines.append(f"  no fold scored (needs data.test_fold=K and evaluate=true); best validation epoch: {values}")
-    if "test/acc" in metrics:
+    if fold_result is not None and "fold_scores" in fold_result:  # the figures facematch-report prints for the fold
+        fixed = metrics_at_threshold(fold_result["fold_scores"], fold_result["fold_same"], threshold)
+        lines.append(f"  fixed threshold {threshold:g} (the original experiments' metric, raw cosine): accuracy "
+                     f"{fixed['accuracy']:.4f}, F1 {fixed['f1']:.4f} on fold {fold_result['fold']}'s pairs")
+    elif "test/acc" in metrics:
         lines.append(f"  fixed threshold {threshold:g} (the original experiments' metric): accuracy "
                      f"{metrics['test/acc']:.4f}, F1 {metrics.get('test/f1', float('nan')):.4f} on the test pairs")
     lines.append("Files")
