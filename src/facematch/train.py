@@ -136,7 +136,7 @@ def train(cfg: DictConfig) -> dict:
             "seconds": time.perf_counter() - start,
             "epochs": trainer.current_epoch,
             "best_model_path": ckpt.best_model_path if ckpt else None,
-            "last_model_path": ckpt.last_model_path if ckpt else None,
+            "last_model_path": last_checkpoint(trainer),
             "data": datamodule.stats,
             "machine": machine_info(),
         })
@@ -148,6 +148,15 @@ def train(cfg: DictConfig) -> dict:
     if wandb is not None and wandb.run is not None:  # WandbLogger leaves its run open: a multirun's next job would log into it
         wandb.finish()
     return metrics
+
+
+def last_checkpoint(trainer) -> str | None:
+    """The path of the checkpoint written after the last epoch (``callbacks.last_checkpoint``), if any."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    paths = [cb.best_model_path for cb in trainer.checkpoint_callbacks
+             if isinstance(cb, ModelCheckpoint) and cb.monitor is None and cb.best_model_path]
+    return paths[0] if paths else None
 
 
 def end_of_run_summary(trainer, metrics: dict, fold_result: dict | None, out_dir: Path, threshold: float) -> str:

@@ -247,3 +247,26 @@ def test_eval_two_roots_one_cache_folder_then_a_changed_photo(cfg_factory, mfn_w
     assert _cos(emb_touched[REL], emb_colour[REL]) < 0.99  # the grayscale photo, not the old crop
     colour_crops = AlignedCache.under(shared / "aligned", TEMPLATE, colour, select="nearest_center")
     assert record_stamp(colour_crops.record(REL)) == file_stamp(colour / REL)  # the crop was re-made too
+
+
+def test_frozen_features_with_originals_add_the_undegraded_views_after_the_degraded_ones(mfn, roots, tmp_path):
+    import copy
+
+    from facematch.data.degrade import Degradation
+    from facematch.data.features import FeatureStore
+
+    ENGINE = {"cache_dir": tmp_path / "cache" / "embeddings", "num_workers": 0, "progress": False}
+    colour, _, rels = roots
+    backbone = copy.deepcopy(mfn.module)
+    backbone.freeze(0)
+    degraded = FaceSource(colour, TEMPLATE, mode="center", degrade=Degradation.from_config({"resolution": 16}))
+    mixed = FeatureStore(backbone, degraded, ENGINE, views=2, originals=True)
+    assert (mixed.draws, mixed.views) == (2, 4)
+    both = mixed.stack(rels).numpy()
+    only_degraded = FeatureStore(backbone, degraded, ENGINE, views=2).stack(rels).numpy()
+    originals = FeatureStore(backbone, FaceSource(colour, TEMPLATE, mode="center"), ENGINE, views=2).stack(rels).numpy()
+    np.testing.assert_array_equal(both[:, :2], only_degraded)  # view 0 (what evaluation scores) unchanged
+    np.testing.assert_array_equal(both[:, 2:], originals)
+    assert not np.allclose(both[:, 0], both[:, 2], atol=1e-3)
+    with pytest.raises(FacematchError, match="data.features.originals=true .* needs data.degrade"):
+        FeatureStore(backbone, FaceSource(colour, TEMPLATE, mode="center"), ENGINE, views=2, originals=True)

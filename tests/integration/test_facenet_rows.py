@@ -41,7 +41,8 @@ def test_seed2_facenet_trains_one_step_on_vggface2_samples(cfg_factory, data_dir
     cfg = cfg_factory("experiment=seed2_facenet", "arch.pretrained=null", f"data.root={data_dir}/vggface2-samples/tight_crop",
                       "data.batch_size=2", "miner.k=2", "data.train_samples=2", "data.batches.per_class=0",
                       "data.val_pairs=2", "data.num_workers=0", "callbacks.template_accuracy.n_probes=2",
-                      "callbacks.template_accuracy.per_class=2", "~callbacks.model_checkpoint",  # no 1.5 GB last.ckpt
+                      "callbacks.template_accuracy.per_class=2",
+                      "~callbacks.model_checkpoint", "~callbacks.last_checkpoint",  # no 1.5 GB checkpoints
                       "trainer.fast_dev_run=true", "logger=csv")
     assert (cfg.arch.name, cfg.arch.template, cfg.arch.pool, cfg.head.hidden, cfg.head.scale) == \
         ("resnet50", "box_224x224", False, 1024, 10.0)  # 2048 x 7 x 7 -> 1024 -> 128, radius 10
@@ -52,7 +53,8 @@ def test_seed2_facenet_trains_one_step_on_vggface2_samples(cfg_factory, data_dir
                         f"data.root={data_dir}/vggface2-samples/tight_crop", "data.batch_size=2", "miner.k=2",
                         "data.train_samples=2", "data.batches.per_class=0", "data.val_pairs=2", "data.num_workers=0",
                         "callbacks.template_accuracy.n_probes=2", "callbacks.template_accuracy.per_class=2",
-                        "~callbacks.model_checkpoint", "trainer.fast_dev_run=true", "logger=csv", out="small")
+                        "~callbacks.model_checkpoint", "~callbacks.last_checkpoint", "trainer.fast_dev_run=true",
+                        "logger=csv", out="small")
     metrics = train(small)
     assert torch.isfinite(torch.tensor(metrics["train/loss_step"]))
     assert 0.0 <= metrics["val/template_rank_1"] <= metrics["val/template_rank_5"] <= 1.0
@@ -84,7 +86,8 @@ def test_design_command_trains_only_the_head_from_a_weights_file(cfg_factory, tm
     weights = tmp_path / "20180402-114759-vggface2.pt"
     torch.save(InceptionResnetV1(pretrained=None, classify=False).state_dict(), weights)
     cfg = cfg_factory("loss=triplet", "optimizer=sgd", f"arch.weights={weights}", "data.features.enabled=false",
-                      "trainer.fast_dev_run=true", "logger=csv", "~callbacks.model_checkpoint", *FAST,
+                      "trainer.fast_dev_run=true", "logger=csv",
+                      "~callbacks.model_checkpoint", "~callbacks.last_checkpoint", *FAST,
                       "data.train_samples=4", "data.batch_size=4", "data.val_pairs=4")
     model, _ = build(cfg)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

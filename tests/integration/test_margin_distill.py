@@ -21,7 +21,7 @@ NEW_ROWS = [e for e in config_options("experiment")
             if any(k in e for k in ("arcface", "cosface", "distill")) or e == "scratch_mobilefacenet_cpu_triplet"]
 # each new row trains one fast_dev_run step, or is one of these with one value changed (checked below)
 TRAINED = ["adapt16_arcface", "adapt16_cosface", "adapt16_subcenter_arcface", "adapt16_distill",
-           "adapt16_distill_triplet", "scratch_mobilefacenet_cpu_arcface"]
+           "adapt16_distill_triplet", "adapt16_distill_triplet_last5_originals", "scratch_mobilefacenet_cpu_arcface"]
 VARIANTS = {**{f"adapt24_{r[8:]}": (r, {"data.degrade.resolution": 24}) for r in TRAINED if r.startswith("adapt16")},
             "scratch_mobilefacenet_cpu_cosface": ("scratch_mobilefacenet_cpu_arcface",
                                                   {"loss_name": "cosface", "margin": 0.35}),
@@ -124,7 +124,7 @@ def test_every_new_row_is_trained_above_or_one_value_away_from_one_that_is(cfg_f
 
     def flat(name: str) -> dict:
         cfg = OmegaConf.to_container(cfg_factory(f"experiment={name}", out="compared"), resolve=True)
-        cfg.pop("exp_name"), cfg.pop("paths")
+        cfg.pop("exp_name"), cfg.pop("paths"), cfg.pop("published", None)  # names and published figures
         out, todo = {}, [("", cfg)]
         while todo:
             prefix, node = todo.pop()

@@ -66,7 +66,7 @@ def test_one_engine_group_serves_every_embedding_pass(cfg_factory, entry):
     trainer = {"trainer"} if entry == "train" else set()  # Lightning's own precision / devices, not an embedder's
     assert set(engine_nodes(cfg)) - trainer == {"embed"}
     assert ENGINE_KNOBS <= set(cfg["embed"])
-    assert set(cfg["data"]["features"]) == {"enabled", "views"}
+    assert set(cfg["data"]["features"]) == {"enabled", "views", "originals"}  # what the fast path serves, no engine knob
 
 
 def test_train_and_eval_share_the_default_arch(cfg_factory):

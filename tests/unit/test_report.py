@@ -142,3 +142,33 @@ def test_facenet_rows_print_template_accuracy_beside_the_published_figures(tmp_p
     side = markdown([row]).split("Next to the published figures (FaceNet):")[1]
     assert "template acc (ours / published) | template Rank-5 (ours / published) |" in side
     assert "| 99.00 / 88.23 | 40.00 / — | 50.00 / — | 0.5000 / 0.1013 | 25.00 / 75.50 | 60.00 / 57.90 |" in side
+
+
+def test_a_distillation_term_is_named_beside_the_loss_with_its_weights(tmp_path):
+    for name, weights in (("plain", None), ("term", {"main": 1.0, "distill": 1.0}), ("half", {"main": 1.0, "distill": 0.5})):
+        _train_fold_run(tmp_path / name / "0", 0, "triplet", "batch_hard")
+        if weights:
+            cfg_path = tmp_path / name / "0" / ".hydra" / "config.yaml"
+            cfg = yaml.safe_load(cfg_path.read_text())
+            cfg["distill_loss"] = {"_target_": "facematch.losses.weighted.WeightedLosses", "weights": weights}
+            cfg_path.write_text(yaml.safe_dump(cfg))
+    rows = {r["_path"].split("/")[-1]: r["loss"] for r in collect([tmp_path])}
+    assert rows == {"plain": "triplet (batch_hard)", "term": "triplet (batch_hard) + distill",
+                    "half": "triplet (batch_hard) + 0.5 x distill"}
+
+
+def test_a_one_job_row_reports_its_auc_images_seen_and_learning_curve(tmp_path):
+    job = tmp_path / "scratch" / "0"
+    _train_fold_run(job, 0, "arcface", "none")
+    cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+    cfg["data"]["train_samples"] = 3456
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (job / "train_metrics.json").write_text(json.dumps({"epochs": 6}))
+    (job / "learning_curves.json").write_text(json.dumps(
+        [{"epoch": 0, "val/auc": 0.61, "train/loss_epoch": 9.0}, {"epoch": 1, "val/auc": 0.7349}]))
+    [row] = collect([tmp_path])
+    assert row["images_seen"] == 6 * 3456 and row["val_auc_per_epoch"] == "0.610, 0.735"
+    assert row["auc"] == 1.0  # the one same pair outscores the one different pair
+    table = markdown([row])
+    assert table.splitlines()[0].endswith("| CPU | AUC | images seen | val AUC per epoch |")
+    assert table.splitlines()[2].endswith("| 1.0000 | 20,736 | 0.610, 0.735 |")

@@ -82,6 +82,11 @@ def describe(cfg: dict) -> dict:
     loss_name = str(cfg.get("loss_name") or "—")
     if cfg.get("miner_name") not in (None, "none"):
         loss_name += f" ({cfg['miner_name']})"
+    weights = (cfg.get("distill_loss") or {}).get("weights") or {}
+    if weights:  # distill=term: the distillation term beside the loss, with its weights where not 1
+        w_main, w_dist = float(weights.get("main", 1.0)), float(weights.get("distill", 1.0))
+        loss_name = (f"{w_main:g} x " if w_main != 1 else "") + loss_name + " + " + \
+            (f"{w_dist:g} x " if w_dist != 1 else "") + "distill"
     sched = cfg.get("scheduler") or {}
     return {
         "exp": cfg.get("exp_name") or cfg.get("task_name") or "?",
@@ -137,13 +142,18 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
         extra.update(rank_5=float(np.mean([i["rank_5"] for i in ident])),
                           knn_accuracy=float(np.mean([i["knn_accuracy"] for i in ident])))
     extra.update(template_means([(m.get("identification") or {}).get("template") or {} for m in jobs]))
+    seen = [m.get("_images_seen") for m in jobs]
+    if all(v is not None for v in seen):  # training images drawn per job (the same budget in every fold)
+        extra["images_seen"] = int(np.mean(seen))
+    if len(jobs) == 1 and jobs[0].get("_val_auc"):  # one job (the CPU rows): its learning curve
+        extra["val_auc_per_epoch"] = ", ".join(f"{v:.3f}" for v in jobs[0]["_val_auc"])
     losses = [(m.get("train_metrics") or {}).get("train/loss_epoch") for m in jobs]
     if all(v is not None for v in losses):
         extra["final_loss"] = float(np.mean(losses))
     return {
         **extra,
         "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()), "n_folds": len(jobs),
-        "val_at_far_1e-3": pooled["val_at_far_1e-3"],
+        "auc": pooled["auc"], "val_at_far_1e-3": pooled["val_at_far_1e-3"],
         "val_scores": "protocol" if ranked_ok else "raw cosine",
         "f1_at_threshold": pooled["f1_at_threshold"], "accuracy_at_threshold": pooled["accuracy_at_threshold"],
         "seconds": float(sum(m.get("seconds", 0.0) for m in jobs)),
@@ -165,7 +175,7 @@ def collect(roots: list[Path]) -> list[dict]:
             desc = describe(cfg)
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
-                fold_groups[key].append({**metrics, "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
+                fold_groups[key].append({**metrics, **_training_budget(mpath.parent, cfg), "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
                                          "_published": _published(cfg), "_machine": _machine(mpath.parent, metrics)})
             else:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
@@ -179,6 +189,20 @@ def collect(roots: list[Path]) -> list[dict]:
             row["machine"] = jobs[0]["_machine"]
         rows.append(row)
     return rows
+
+
+def _training_budget(run: Path, cfg: dict) -> dict:
+    """What a training job went through: ``_images_seen`` (images drawn per epoch x epochs run) and
+    ``_val_auc`` (the validation AUC per epoch, from before training where the run validated first)."""
+    out = {}
+    train = run / "train_metrics.json"
+    per_epoch = (cfg.get("data") or {}).get("train_samples")
+    if train.is_file() and per_epoch:
+        out["_images_seen"] = int(per_epoch) * int(json.loads(train.read_text()).get("epochs") or 0)
+    curves = run / "learning_curves.json"
+    if curves.is_file():
+        out["_val_auc"] = [e["val/auc"] for e in json.loads(curves.read_text()) if "val/auc" in e]
+    return out
 
 
 def _machine(run: Path, metrics: dict) -> dict | None:

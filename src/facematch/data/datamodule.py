@@ -219,8 +219,12 @@ class FaceDataModule(L.LightningDataModule):
             raise FacematchError("data.features.enabled=true needs a frozen trunk (arch.freeze=true, "
                                  "arch.unfreeze_last below the number of stages)")
         if not enabled:
+            if self.features_cfg.get("originals"):
+                raise FacematchError("data.features.originals=true mixes original crops into the cached trunk "
+                                     "activations: it needs the fast path (arch.freeze=true, data.features.enabled)")
             return False
-        self.feature_store = FeatureStore(backbone, self.source, engine, views=int(self.features_cfg.get("views", 2)))
+        self.feature_store = FeatureStore(backbone, self.source, engine, views=int(self.features_cfg.get("views", 2)),
+                                          originals=bool(self.features_cfg.get("originals", False)))
         self.num_workers = 0  # features are in memory: worker processes would only add start-up time
         return True
 

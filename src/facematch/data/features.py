@@ -12,7 +12,9 @@ Augmentation, made explicit: the store keeps ``K = views x draws`` views per ima
 or 2 (the crop and its mirror image), for each of ``data.degrade.draws`` degradation draws (1 without
 ``data.degrade``). Rotation, translation, scale and colour jitter are off on this path. Training draws one
 view at random per use; validation and test use view 0: the plain crop of draw 0, which is the crop
-evaluation scores.
+evaluation scores. With ``data.degrade`` and ``data.features.originals=true``, the undegraded crop's views
+follow the draws' as one more group: training then sees the original photos beside the degraded ones
+(what keeps a model adapted to low resolution accurate on full-resolution photos); evaluation is unchanged.
 
 The activations go through the embedder and its on-disk cache (:mod:`facematch.embedding`), run as the
 ``embed`` config group says (the engine of every embedding pass), keyed by the
@@ -39,20 +41,27 @@ log = logging.getLogger(__name__)
 class FeatureStore:
     """Cached ``(K, D)`` trunk activations per relative image path (K = views x degradation draws)."""
 
-    def __init__(self, backbone, source, engine: Mapping[str, Any] | None = None, views: int = 2):
-        """``engine``: the ``embed`` config group (batch size, workers, device, precision, runtime, cache)."""
+    def __init__(self, backbone, source, engine: Mapping[str, Any] | None = None, views: int = 2,
+                 originals: bool = False):
+        """``engine``: the ``embed`` config group (batch size, workers, device, precision, runtime, cache).
+        ``originals``: also the undegraded crop's views, after the degradation draws' (needs a degradation)."""
         if views not in (1, 2):
             raise FacematchError(
                 f"data.features.views={views} is not supported; use 1 (plain crops) or 2 (plain + mirror)"
             )
         degrade = getattr(source, "degrade", None)
-        self.draws = degrade.draws if degrade is not None else 1
+        if originals and degrade is None:
+            raise FacematchError("data.features.originals=true adds the undegraded crops beside degraded ones: "
+                                 "it needs data.degrade (or set data.features.originals=false)")
+        sources = [source.with_draw(d) for d in range(degrade.draws if degrade is not None else 1)]
+        if originals:
+            sources.append(source.undegraded())
+        self.draws = len(sources)  # groups of views: the degradation draws, then the originals
         self.views = int(views) * self.draws
         trunk = backbone.trunk()
         self.embedders = [
-            Embedder(trunk, backbone.spec, source.with_draw(d), flip="concat" if views == 2 else "none",
-                     **engine_kwargs(engine))
-            for d in range(self.draws)
+            Embedder(trunk, backbone.spec, src, flip="concat" if views == 2 else "none", **engine_kwargs(engine))
+            for src in sources
         ]
         cache = self.embedders[0].cache
         self.path = cache.dir if cache is not None else None

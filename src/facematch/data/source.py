@@ -141,6 +141,12 @@ class FaceSource:
         other.draw = draw
         return other
 
+    def undegraded(self) -> "FaceSource":
+        """This source serving the original crops (no degradation)."""
+        other = copy.copy(self)
+        other.degrade, other.draw = None, 0
+        return other
+
     def __call__(self, rel: str) -> np.ndarray:
         crop = self._crop(rel)
         if self.degrade is None:

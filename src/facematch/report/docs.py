@@ -127,11 +127,12 @@ def _report(spec: Spec, doc: dict) -> str:
     rows = doc["rows"]
     if spec.options.get("view") == "published":
         return table.grid(table.published_head(rows), table.published_cells(rows))
-    head = spec.options["columns"].split("|") if "columns" in spec.options else table.COLUMNS
-    unknown = [h for h in head if h not in table.COLUMNS]
+    head = spec.options["columns"].split("|") if "columns" in spec.options else table.head(rows)
+    known = table.COLUMNS + table.OPTIONAL_COLUMNS
+    unknown = [h for h in head if h not in known]
     if unknown:
         raise FacematchError(f"docs table of {spec.file}: no report column {unknown[0]!r}; "
-                             f"choose among {', '.join(table.COLUMNS)}")
+                             f"choose among {', '.join(known)}")
     return table.grid(head, table.cells(rows))
 
 

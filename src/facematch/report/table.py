@@ -6,6 +6,9 @@ from __future__ import annotations
 COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
            "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "Rank-5 / kNN", "final loss", "wall time",
            "model kept", "CPU"]
+# Shown where some row has them (rows written by older reports do not): the pooled pair AUC, the training
+# images drawn per job, and a one-job row's validation AUC per epoch (its learning curve).
+OPTIONAL_COLUMNS = ["AUC", "images seen", "val AUC per epoch"]
 
 PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
                      ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
@@ -60,8 +63,14 @@ def _sorted(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["exp"], str(r["margin"])))
 
 
+def head(rows: list[dict]) -> list[str]:
+    """:data:`COLUMNS`, and each optional column some row has a value for."""
+    body = cells(rows)
+    return COLUMNS + [c for c in OPTIONAL_COLUMNS if any(r[c] != "—" for r in body)]
+
+
 def cells(rows: list[dict]) -> list[dict[str, str]]:
-    """Each row as ``{column: cell text}`` over :data:`COLUMNS`, in the table's order."""
+    """Each row as ``{column: cell text}`` over :data:`COLUMNS` and :data:`OPTIONAL_COLUMNS`."""
     out = []
     for r in _sorted(rows):
         acc = f"{fmt_pct(r.get('accuracy_mean'))} ± {fmt_pct(r.get('accuracy_std'))}"
@@ -73,7 +82,10 @@ def cells(rows: list[dict]) -> list[dict[str, str]]:
                   fmt_pct(r.get("f1_at_threshold")), fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r),
                   _identification(r), f"{r['final_loss']:.4f}" if r.get("final_loss") is not None else "—",
                   fmt_time(r.get("seconds")), r.get("kept", "—"), _cpu(r)]
-        out.append(dict(zip(COLUMNS, (str(v) for v in values))))
+        values += [f"{r['auc']:.4f}" if r.get("auc") is not None else "—",
+                   f"{r['images_seen']:,}" if r.get("images_seen") is not None else "—",
+                   r.get("val_auc_per_epoch", "—")]
+        out.append(dict(zip(COLUMNS + OPTIONAL_COLUMNS, (str(v) for v in values))))
     return out
 
 
@@ -107,7 +119,7 @@ def grid(head: list[str], body: list[dict[str, str]]) -> str:
 
 def markdown(rows: list[dict]) -> str:
     """The report's table; below it, where some rows carry published figures, the side-by-side table."""
-    text = grid(COLUMNS, cells(rows))
+    text = grid(head(rows), cells(rows))
     published = [r for r in rows if r.get("published") is not None]
     if published:
         sources = sorted({r["published"]["source"] for r in published})
