@@ -141,3 +141,18 @@ def test_every_new_row_is_trained_above_or_one_value_away_from_one_that_is(cfg_f
         loss_keys = {k for k in differ if k.startswith(("loss.", "model.loss.", "hydra."))}
         assert differ - loss_keys == set(changed), row  # the loss class and the sweep follow the changed values
         assert all(a[k] == v for k, v in changed.items()), row
+
+
+def test_the_tuned_row_composes_to_the_command_its_figures_were_measured_with(cfg_factory):
+    """docs/losses.md: the 16 px figures of adapt16_distill_triplet_last5_originals were measured as
+    ``experiment=adapt16_distill_triplet arch.unfreeze_last=5 data.features.originals=true`` (a probe under
+    another exp_name); the row file must compose to exactly that."""
+    from omegaconf import OmegaConf
+
+    def plain(*overrides):
+        cfg = OmegaConf.to_container(cfg_factory(*overrides, out="tuned"), resolve=True)
+        cfg.pop("exp_name"), cfg.pop("paths")
+        return cfg
+
+    assert plain("experiment=adapt16_distill_triplet_last5_originals") == plain(
+        "experiment=adapt16_distill_triplet", "arch.unfreeze_last=5", "data.features.originals=true")

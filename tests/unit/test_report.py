@@ -172,3 +172,14 @@ def test_a_one_job_row_reports_its_auc_images_seen_and_learning_curve(tmp_path):
     table = markdown([row])
     assert table.splitlines()[0].endswith("| CPU | AUC | images seen | val AUC per epoch |")
     assert table.splitlines()[2].endswith("| 1.0000 | 20,736 | 0.610, 0.735 |")
+
+
+def test_a_row_trained_on_original_crops_too_says_so_in_its_data_column(tmp_path):
+    for name, originals in (("degraded", False), ("mixed", True)):
+        _train_fold_run(tmp_path / name / "0", 0, "triplet", "batch_hard")
+        cfg_path = tmp_path / name / "0" / ".hydra" / "config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["data"].update(degrade={"resolution": 16}, features={"enabled": "auto", "views": 2, "originals": originals})
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    rows = {r["_path"].split("/")[-1]: r["data"] for r in collect([tmp_path])}
+    assert rows == {"degraded": "lfw-aligned-112 @ res16", "mixed": "lfw-aligned-112 @ res16 + originals"}

@@ -59,8 +59,9 @@ def _data(cfg: dict) -> str:
     from facematch.data.degrade import Degradation
 
     degrade = Degradation.from_config(data.get("degrade"))
+    originals = degrade is not None and (data.get("features") or {}).get("originals")  # trained on both
     return (name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")
-            + (f" @ {degrade.name()}" if degrade is not None else ""))
+            + (f" @ {degrade.name()}" if degrade is not None else "") + (" + originals" if originals else ""))
 
 
 def _arch(arch: dict, trained: bool) -> str:
@@ -94,7 +95,8 @@ def describe(cfg: dict) -> dict:
         "arch": _arch(arch, trained),
         "pretrained on": _pretrained(arch),
         "loss": loss_name if trained else "— (no training)",
-        "margin": f"{cfg.get('margin')}" if trained else "—",
+        # the top-level margin, where the loss reads it (distillation alone has none)
+        "margin": f"{cfg.get('margin')}" if trained and "${margin}" in json.dumps(cfg.get("loss")) else "—",
         "optimizer": (_short((cfg.get("optimizer") or {}).get("_target_")) + f" lr={cfg['optimizer'].get('lr')}") if trained else "—",
         "scheduler": (_short(sched.get("_target_")) if sched else "none") if trained else "—",
     }
