@@ -63,6 +63,27 @@ def test_training_rows_name_the_loss_and_miner_options_from_the_config(tmp_path)
     assert rows["mined"]["arch"] == "mobilefacenet (frozen)" and rows["mined"]["n_folds"] == 2
 
 
+def test_training_rows_say_how_they_were_batched_and_their_weight_decay(tmp_path):
+    """Two rows that differ only in batches, augmentation and weight decay are two rows, each saying so."""
+    layouts = {"pk": ({"_target_": "facematch.data.batches.PKBatches"}, True, 5e-4),
+               "images": ({"_target_": "facematch.data.batches.ImageBatches"}, False, 0.0)}
+    for name, (kind, augment, wd) in layouts.items():
+        path = tmp_path / name / "0"
+        _train_fold_run(path, 0, "triplet", "batch_hard")
+        cfg = yaml.safe_load((path / ".hydra" / "config.yaml").read_text())
+        cfg["data"].update(batches=kind, pk={"p": 8, "k": 2}, batch_size=16, augment={"enabled": augment})
+        cfg["optimizer"]["weight_decay"] = wd
+        (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _train_fold_run(tmp_path / "old" / "0", 0, "triplet", "none")  # a config from before data.batches
+    rows = {r["_path"].split("/")[-1]: r for r in collect([tmp_path])}
+    assert rows["pk"]["batches"] == "P x K 8 x 2, augmented" and rows["pk"]["optimizer"] == "Adam lr=0.0001 wd=0.0005"
+    assert rows["images"]["batches"] == "16 images" and rows["images"]["optimizer"] == "Adam lr=0.0001"
+    assert rows["old"]["batches"] == "—"
+    table = markdown(list(rows.values()))
+    assert table.splitlines()[0].count("| batches |") == 1 and "| P x K 8 x 2, augmented |" in table
+    assert "| batches |" not in markdown([rows["old"]])  # shown only where some row has a layout
+
+
 def test_combine_folds_pools_scores():
     jobs = [{"fold": k, "fold_accuracy": acc, "fold_scores": [0.9, 0.1], "fold_same": [1, 0], "seconds": 2.0}
             for k, acc in enumerate([1.0, 0.5])]

@@ -27,6 +27,7 @@ from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
 from facematch.report.docs import REPORT_KIND, markdown_files, rewrite, stale
+from facematch.report.runs import batches, machine, training_budget
 from facematch.report.table import markdown
 
 WEIGHT_NAMES = {"mobilefacenet_casia": "CASIA-WebFace", "vggface2": "VGGFace2", "casia-webface": "CASIA-WebFace"}
@@ -97,9 +98,16 @@ def describe(cfg: dict) -> dict:
         "loss": loss_name if trained else "— (no training)",
         # the top-level margin, where the loss reads it (distillation alone has none)
         "margin": f"{cfg.get('margin')}" if trained and "${margin}" in json.dumps(cfg.get("loss")) else "—",
-        "optimizer": (_short((cfg.get("optimizer") or {}).get("_target_")) + f" lr={cfg['optimizer'].get('lr')}") if trained else "—",
+        "optimizer": _optimizer(cfg.get("optimizer") or {}) if trained else "—",
         "scheduler": (_short(sched.get("_target_")) if sched else "none") if trained else "—",
+        "batches": batches(cfg) if trained else "—",
     }
+
+
+def _optimizer(opt: dict) -> str:
+    """``Adam lr=0.001``, and the weight decay where it is not zero."""
+    wd = float(opt.get("weight_decay") or 0)
+    return f"{_short(opt.get('_target_'))} lr={opt.get('lr')}" + (f" wd={wd:g}" if wd else "")
 
 
 def _load_run(metrics_path: Path) -> tuple[dict, dict] | None:
@@ -177,8 +185,8 @@ def collect(roots: list[Path]) -> list[dict]:
             desc = describe(cfg)
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
-                fold_groups[key].append({**metrics, **_training_budget(mpath.parent, cfg), "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
-                                         "_published": _published(cfg), "_machine": _machine(mpath.parent, metrics)})
+                fold_groups[key].append({**metrics, **training_budget(mpath.parent, cfg), "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
+                                         "_published": _published(cfg), "_machine": machine(mpath.parent, metrics)})
             else:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
                 rows.append({**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
@@ -191,29 +199,6 @@ def collect(roots: list[Path]) -> list[dict]:
             row["machine"] = jobs[0]["_machine"]
         rows.append(row)
     return rows
-
-
-def _training_budget(run: Path, cfg: dict) -> dict:
-    """What a training job went through: ``_images_seen`` (images drawn per epoch x epochs run) and
-    ``_val_auc`` (the validation AUC per epoch, from before training where the run validated first)."""
-    out = {}
-    train = run / "train_metrics.json"
-    per_epoch = (cfg.get("data") or {}).get("train_samples")
-    if train.is_file() and per_epoch:
-        out["_images_seen"] = int(per_epoch) * int(json.loads(train.read_text()).get("epochs") or 0)
-    curves = run / "learning_curves.json"
-    if curves.is_file():
-        out["_val_auc"] = [e["val/auc"] for e in json.loads(curves.read_text()) if "val/auc" in e]
-    return out
-
-
-def _machine(run: Path, metrics: dict) -> dict | None:
-    """The machine block (CPU model and flags, GPU) a run recorded: in its metrics.json, or for a training
-    job in its train_metrics.json."""
-    if metrics.get("machine"):
-        return metrics["machine"]
-    train = run / "train_metrics.json"
-    return json.loads(train.read_text()).get("machine") if train.is_file() else None
 
 
 def _published(cfg: dict) -> dict | None:

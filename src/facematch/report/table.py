@@ -6,9 +6,9 @@ from __future__ import annotations
 COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
            "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "Rank-5 / kNN", "final loss", "wall time",
            "model kept", "CPU"]
-# Shown where some row has them (rows written by older reports do not): the pooled pair AUC, the training
-# images drawn per job, and a one-job row's validation AUC per epoch (its learning curve).
-OPTIONAL_COLUMNS = ["AUC", "images seen", "val AUC per epoch"]
+# Shown where some row has them (rows written by older reports do not): the training batches' layout, the
+# pooled pair AUC, the training images drawn per job, and a one-job row's validation AUC per epoch.
+OPTIONAL_COLUMNS = ["batches", "AUC", "images seen", "val AUC per epoch"]
 
 PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
                      ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
@@ -82,7 +82,7 @@ def cells(rows: list[dict]) -> list[dict[str, str]]:
                   fmt_pct(r.get("f1_at_threshold")), fmt_pct(r.get("accuracy_at_threshold")), _undegraded(r),
                   _identification(r), f"{r['final_loss']:.4f}" if r.get("final_loss") is not None else "—",
                   fmt_time(r.get("seconds")), r.get("kept", "—"), _cpu(r)]
-        values += [f"{r['auc']:.4f}" if r.get("auc") is not None else "—",
+        values += [r.get("batches", "—"), f"{r['auc']:.4f}" if r.get("auc") is not None else "—",
                    f"{r['images_seen']:,}" if r.get("images_seen") is not None else "—",
                    r.get("val_auc_per_epoch", "—")]
         out.append(dict(zip(COLUMNS + OPTIONAL_COLUMNS, (str(v) for v in values))))
