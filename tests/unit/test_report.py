@@ -75,7 +75,15 @@ def test_training_rows_say_how_they_were_batched_and_their_weight_decay(tmp_path
         cfg["optimizer"]["weight_decay"] = wd
         (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     _train_fold_run(tmp_path / "old" / "0", 0, "triplet", "none")  # a config from before data.batches
+    # the frozen-trunk fast path (recorded by the run) replaces data.augment with cached views
+    fast = tmp_path / "fast" / "0"
+    _train_fold_run(fast, 0, "triplet", "batch_hard")
+    cfg = yaml.safe_load((fast / ".hydra" / "config.yaml").read_text())
+    cfg["data"].update(batches=layouts["pk"][0], pk={"p": 32, "k": 4}, augment={"enabled": True})
+    (fast / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (fast / "train_metrics.json").write_text(json.dumps({"epochs": 1, "data": {"features": {"views": 2}}}))
     rows = {r["_path"].split("/")[-1]: r for r in collect([tmp_path])}
+    assert rows["fast"]["batches"] == "P x K 32 x 4, 2 cached views"
     assert rows["pk"]["batches"] == "P x K 8 x 2, augmented" and rows["pk"]["optimizer"] == "Adam lr=0.0001 wd=0.0005"
     assert rows["images"]["batches"] == "16 images" and rows["images"]["optimizer"] == "Adam lr=0.0001"
     assert rows["old"]["batches"] == "—"

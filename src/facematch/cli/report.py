@@ -76,8 +76,9 @@ def _arch(arch: dict, trained: bool) -> str:
     return f"{name} (frozen)" if n == 0 else f"{name} (last {n})"
 
 
-def describe(cfg: dict) -> dict:
-    """The table's configuration columns, from a run's resolved Hydra config."""
+def describe(cfg: dict, run: Path) -> dict:
+    """The table's configuration columns, from a run's resolved Hydra config (and, for the batches, what the
+    run in folder ``run`` recorded)."""
     arch = cfg.get("arch") or {}
     trained = bool(cfg.get("loss")) and cfg.get("task_name") != "eval"
     # the option names the loss and miner configs record (conf/loss/*.yaml, conf/miner/*.yaml)
@@ -100,7 +101,7 @@ def describe(cfg: dict) -> dict:
         "margin": f"{cfg.get('margin')}" if trained and "${margin}" in json.dumps(cfg.get("loss")) else "—",
         "optimizer": _optimizer(cfg.get("optimizer") or {}) if trained else "—",
         "scheduler": (_short(sched.get("_target_")) if sched else "none") if trained else "—",
-        "batches": batches(cfg) if trained else "—",
+        "batches": batches(cfg, run) if trained else "—",
     }
 
 
@@ -182,7 +183,7 @@ def collect(roots: list[Path]) -> list[dict]:
             if loaded is None:
                 continue
             cfg, metrics = loaded
-            desc = describe(cfg)
+            desc = describe(cfg, mpath.parent)
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
                 fold_groups[key].append({**metrics, **training_budget(mpath.parent, cfg), "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
