@@ -54,7 +54,7 @@ def test_truncated_and_non_pickle_files_are_one_line(tmp_path):
     (tmp_path / "cut.bin").write_bytes(good[: len(good) // 2])
     (tmp_path / "text.bin").write_text("Aaron_Peirsol 1 2\n")
     (tmp_path / "shape.bin").write_bytes(pickle.dumps(([png(1)], [True, False])))
-    for name, words in (("cut.bin", "truncated"), ("text.bin", "not a readable pickle"),
+    for name, words in (("cut.bin", "truncated"), ("text.bin", "not a pickle"),
                         ("shape.bin", "1 images for 2 pairs")):
         with pytest.raises(MalformedFileError) as err:
             load_bin(tmp_path / name)

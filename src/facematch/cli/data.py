@@ -7,6 +7,7 @@ caches against their source files (check-cache).
     facematch-data verify ROOT --pairs FILE [--report FILE]
     facematch-data pack SRC OUT [--prealigned TEMPLATE] [--pairs FILE] [--part-size N] [--force]
     facematch-data verify OUT                      # a packed set: every shard's sha256, every item decoded
+    facematch-data verify lfw.bin                  # an insightface .bin: read without running it, every image decoded
     facematch-data check-cache DIR [--src ROOT] [--report FILE]
 
 ``download``: :mod:`facematch.cli.download`; ``verify`` and ``check-cache``: :mod:`facematch.cli.checks`.
@@ -200,12 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--no-progress", action="store_true", help="no progress bar")
     k.set_defaults(func=cmd_pack)
 
-    v = sub.add_parser("verify", help="report missing and unreadable images of a pairs file, or check a packed set",
+    v = sub.add_parser("verify", help="report missing and unreadable images of a pairs file, or check a packed set "
+                       "or an insightface .bin",
                        description="Check every image a pairs file uses exists under ROOT and decodes; for a "
                        "packed set (facematch-data pack), check every shard's sha256 and decode every item "
-                       "(--pairs optional: also report its images missing from the set). Exit status 1 if any "
-                       "image is missing or unreadable; a damaged shard is one error line naming it.")
-    v.add_argument("root", help="dataset folder the pairs file's paths are relative to, or a packed folder")
+                       "(--pairs optional: also report its images missing from the set); for an insightface "
+                       ".bin, read it without running anything and decode every image. Exit status 1 if any "
+                       "image is missing or unreadable; a damaged shard or a refused .bin is one error line naming it.")
+    v.add_argument("root", help="dataset folder the pairs file's paths are relative to, a packed folder, or a .bin file")
     v.add_argument("--pairs", default=None, help="LFW pairs.txt / View 1 file, or a 'pathA pathB label' list")
     add_report_arguments(v)
     v.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -5,10 +5,9 @@ already aligned to 112x112, insightface's arcface template), pair i is images 2i
 ``issame_list[i]`` says whether they show the same person. Files written by Python 2 hold ``str`` images
 (read as bytes); some hold numpy arrays of the bytes.
 
-Safety: a pickle can name any importable callable and call it while it is read. :class:`BinUnpickler`
-admits no global but numpy's array-rebuilding functions, so reading a file never runs anything it names;
-there is no library for this (``pickle`` offers the ``find_class`` hook and nothing more; the formats
-that avoid pickle, safetensors or ``numpy.load(allow_pickle=False)``, do not read these files).
+Safety: the file is never unpickled. :mod:`facematch.data.bin_pickle` walks its opcodes and builds only the
+structure insightface writes (lists, tuples, bytes, bools; 1-D uint8 / bool numpy arrays rebuilt as bytes),
+within :class:`~facematch.data.bin_pickle.Limits`; anything else is one line naming the file.
 
 :class:`BinSet` is a reader in the shape of :class:`facematch.data.shards.PackedSet` (``rel -> bytes``,
 ``root``, ``content_digest``, ``name``, ``preprocess``), so a :class:`~facematch.data.source.FaceSource`
@@ -20,41 +19,17 @@ An image's name (``rel``) is the index of its first occurrence in the file, e.g.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import pickle
 from functools import lru_cache
 from pathlib import Path
 
+from facematch.data.bin_pickle import Limits, PickleRefused, read_pair_pickle, shown
 from facematch.errors import DataNotFoundError, MalformedFileError
 
 #: What insightface's validation images are aligned to.
 BIN_TEMPLATE = "arcface_112x112"
-#: The only globals a validation file may name: numpy's array reconstruction (numpy 1 and 2 module names),
-#: and ``_codecs.encode``, which pickles of protocol 0-2 written by Python 3 call to rebuild ``bytes`` (text
-#: to bytes through a codec of the standard library's ``encodings`` package: nothing else can be reached).
-ALLOWED_GLOBALS = frozenset({
-    ("_codecs", "encode"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-})
-FIX = "pass an insightface validation file (a pickle of (bins, issame_list)), or write one with `facematch-data pack-bin`"
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    def __init__(self, module: str, name: str):
-        super().__init__(f"{module}.{name}")
-        self.what = f"{module}.{name}"
-
-
-class BinUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only :data:`ALLOWED_GLOBALS` (no other callable is ever looked up)."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in ALLOWED_GLOBALS:
-            raise RefusedGlobal(module, name)
-        return super().find_class(module, name)
+FIX = "use an insightface validation file (a pickle of (bins, issame_list)), or write one with `facematch-data pack-bin`"
+LIMITS = Limits()
 
 
 def is_bin(root) -> bool:
@@ -62,44 +37,37 @@ def is_bin(root) -> bool:
     return Path(str(root)).expanduser().is_file()
 
 
-def _as_bytes(item, path: Path, i: int) -> bytes:
-    if isinstance(item, (bytes, bytearray)):
-        return bytes(item)
-    if type(item).__module__ == "numpy" and getattr(item, "dtype", None) is not None and item.dtype.kind in "uiS":
-        return item.tobytes()
-    raise MalformedFileError(f"{path}: image {i} is a {type(item).__name__}, not encoded image bytes; {FIX}")
+def _file_bytes(p: Path, limits: Limits) -> bytes:
+    try:
+        size = p.stat().st_size
+        if size > limits.file_bytes:
+            raise MalformedFileError(f"{shown(str(p), 200)} has {size} bytes, more than a validation file may have "
+                                     f"({limits.file_bytes}; limit: file_bytes); {FIX}")
+        with p.open("rb") as fh:
+            return fh.read(size)  # at most the size checked (a file that grows since reads as truncated)
+    except OSError as err:
+        raise MalformedFileError(f"{shown(str(p), 200)} cannot be read ({type(err).__name__}: "
+                                 f"{shown(err.strerror or '', 60)}); check the path and its permissions") from None
 
 
-def load_bin(path: str | os.PathLike) -> tuple[list[bytes], list[bool], str]:
-    """``(images, issame, sha256)`` of an insightface validation file, read by :class:`BinUnpickler`;
-    one-line :class:`MalformedFileError` for a refused global, a truncated or non-pickle file, or a pickle
-    of anything but ``(bins, issame_list)`` with ``len(bins) == 2 * len(issame_list)``."""
+def load_bin(path: str | os.PathLike, limits: Limits = LIMITS) -> tuple[list[bytes], list[bool], str]:
+    """``(images, issame, sha256)`` of an insightface validation file, read by
+    :func:`~facematch.data.bin_pickle.read_pair_pickle` (nothing in the file is run); one-line
+    :class:`MalformedFileError` for anything but ``(bins, issame_list)`` with two images a pair, a truncated
+    or unreadable file, and a file over any of ``limits``."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataNotFoundError(f"validation file not found: {p} (data.path=FILE.bin)")
-    data = p.read_bytes()
+        raise DataNotFoundError(f"validation file not found: {shown(str(p), 200)} (data.path=FILE.bin)")
+    data = _file_bytes(p, limits)
     try:
-        obj = BinUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except RefusedGlobal as err:
-        raise MalformedFileError(f"{p} refused: its pickle names {err.what}, which a validation file never "
-                                 "needs (only lists, tuples, bytes, bools, ints and numpy arrays are read; nothing "
-                                 "was run); use a file from a source you trust, or re-write it with "
-                                 "`facematch-data pack-bin`") from None
-    except EOFError:
-        raise MalformedFileError(f"{p} is truncated (the pickle ends early); download or write it again") from None
-    except Exception as err:  # any malformed byte stream: pickle raises several types
-        raise MalformedFileError(f"{p} is not a readable pickle ({type(err).__name__}); {FIX}") from None
-    if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
-        raise MalformedFileError(f"{p} holds a {type(obj).__name__}, not (bins, issame_list); {FIX}")
-    bins, issame = obj
-    try:
-        issame = [bool(s) for s in issame]
-        n_images = len(bins)
-    except TypeError:
-        raise MalformedFileError(f"{p}: bins or issame_list is not a sequence; {FIX}") from None
-    if n_images != 2 * len(issame) or not issame:
-        raise MalformedFileError(f"{p} holds {n_images} images for {len(issame)} pairs (expected 2 per pair); {FIX}")
-    images = [_as_bytes(b, p, i) for i, b in enumerate(bins)]
+        images, issame = read_pair_pickle(data, limits)
+    except PickleRefused as err:
+        raise MalformedFileError(f"{shown(str(p), 200)} refused: it {err}; {FIX}") from None
+    except (RecursionError, MemoryError, ValueError, TypeError) as err:  # never seen: the walker refuses first
+        raise MalformedFileError(f"{shown(str(p), 200)} refused ({type(err).__name__}); {FIX}") from None
+    if len(images) != 2 * len(issame) or not issame:
+        raise MalformedFileError(f"{shown(str(p), 200)} holds {len(images)} images for {len(issame)} pairs "
+                                 f"(expected 2 per pair); {FIX}")
     return images, issame, hashlib.sha256(data).hexdigest()
 
 
