@@ -39,6 +39,26 @@ def build(cfg: DictConfig):
     return model, datamodule
 
 
+def fetch_inputs(cfg: DictConfig) -> None:
+    """Fetch what the run reads and does not have: the named pretrained weights (``arch.pretrained``, into
+    ``$FACEMATCH_WEIGHTS_DIR``) and LFW (into ``$FACEMATCH_DATA_DIR/lfw``, when the config reads it there).
+    When neither can be had, one line names both."""
+    from facematch.data.lfw_files import ensure_lfw
+    from facematch.models.weights import fetch_pretrained
+
+    failed = []
+    for step in (lambda: fetch_pretrained(**to_container(cfg.arch)),
+                 lambda: ensure_lfw(cfg.data.get("root"), cfg.data.get("pairs"))):
+        try:
+            step()
+        except FacematchError as err:
+            failed.append(err)
+    if len(failed) == 2:
+        failed[0].args = (f"{failed[0]}; and {failed[1]}",)
+    if failed:
+        raise failed[0]
+
+
 def mlflow_logger(**kwargs):
     """Lightning's ``MLFlowLogger`` for ``logger=mlflow`` (conf/logger/mlflow.yaml), local and offline. MLflow 3
     refuses its file store unless MLFLOW_ALLOW_FILE_STORE=true (its sqlite backend needs sqlalchemy + alembic,
@@ -77,9 +97,7 @@ def train(cfg: DictConfig) -> dict:
     check_config(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FacematchError(f"checkpoint not found: {cfg.ckpt_path} (ckpt_path=PATH to a .ckpt file, e.g. .../checkpoints/last.ckpt)")
-    from facematch.models.weights import fetch_pretrained
-
-    fetch_pretrained(**to_container(cfg.arch))  # offline without arch.weights: one line now, before any work
+    fetch_inputs(cfg)  # missing LFW or named weights: fetched now, or one line before any work
     import lightning as L
     import torch
 

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from facematch.cli.checks import add_report_arguments, cmd_check_cache, cmd_verify, pair_images
-from facematch.cli.download import LFW_ARCHIVES, LFW_BASE_URL, WEIGHTS, cmd_download
+from facematch.cli.download import DEFAULT_ARCHIVE, LFW_ARCHIVES, WEIGHTS, cmd_download
 from facematch.errors import cli_errors
 from facematch.utils.allocator import tune as tune_allocator
 
@@ -136,15 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,pack,pack-bin,verify,check-cache}")
 
     d = sub.add_parser("download", help="fetch LFW and its pairs files, or pretrained weights (resumable, sha256-checked)",
-                       description="Fetch the LFW archive and pairs files (check sha256, extract safely), or a "
+                       description="Fetch the LFW archive and pairs files from mirrors (check each "
+                       "against its published hash, resume an interrupted transfer, extract safely), or a "
                        "pretrained weights file (check its published sha256).")
     d.add_argument("dataset", choices=["lfw", *WEIGHTS], help="what to fetch: lfw, or weights for arch.weights")
     d.add_argument("--dest", required=True, help="folder to download (and extract) into")
     d.add_argument("--base-url", default=None,
-                   help=f"where the files live (default: lfw {LFW_BASE_URL}; weights their published source)")
-    d.add_argument("--archive", default=LFW_ARCHIVES[0], choices=LFW_ARCHIVES,
-                   help="image archive: deep-funneled (default) or the original lfw.tgz")
-    d.add_argument("--sha256", default=None, help="expected sha256 of the archive (its sum is printed anyway)")
+                   help="one folder holding the files under their own names, in place of the mirrors (LFW: figshare, "
+                   "then the LFW site; FACEMATCH_MIRROR_FIGSHARE / _UMASS / _GITHUB replace one)")
+    d.add_argument("--archive", default=DEFAULT_ARCHIVE, choices=list(LFW_ARCHIVES),
+                   help="image archive: deep-funneled (default, the LFW site only), the original lfw.tgz or "
+                   "lfw-funneled.tgz (figshare and the LFW site)")
+    d.add_argument("--sha256", default=None, help="expected hash of the archive, in place of the published one")
     d.add_argument("--no-extract", action="store_true", help="download only")
     d.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -98,6 +98,9 @@ def evaluate(cfg: DictConfig) -> dict:
 def _evaluate(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
     check_config(cfg)
+    from facematch.data.lfw_files import ensure_lfw
+
+    ensure_lfw(cfg.data.get("root"), cfg.data.get("pairs"))  # LFW read from the data folder: fetched when missing
     protocol: Protocol = instantiate_node(cfg.protocol)
     out_dir = _output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from facematch.errors import FacematchError
-from facematch.models.weights import facenet_pretrained_file, load_state_dict_file, load_strict
+from facematch.models.weights import facenet_pretrained_file, load_state_dict_file, load_strict, mobilefacenet_pretrained_file
 
 
 @dataclass(frozen=True)
@@ -187,16 +187,14 @@ def _resnet50(weights: str | None, pretrained: str | None, **options) -> Backbon
 def _mobilefacenet(weights: str | None, pretrained: str | None) -> Backbone:
     from facematch.models.mobilefacenet import MobileFaceNet
 
-    if pretrained:
-        raise FacematchError(
-            "mobilefacenet has no downloadable weights; pass arch.weights=PATH "
-            "(e.g. ../shared/weights/mobilefacenet_casia_068.ckpt)"
-        )
     net = MobileFaceNet()
-    if weights:
-        load_strict(net, load_state_dict_file(weights), str(weights))
+    path = weights or (mobilefacenet_pretrained_file(pretrained) if pretrained else None)
+    if path:
+        load_strict(net, load_state_dict_file(path), str(path))
     spec = BackboneSpec("mobilefacenet", (112, 96), "sphereface_112x96", embedding_dim=128, **FACENET_NORM)
-    return Backbone(spec, net, net.stages())
+    backbone = Backbone(spec, net, net.stages())
+    backbone.weights_path = str(path) if path else None
+    return backbone
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
@@ -229,7 +227,7 @@ def build_backbone(
             raise FacematchError(f"arch.{next(iter(options))} is not an option of {name}; "
                                  f"its options are in conf/arch/{name}.yaml") from None
         raise
-    backbone.weights_path = str(weights) if weights else None
+    backbone.weights_path = str(weights) if weights else getattr(backbone, "weights_path", None)
     if freeze:
         backbone.freeze(int(unfreeze_last))
     return backbone

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,8 @@ import torch
 from torch import nn
 
 from facematch.errors import FacematchError, WeightsError
+from facematch.paths import weights_dir
+from facematch.utils.fetch import FetchError, Remote, fetch_file
 
 
 def torch_load_weights(p: Path, what: str, fix: str):
@@ -84,7 +87,7 @@ def cached_download(url: str, what: str, fix: str, folder: Path, timeout_s: floa
 
 # The offline alternative every "no pretrained weights" message names (README's main command).
 OFFLINE_COMMAND = ("facematch-train arch=mobilefacenet arch.weights=$FACEMATCH_WEIGHTS_DIR/mobilefacenet_casia_068.ckpt "
-                   "arch.freeze=true loss=triplet data=lfw_aligned112 data.test_fold=0 trainer.max_epochs=1")
+                   "arch.freeze=true loss=triplet data=lfw_photos_mtcnn data.test_fold=0 trainer.max_epochs=1")
 
 
 def facenet_pretrained_file(name: str, timeout_s: float = 20.0) -> Path:
@@ -102,6 +105,34 @@ def facenet_pretrained_file(name: str, timeout_s: float = 20.0) -> Path:
         Path(torch.hub.get_dir()).parent / "checkpoints", timeout_s)
 
 
+#: The MobileFaceNet CASIA-WebFace checkpoint (arch=mobilefacenet arch.pretrained=casia-webface): model/best/068.ckpt
+#: of github.com/Xiaoccer/MobileFaceNet_Pytorch (ArcFace head on CASIA-WebFace, epoch 68), published only there.
+MOBILEFACENET_CASIA = Remote("mobilefacenet_casia_068.ckpt",
+                             "e839247cdbdfc023fb7cadeaf53a4549d50c8fc24ad154c02e35920ea8910d99",
+                             (("github", "model/best/068.ckpt"),))
+MOBILEFACENET_PRETRAINED = {"casia-webface": MOBILEFACENET_CASIA}
+
+
+def mobilefacenet_pretrained_file(name: str, progress: bool = True) -> Path:
+    """``$FACEMATCH_WEIGHTS_DIR/<file>`` of a named MobileFaceNet checkpoint, fetched there when missing (one
+    line naming the command and the variable when it cannot be)."""
+    if name not in MOBILEFACENET_PRETRAINED:
+        raise FacematchError(f"arch.pretrained={name!r} is unknown for mobilefacenet; choose "
+                             f"{', '.join(MOBILEFACENET_PRETRAINED)} or null (or pass arch.weights=PATH)")
+    remote = MOBILEFACENET_PRETRAINED[name]
+    target = weights_dir() / remote.name
+    if target.is_file():
+        return target
+    print(f"{remote.name} not found in {weights_dir()}: fetching it", file=sys.stderr)
+    try:
+        return fetch_file(remote, weights_dir(), progress)
+    except FetchError as err:
+        raise WeightsError(
+            f"the MobileFaceNet {name} weights are not in {weights_dir()} and could not be fetched "
+            f"({'; '.join(err.reasons)}); run `facematch-data download mobilefacenet --dest {weights_dir()}` where "
+            f"there is internet, or set FACEMATCH_WEIGHTS_DIR to a folder holding {remote.name}") from None
+
+
 def fetch_pretrained(name: str, weights: str | None = None, pretrained: str | None = None, **_) -> None:
     """Find (or download) the named pretrained weights of an ``arch`` config before anything else runs, so
     that an offline run without ``arch.weights`` stops at once with its one line, not after minutes."""
@@ -117,4 +148,5 @@ def _imagenet_file(pretrained: str) -> Path | None:
 
 PRETRAINED_FILES: dict[str, Callable[[str], Path | None]] = {
     "inception_resnet_v1": facenet_pretrained_file, "resnet50": _imagenet_file,
+    "mobilefacenet": mobilefacenet_pretrained_file,
 }
