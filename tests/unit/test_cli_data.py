@@ -13,7 +13,8 @@ def test_download_unreachable_server_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         download(tmp_path / "lfw", "http://127.0.0.1:9/", "--timeout", "5")
     err = error_line(capsys.readouterr().err)
-    assert exc.value.code == 2 and err.startswith("error: cannot reach http://127.0.0.1:9/")
+    assert exc.value.code == 2 and err.startswith("error: could not fetch lfw-deepfunneled.tgz (http://127.0.0.1:9/: ")
+    assert "check --base-url" in err
 
 
 def test_help_lists_the_subcommands(capsys):

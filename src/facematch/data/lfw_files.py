@@ -82,7 +82,6 @@ def ensure_lfw(root, pairs=None, progress: bool = True) -> None:
         return
     archive = folders[root.name] if need_photos else None
     what = f"LFW ({root.name}/ and the pairs files)" if need_photos else f"LFW's {pairs.name}"
-    print(f"{what} not found in {lfw}: fetching it", file=sys.stderr)
     t0 = time.perf_counter()
     try:
         if need_photos:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -123,7 +122,6 @@ def mobilefacenet_pretrained_file(name: str, progress: bool = True) -> Path:
     target = weights_dir() / remote.name
     if target.is_file():
         return target
-    print(f"{remote.name} not found in {weights_dir()}: fetching it", file=sys.stderr)
     try:
         return fetch_file(remote, weights_dir(), progress)
     except FetchError as err:

@@ -108,6 +108,8 @@ class ResumingDownloader:
                 resumed = bool(start) and resp.status_code == 206 and \
                     resp.headers.get("Content-Range", "").startswith(f"bytes {start}-")
                 start = start if resumed else 0
+                print(f"fetching {self.part.name.removesuffix('.part')} from {url}"
+                      + (f" (resuming at {start} bytes)" if start else ""), file=sys.stderr)
                 length = resp.headers.get("Content-Length")
                 total = start + int(length) if length and length.isdigit() else None
                 bar = self._bar(total, start) if self.progress else None
@@ -141,31 +143,32 @@ def fetch_file(remote: Remote, folder: Path, progress: bool = True, timeout: flo
     import pooch
     import requests
 
-    logging.getLogger("pooch").setLevel(logging.WARNING)  # its "Downloading ..." notes: the bar says it
+    pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." notes: ours says it once
     folder.mkdir(parents=True, exist_ok=True)
     expected = known_hash or remote.known_hash()
     part = folder / f"{remote.name}.part"
     reasons, reached = [], False
-    for mirror, url in remote.urls(base_url):
+    urls = remote.urls(base_url)
+    for n, (mirror, url) in enumerate(urls, 1):
         try:
             return Path(pooch.retrieve(url, expected, fname=remote.name, path=folder, progressbar=False,
                                        downloader=ResumingDownloader(part, progress, timeout)))
         except ValueError as err:  # pooch: the hash does not match (the file is not kept)
-            reached = True
-            reasons.append(f"{mirror}: wrong {'md5' if expected.startswith('md5:') else 'sha256'}")
-            part.unlink(missing_ok=True)
             if "hash" not in str(err).lower():
                 raise
+            why = f"wrong {'md5' if expected.startswith('md5:') else 'sha256'}"
+            part.unlink(missing_ok=True)
         except requests.HTTPError as err:
-            reached = True
-            reasons.append(f"{mirror}: HTTP {err.response.status_code}")
+            why = f"HTTP {err.response.status_code}"
         except (requests.ConnectionError, requests.Timeout) as err:
-            reasons.append(f"{mirror}: {_short(err)}")
+            reasons.append(f"{mirror}: {_short(err)}")  # unreachable: named only in the error, if it comes
+            continue
         except (requests.RequestException, OSError) as err:
-            reached = True
-            reasons.append(f"{mirror}: {_short(err)}")
-        if len(remote.urls(base_url)) > 1 and len(reasons) < len(remote.urls(base_url)):
-            print(f"{remote.name}: {reasons[-1]}; trying the next mirror", file=sys.stderr)
+            why = str(err) if type(err) is OSError else _short(err)
+        reached = True
+        reasons.append(f"{mirror}: {why}")
+        if n < len(urls):
+            print(f"{remote.name}: {mirror}: {why}; trying the next mirror", file=sys.stderr)
     raise FetchError(remote.name, reasons, offline=not reached)
 
 
