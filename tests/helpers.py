@@ -32,14 +32,16 @@ def missing_data(root: Path = DATA) -> str | None:
     if not gone:
         return None
     what = f"test data not found at {root}" if not root.is_dir() else f"test data incomplete at {root}: no {', '.join(gone)}"
-    return f"{what} (set FACEMATCH_DATA_DIR=DIR holding {', '.join(TEST_DATA)}; see docs/testing.md)"
+    return (f"{what} (set FACEMATCH_DATA_DIR=DIR holding {', '.join(TEST_DATA)}; get LFW with `uv run facematch-data "
+            "download lfw --dest DIR/lfw`, the rest as docs/testing.md says)")
 
 
 def missing_weights(path: Path = MFN_WEIGHTS) -> str | None:
     """One line naming the missing weight file and how to point at it; None when it is there."""
     if path.is_file():
         return None
-    return f"MobileFaceNet weights not found at {path} (set FACEMATCH_WEIGHTS_DIR=DIR holding {path.name}; see docs/testing.md)"
+    return (f"MobileFaceNet weights not found at {path} (set FACEMATCH_WEIGHTS_DIR=DIR holding {path.name}; get it with "
+            "`uv run facematch-data download mobilefacenet --dest DIR`)")
 
 
 def data_required(env: dict | None = None) -> bool:

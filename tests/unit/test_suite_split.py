@@ -23,7 +23,8 @@ def test_missing_data_is_one_line_naming_what_and_how_to_point_at_it(tmp_path):
     shutil.rmtree(tmp_path / "seed-splits")
     line = missing_data(tmp_path)
     assert line.startswith(f"test data incomplete at {tmp_path}: no lfw-aligned-112, seed-splits (set FACEMATCH_DATA_DIR=DIR ")
-    assert line.endswith("; see docs/testing.md)") and "\n" not in line
+    assert line.endswith("; get LFW with `uv run facematch-data download lfw --dest DIR/lfw`, the rest as "
+                         "docs/testing.md says)") and "\n" not in line
     nowhere = missing_data(tmp_path / "nowhere")
     assert nowhere.startswith(f"test data not found at {tmp_path / 'nowhere'} (set FACEMATCH_DATA_DIR=DIR holding lfw/pairs.txt")
     assert "\n" not in nowhere
@@ -32,7 +33,8 @@ def test_missing_data_is_one_line_naming_what_and_how_to_point_at_it(tmp_path):
 def test_missing_weights_is_one_line(tmp_path):
     ckpt = tmp_path / "mobilefacenet_casia_068.ckpt"
     assert missing_weights(ckpt) == (f"MobileFaceNet weights not found at {ckpt} (set FACEMATCH_WEIGHTS_DIR=DIR holding "
-                                     "mobilefacenet_casia_068.ckpt; see docs/testing.md)")
+                                     "mobilefacenet_casia_068.ckpt; get it with `uv run facematch-data download "
+                                     "mobilefacenet --dest DIR`)")
     ckpt.write_bytes(b"")
     assert missing_weights(ckpt) is None
 
