@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -191,8 +192,17 @@ def fresh_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def run_command(command: str, cwd: Path, env: dict, timeout: int, nice: int = 0) -> subprocess.CompletedProcess:
-    """``bash -c COMMAND`` as a user types it."""
+    """``bash -c COMMAND`` as a user types it, in its own process group: past ``timeout`` the whole group
+    (uv, facematch-train and its workers) is killed and ``subprocess.TimeoutExpired`` carries what it printed."""
     argv = ["bash", "-c", command]
     if nice:
         argv = ["nice", "-n", str(nice), *argv]
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(argv, timeout, out, err) from None
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
