@@ -129,3 +129,23 @@ def test_the_main_command_offline_with_both_missing_is_one_line_naming_both(offl
     line = str(exc.value)
     assert "\n" not in line and "FACEMATCH_WEIGHTS_DIR" in line and "FACEMATCH_DATA_DIR" in line
     assert "download mobilefacenet" in line and "download lfw" in line
+
+
+def test_a_run_that_finds_another_fetching_waits_and_then_fetches_nothing(offline, tmp_path):
+    import threading
+    import time
+
+    from facematch.data.lfw_files import ensure_lfw
+    from facematch.utils.locks import folder_lock
+
+    lfw = tmp_path / "data" / "lfw"
+    outcome = []
+    with folder_lock(lfw, timeout=0, what="test", fix="-"):  # "another run" is fetching
+        waiter = threading.Thread(target=lambda: outcome.append(ensure_lfw(lfw / "lfw-deepfunneled", lfw / "pairs.txt")))
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive()  # waiting on the lock, not failing against the unreachable mirrors
+        (lfw / "lfw-deepfunneled").mkdir()
+        (lfw / "pairs.txt").write_text("1\t1\n")
+    waiter.join(30)
+    assert outcome == [None]  # it found the files there and asked no mirror (offline: asking would have failed)

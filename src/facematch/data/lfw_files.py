@@ -22,6 +22,7 @@ from facematch.errors import DataNotFoundError
 from facematch.paths import data_dir
 from facematch.utils.archives import safe_extract
 from facematch.utils.fetch import FetchError, Remote, fetch_file
+from facematch.utils.locks import folder_lock
 
 _BOTH = ("figshare", "umass")
 _FIGSHARE = {"lfw.tgz": "files/5976018", "lfw-funneled.tgz": "files/5976015", "pairs.txt": "files/5976006",
@@ -45,6 +46,8 @@ LFW_PAIRS = {r.name: r for r in (
     _remote("pairsDevTrain.txt", "1d454dada7dfeca0e7eab6f65dc4e97a6312d44cf142207be28d688be92aabfa"),
     _remote("pairsDevTest.txt", "7cb06600ea8b2814ac26e946201cdb304296262aad67d046a16a7ec85d0ff87c"),
 )}
+#: How long a run waits for another one fetching into the same folder.
+LOCK_WAIT_S = 3600.0
 #: The reference crops of data=lfw_aligned112: no facematch command can fetch them.
 ALIGNED_112 = "lfw-aligned-112"
 
@@ -84,10 +87,14 @@ def ensure_lfw(root, pairs=None, progress: bool = True) -> None:
     what = f"LFW ({root.name}/ and the pairs files)" if need_photos else f"LFW's {pairs.name}"
     t0 = time.perf_counter()
     try:
-        if need_photos:
-            fetch_lfw(lfw, archive, progress)
-        else:
-            fetch_file(LFW_PAIRS[pairs.name], lfw, progress)
+        # one fetcher at a time (the jobs of a local multirun, DDP ranks): the others wait, then find it there
+        with folder_lock(lfw, timeout=LOCK_WAIT_S, what="facematch", fix="wait for the other run's fetch, then run again"):
+            if need_photos and not root.is_dir():
+                fetch_lfw(lfw, archive, progress)
+            elif need_pairs and not pairs.is_file():
+                fetch_file(LFW_PAIRS[pairs.name], lfw, progress)
+            else:
+                return
     except FetchError as err:
         cmd = download_command(lfw) + (f" --archive {archive}" if archive and archive != DEFAULT_ARCHIVE else "")
         raise DataNotFoundError(

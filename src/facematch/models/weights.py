@@ -15,6 +15,7 @@ from torch import nn
 from facematch.errors import FacematchError, WeightsError
 from facematch.paths import weights_dir
 from facematch.utils.fetch import FetchError, Remote, fetch_file
+from facematch.utils.locks import folder_lock
 
 
 def torch_load_weights(p: Path, what: str, fix: str):
@@ -123,7 +124,8 @@ def mobilefacenet_pretrained_file(name: str, progress: bool = True) -> Path:
     if target.is_file():
         return target
     try:
-        return fetch_file(remote, weights_dir(), progress)
+        with folder_lock(weights_dir(), timeout=3600, what="facematch", fix="wait for the other run's fetch, then run again"):
+            return target if target.is_file() else fetch_file(remote, weights_dir(), progress)
     except FetchError as err:
         raise WeightsError(
             f"the MobileFaceNet {name} weights are not in {weights_dir()} and could not be fetched "
