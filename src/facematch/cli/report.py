@@ -26,6 +26,8 @@ import yaml
 from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
+from facematch.report.provenance import stamp
+from facematch.report.published import for_config
 from facematch.report.docs import REPORT_KIND, markdown_files, rewrite, stale
 from facematch.report.runs import batches, machine, training_budget
 from facematch.report.table import markdown
@@ -187,11 +189,14 @@ def collect(roots: list[Path]) -> list[dict]:
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
                 fold_groups[key].append({**metrics, **training_budget(mpath.parent, cfg), "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
-                                         "_published": _published(cfg), "_machine": machine(mpath.parent, metrics)})
+                                         "_published": for_config(cfg), "_machine": machine(mpath.parent, metrics)})
             else:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
-                rows.append({**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
-                             "val_scores": "protocol" if metrics.get("ranking_scores") == "protocol" else "raw cosine"})
+                row = {**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
+                       "val_scores": "protocol" if metrics.get("ranking_scores") == "protocol" else "raw cosine"}
+                if for_config(cfg) is not None:  # an evaluation set beside a published row (exp1_pretrained_irv1)
+                    row["published"] = for_config(cfg)
+                rows.append(row)
     for (parent, desc), jobs in fold_groups.items():
         row = {**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent}
         if jobs[0].get("_published") is not None:
@@ -200,22 +205,6 @@ def collect(roots: list[Path]) -> list[dict]:
             row["machine"] = jobs[0]["_machine"]
         rows.append(row)
     return rows
-
-
-def _published(cfg: dict) -> dict | None:
-    """The published figures a row's config carries for its margin (``published.rows``, e.g. the second
-    original table in ``conf/experiment/scratch_resnet50.yaml``): ``{"source", "margin", figures...}``, an
-    empty figure set where nothing was published for this margin, None where the config has no table."""
-    table = cfg.get("published") or {}
-    if not table.get("rows"):
-        return None
-    margin = cfg.get("margin")
-    rows = table["rows"]
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("margin"), (int, float)) for r in rows):
-        raise FacematchError("published.rows in a run's config must be a list of {margin: <number>, <figure>: "
-                             "<fraction>, ...}; fix conf/experiment/<row>.yaml (see scratch_resnet50.yaml)")
-    match = next((r for r in rows if margin is not None and abs(float(r["margin"]) - float(margin)) < 1e-9), {})
-    return {**{k: v for k, v in match.items() if k != "margin"}, "source": table.get("source", "published")}
 
 
 @cli_errors
@@ -229,11 +218,24 @@ def main(argv: list[str] | None = None) -> None:
                     help="re-render every marked table in these Markdown files / folders from its JSON file")
     ap.add_argument("--check", type=Path, nargs="+", metavar="PATH",
                     help="exit 1 naming every marked table that differs from its rendering")
+    ap.add_argument("--republish", type=Path, nargs="+", metavar="FILE",
+                    help="rewrite the published figures of these results files from facematch/report/published.yaml "
+                         "(for files whose run folders are gone; nothing else in them changes)")
+    ap.add_argument("--table", help="--republish: the published table of rows that do not name one yet")
     ap.add_argument("--root", type=Path, default=Path("."), help="the folder the markers' JSON paths start from")
     ap.add_argument("--benchmark", action="store_true",
                     help="one row per model, one column per set (facematch.cli.benchmark_table)")
     ap.add_argument("--tar-far", type=float, default=None, help="--benchmark: also TAR at this FAR, e.g. 1e-3")
     args = ap.parse_args(argv)
+    if args.republish:
+        from facematch.report.published import republish
+        from facematch.utils.io import atomic_write_text
+
+        for path in args.republish:
+            doc = republish(json.loads(path.read_text()), args.table)
+            atomic_write_text(path, json.dumps(doc, indent=_indent(path), default=float) + "\n")
+            print(f"rewrote the published figures of {path}")
+        return
     if args.docs or args.check:
         docs(args.docs or [], args.check or [], args.root)
         return
@@ -242,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.benchmark:
         from facematch.cli.benchmark_table import write_benchmark
 
-        return write_benchmark(args.runs, _load_run, args.tar_far, args.out, args.json)
+        command = "facematch-report " + " ".join(sys.argv[1:] if argv is None else argv)
+        return write_benchmark(args.runs, _load_run, args.tar_far, args.out, args.json, stamp(command))
     rows = collect(args.runs)
     if not rows:
         raise FacematchError(f"no metrics.json with a .hydra/config.yaml under {', '.join(map(str, args.runs))}")
@@ -254,8 +257,15 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(args.out, table + "\n")
     if args.json:
         command = "facematch-report " + " ".join(sys.argv[1:] if argv is None else argv)
-        doc = {"kind": REPORT_KIND, "command": command, "runs": [str(r) for r in args.runs], "rows": rows}
+        doc = {"kind": REPORT_KIND, "command": command, "runs": [str(r) for r in args.runs], "rows": rows,
+               "provenance": stamp(command)}
         atomic_write_text(args.json, json.dumps(doc, indent=2, default=float) + "\n")
+
+
+def _indent(path: Path) -> int:
+    """The indent a JSON file was written with (2 for facematch-report, 1 for collect_curves)."""
+    lines = path.read_text().splitlines()
+    return len(lines[1]) - len(lines[1].lstrip()) if len(lines) > 1 and lines[1].strip() else 2
 
 
 def docs(rewrite_paths: list[Path], check_paths: list[Path], root: Path) -> None:
