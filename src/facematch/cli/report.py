@@ -217,24 +217,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--docs", type=Path, nargs="+", metavar="PATH",
                     help="re-render every marked table in these Markdown files / folders from its JSON file")
     ap.add_argument("--check", type=Path, nargs="+", metavar="PATH",
-                    help="exit 1 naming every marked table that differs from its rendering")
+                    help="exit 1 naming every marked table that differs from its rendering and every figure "
+                         "neither rendered nor marked quoted")
     ap.add_argument("--republish", type=Path, nargs="+", metavar="FILE",
                     help="rewrite the published figures of these results files from facematch/report/published.yaml "
                          "(for files whose run folders are gone; nothing else in them changes)")
+    ap.add_argument("--stamp", type=Path, nargs="+", metavar="FILE",
+                    help="add the provenance block (command, commit, machine) to results files written before it "
+                         "existed, from what each records and its git history")
+    ap.add_argument("--command", dest="stamp_command", help="--stamp: the command, where the file does not record it")
+    ap.add_argument("--commit", dest="stamp_commit", help="--stamp: the commit, where the file does not record it")
+    ap.add_argument("--machine", dest="stamp_machine", help="--stamp: the machine, where the file does not record it")
     ap.add_argument("--table", help="--republish: the published table of rows that do not name one yet")
     ap.add_argument("--root", type=Path, default=Path("."), help="the folder the markers' JSON paths start from")
     ap.add_argument("--benchmark", action="store_true",
                     help="one row per model, one column per set (facematch.cli.benchmark_table)")
     ap.add_argument("--tar-far", type=float, default=None, help="--benchmark: also TAR at this FAR, e.g. 1e-3")
     args = ap.parse_args(argv)
-    if args.republish:
-        from facematch.report.published import republish
-        from facematch.utils.io import atomic_write_text
+    if args.republish or args.stamp:
+        from facematch.report.files import republish_files, stamp_files
 
-        for path in args.republish:
-            doc = republish(json.loads(path.read_text()), args.table)
-            atomic_write_text(path, json.dumps(doc, indent=_indent(path), default=float) + "\n")
-            print(f"rewrote the published figures of {path}")
+        if args.republish:
+            republish_files(args.republish, args.table)
+        if args.stamp:
+            stamp_files(args.stamp, args.stamp_command, args.stamp_commit, args.stamp_machine)
         return
     if args.docs or args.check:
         docs(args.docs or [], args.check or [], args.root)
@@ -262,14 +268,10 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(args.json, json.dumps(doc, indent=2, default=float) + "\n")
 
 
-def _indent(path: Path) -> int:
-    """The indent a JSON file was written with (2 for facematch-report, 1 for collect_curves)."""
-    lines = path.read_text().splitlines()
-    return len(lines[1]) - len(lines[1].lstrip()) if len(lines) > 1 and lines[1].strip() else 2
-
-
 def docs(rewrite_paths: list[Path], check_paths: list[Path], root: Path) -> None:
-    """``--docs``: rewrite the marked tables; ``--check``: list those that differ and exit 1."""
+    """``--docs``: rewrite the marked tables and values; ``--check``: list those that differ, and every figure
+    that is neither rendered from a traceable results file nor marked quoted (facematch.report.trace), and
+    exit 1."""
     from facematch.utils.io import atomic_write_text
 
     for md in markdown_files(rewrite_paths):
@@ -278,7 +280,9 @@ def docs(rewrite_paths: list[Path], check_paths: list[Path], root: Path) -> None
         if new != text:
             atomic_write_text(md, new)
             print(f"rewrote {md}")
-    differ = stale(markdown_files(check_paths), root)
+    from facematch.report.trace import untraced
+
+    differ = stale(markdown_files(check_paths), root) + untraced(markdown_files(check_paths), root)
     if differ:
         print("\n".join(differ))
         sys.exit(1)

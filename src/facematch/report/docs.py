@@ -109,8 +109,12 @@ def _get(obj, path: str, key: str | None = None, doc=None):
 
 
 def _cell(value, fmt: str) -> str:
+    """``value`` under a Python format spec; ``pct``: a fraction as a percentage with two decimals, no sign
+    (``0.9838`` -> ``98.38``, as prose writes "98.38 at 16 px")."""
     if value is None:
         return "—"
+    if fmt == "pct":
+        return f"{100 * float(value):.2f}"
     return format(value, fmt) if fmt else str(value)
 
 

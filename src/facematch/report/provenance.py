@@ -45,3 +45,27 @@ def missing(doc) -> list[str]:
     if not isinstance(block, dict):
         return list(FIELDS)
     return [f for f in FIELDS if not block.get(f)]
+
+
+def derive(doc: dict, path: Path, command: str | None = None, commit_: str | None = None,
+           machine: str | None = None) -> dict:
+    """The provenance block of a results file written before the block existed, from what the file itself
+    records (its ``command``, ``source``, ``machine``, its rows' machine) and, for the commit, its git history
+    (the last commit that wrote it); ``command`` / ``commit_`` / ``machine`` override. Raises naming the
+    field where neither the file nor an override has it."""
+    from facematch.errors import FacematchError
+
+    source = doc.get("source") if isinstance(doc.get("source"), dict) else {}
+    rows = doc.get("rows") if isinstance(doc.get("rows"), list) else []
+    row_machine = next((r["machine"] for r in rows if isinstance(r, dict) and r.get("machine")), None)
+    block = {
+        "command": command or doc.get("command") or source.get("command"),
+        "commit": commit_ or source.get("commit") or _git("log", "-1", "--format=%h", "--", path.name, cwd=path.parent),
+        "machine": machine or doc.get("machine") or source.get("machine") or row_machine,
+    }
+    lacking = [k for k in FIELDS if not block[k]]
+    if lacking:
+        raise FacematchError(f"{path} records no {', '.join(lacking)}; pass --{lacking[0]} (what its history says)")
+    block["stamped"] = ("added by facematch-report --stamp from the file's own fields and its git history; its "
+                        "run folders are gone")
+    return block

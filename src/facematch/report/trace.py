@@ -27,8 +27,9 @@ from facematch.report.published import FILE as PUBLISHED
 FIGURE = re.compile(r"(?<![\w.\-/])\d[\d,]*(?:\.\d+)? ?(?:%|pt\b|ms\b|s\b|min\b|minutes?\b|h\b|hours?\b|seconds?\b"
                     r"|MB\b|GB\b|(?:images|img|photos)/s\b)|(?<![\w.\-/])\d+\.\d{2,}(?![\w.])")
 QUOTED = re.compile(r"<!-- quoted:(?P<source>.*?)-->(?P<body>.*?)(?=\n\s*\n|\Z)", re.DOTALL)
-CODE = [re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE), re.compile(r"`[^`\n]+`"),
-        re.compile(r"^(?: {4}|\t).*$", re.MULTILINE)]
+# fenced blocks, indented blocks (lines indented 4+ after a blank line), inline code spans
+CODE = [re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE),
+        re.compile(r"(?<=\n\n)(?:(?: {4,}|\t)[^\n]*(?:\n|$))+"), re.compile(r"`[^`\n]+`")]
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 LINK = re.compile(r"\]\([^)]*\)")
 
@@ -54,6 +55,9 @@ def untraced(md_files: list[Path], root: Path) -> list[str]:
     for md in md_files:
         text = md.read_text()
         masked = text
+        for pattern in CODE:  # on the text as written (blanking first would indent what follows a span)
+            for m in list(pattern.finditer(masked)):
+                masked = _blank(masked, m.span())
         for pattern, kind in ((BLOCK, "table"), (VALUE, "value")):
             for m in pattern.finditer(text):
                 line = text.count("\n", 0, m.start()) + 1
@@ -68,7 +72,7 @@ def untraced(md_files: list[Path], root: Path) -> list[str]:
                 out.append(f"{md}:{text.count(chr(10), 0, m.start()) + 1}: a quoted marker names no source; "
                            "write <!-- quoted: SOURCE -->")
             masked = _blank(masked, m.span())
-        for pattern in CODE + [COMMENT, LINK]:
+        for pattern in (COMMENT, LINK):
             for m in list(pattern.finditer(masked)):
                 masked = _blank(masked, m.span())
         for m in FIGURE.finditer(masked):
