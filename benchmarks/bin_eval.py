@@ -103,7 +103,8 @@ def main(argv=None) -> dict:
         "ratio_bin_over_folder": {m: med["bin"][m] / med["folder"][m] for m in ("wall_s", "seconds", "embed_s", "peak_rss_mb")},
         "runs": runs,
     }
-    atomic_write_text(args.out, json.dumps({**result, "provenance": stamp("python " + " ".join(sys.argv))}, indent=2) + "\n")
+    result["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps({"median": med, "ratio": result["ratio_bin_over_folder"]}, indent=2))
     return result
 

@@ -93,7 +93,8 @@ def main(argv=None) -> dict:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(args.out, json.dumps({**payload, "provenance": stamp("python " + " ".join(sys.argv))}, indent=2) + "\n")
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     print(" ".join(f"{k} {v:.1f}/s (x{payload['ratio_vs_baseline'][k]:.2f})" for k, v in med.items()), file=sys.stderr)
     print(f"landmark shift batch vs single: {payload['landmark_shift_px_batch_vs_single']}; wrote {args.out}",
           file=sys.stderr)

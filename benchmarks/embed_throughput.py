@@ -139,7 +139,8 @@ def main(argv=None) -> dict:
         "wall_s": round(time.perf_counter() - t0, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(args.out, json.dumps({**payload, "provenance": stamp("python " + " ".join(sys.argv))}, indent=2) + "\n")
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     cpu = payload["machine"]["cpu"]
     print(f"{cpu['model']} ({', '.join(cpu['flags'])}); batch {args.batch_size}; images/s (x baseline)", file=sys.stderr)
     for name, d in out.items():

@@ -122,7 +122,8 @@ def main(argv=None) -> dict:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(args.out, json.dumps({**payload, "provenance": stamp("python " + " ".join(sys.argv))}, indent=2) + "\n")
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return payload
 

@@ -137,7 +137,8 @@ def main(argv=None) -> dict:
     result["main_vs_loop"] = round(result["plain_loop"]["seconds"] / result["main"]["wall_s"], 3)
     payload = {**result, "machine": {**machine_info(), "loadavg_before": [round(v, 2) for v in load]},
                "wall_s": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write_text(args.out, json.dumps({**payload, "provenance": stamp("python " + " ".join(sys.argv))}, indent=2) + "\n")
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     m, p = result["main"], result["plain_loop"]
     print(f"main command: {m['wall_s']:.1f} s wall, user {m['user_s']:.1f} s, sys {m['sys_s']:.1f} s "
           f"({100 * m['sys_over_user']:.1f}% of user), {m['minor_faults']:.0f} minor faults, fold 0 "

@@ -164,7 +164,8 @@ def main(argv=None) -> dict:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(args.out, json.dumps({**payload, "provenance": stamp("python " + " ".join(sys.argv))}, indent=2) + "\n")
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     d = figures["dir_at_far"]
     print(f"Rank-1 {figures['rank_1']:.4f}, DIR@FAR1e-2 {d['1e-2']['dir']:.4f}, DIR@FAR1e-3 {d['1e-3']['dir']:.4f} "
           f"({len(ok)} known, {len(imp_top)} impostor probes; {payload['wall_s']} s); wrote {args.out}", file=sys.stderr)

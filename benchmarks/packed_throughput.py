@@ -103,7 +103,8 @@ def main() -> None:
             print(f"{name}: pack {r['images']} images in {r['pack_seconds']} s ({r['packed_mb']} MB); loader "
                   f"folder {med['folder']:.0f} img/s, packed {med['packed']:.0f} img/s, ratio "
                   f"{r['ratio_packed_over_folder']}", file=sys.stderr)
-    atomic_write_text(args.out, json.dumps({**res, "provenance": stamp("python " + " ".join(sys.argv))}, indent=2) + "\n")
+    res["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(res, indent=2) + "\n")
     print(f"-> {args.out}", file=sys.stderr)
 
 

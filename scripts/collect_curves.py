@@ -31,7 +31,8 @@ CURVE_KEYS = {"train_loss": "train/loss_epoch", "active_fraction": "train/active
 
 def job_rows(job: Path, monitor: str, published: str | None) -> tuple[dict, list[dict], dict | None]:
     """One job: its final row (last epoch; the epoch the checkpoint kept, by ``monitor``; the published
-    figures for its margin, from the table ``published`` names), its curve rows (one per epoch) and the machine it recorded."""
+    figures for its margin, from the table ``published`` names), its curve rows (one per epoch) and the
+    machine it recorded."""
     overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
     margin = float(overrides["margin"]) if "margin" in overrides else None
     curve = [{"margin": margin, "epoch": r["epoch"], **{k: r.get(v) for k, v in CURVE_KEYS.items()}}

@@ -19,7 +19,7 @@ The marker's words (shell quoting) name the JSON file, relative to the repositor
 - the published figures (``src/facematch/report/published.yaml``, YAML): ``view=verbatim rows=TABLE`` renders
   that table as its document prints it; generic columns render its ``figures`` (``rows=TABLE.figures``).
 
-A figure in prose is rendered the same way, inline: ``<!-- value: FILE PATH[:FORMAT] -->98.38%<!-- /value -->``
+A figure in prose is rendered the same way, inline: ``<!-- value: FILE PATH[:FORMAT] -->TEXT<!-- /value -->``
 (the text between the two comments is the rendering of the value at ``PATH``). The docs check
 (:mod:`facematch.report.trace`) accepts no other figure in prose unless it is marked as quoted.
 
@@ -43,7 +43,7 @@ from facematch.report import table
 
 # a marker and its end each start a line, so prose may quote them inline
 BLOCK = re.compile(r"^<!-- table:(?P<marker>.*?)-->\n(?P<body>.*?)^<!-- /table -->", re.DOTALL | re.MULTILINE)
-VALUE = re.compile(r"<!-- value:(?P<marker>.*?)-->(?P<body>.*?)<!-- /value -->")
+VALUE = re.compile(r"(?<!`)<!-- value:(?P<marker>.*?)-->(?P<body>.*?)<!-- /value -->")  # `quoted` in prose: not one
 SELECT = re.compile(r"\[(?P<where>[^\]]*)\]")
 REPORT_KIND = "facematch-report"
 
@@ -88,8 +88,9 @@ def _get(obj, path: str, key: str | None = None, doc=None):
         m = SELECT.search(path)
         obj = _get(obj, m.string[:m.start()].rstrip(".")) if m.start() else obj
         where = dict(w.split("=", 1) for w in m["where"].split(",") if "=" in w)
-        found = [item for item in obj if isinstance(item, dict)
-                 and all(str(item.get(k.strip())) == v.strip() for k, v in where.items())] if isinstance(obj, list) else []
+        items = obj if isinstance(obj, list) else []
+        found = [item for item in items if isinstance(item, dict)
+                 and all(str(item.get(k.strip())) == v.strip() for k, v in where.items())]
         if not found:
             raise KeyError(path)
         return _get(found[0], path[m.end():].lstrip("."), key, doc)
@@ -110,7 +111,7 @@ def _get(obj, path: str, key: str | None = None, doc=None):
 
 def _cell(value, fmt: str) -> str:
     """``value`` under a Python format spec; ``pct``: a fraction as a percentage with two decimals, no sign
-    (``0.9838`` -> ``98.38``, as prose writes "98.38 at 16 px")."""
+    (a fraction of one half renders as fifty with two decimals)."""
     if value is None:
         return "—"
     if fmt == "pct":

@@ -68,14 +68,6 @@ def for_config(cfg: dict) -> dict | None:
     return for_key(ref["table"], key)
 
 
-def refresh(published: dict | None, key=None) -> dict | None:
-    """A stored row's ``published`` block read again from the file (its table; its key unless ``key`` is
-    given): how a results file whose runs are gone gets its published figures rewritten."""
-    if not published:
-        return published
-    return for_key(published["table"], published.get("key") if key is None else key)
-
-
 def _margin(value) -> float | None:
     try:
         return float(value)

@@ -107,7 +107,8 @@ def published_cells(rows: list[dict]) -> list[dict[str, str]]:
         cells.update({"exp": r["exp"], "arch": r["arch"], "margin": str(r["margin"]),
                       "folds": str(r.get("n_folds", "—")), "published arch": pub.get("arch", "—")})
         for fid, fig in (pub.get("figures") or {}).items():
-            cells[_published_column(fid, fig)] = ours_beside(fig, r.get(fig["facematch"]) if fig.get("facematch") else None)
+            ours = r.get(fig["facematch"]) if fig.get("facematch") else None
+            cells[_published_column(fid, fig)] = ours_beside(fig, ours)
         out.append(cells)
     return out
 

@@ -1,13 +1,13 @@
 """Every figure in the docs traceable: rendered from a results file that names its command, commit and machine,
 or marked as quoted from elsewhere with its source.
 
-What counts as a figure (:data:`FIGURE`): a number with a unit of measure (``98.38 %``, ``4.7 s``,
-``11 min``, ``170 img/s``, ``41.6 MB``, ``0.3 pt``) or a number with two or more decimals (``98.38``,
-``0.9447``). Settings are not figures: write them as code (`` `lr 0.001` ``, `` `margin: 0.35` ``).
+What counts as a figure (:data:`FIGURE`): a number with a unit of measure (a percentage, seconds,
+minutes, hours, images per second, megabytes, points) or a number with two or more decimals. Settings are
+not figures: write them as code (a value in backticks).
 
 A figure passes where it is
 - inside a rendered table (``<!-- table: FILE ... -->`` ... ``<!-- /table -->``) or an inline value
-  (``<!-- value: FILE PATH[:FORMAT] -->98.38%<!-- /value -->``), whose FILE names its provenance
+  (``<!-- value: FILE PATH[:FORMAT] -->TEXT<!-- /value -->``), whose FILE names its provenance
   (facematch.report.provenance: command, commit, machine) or is the published figures' file (each of its
   tables names the document it is transcribed from);
 - in a paragraph (or list item) marked quoted: ``<!-- quoted: SOURCE -->`` covers the figures from the marker
