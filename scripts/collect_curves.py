@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from facematch.errors import FacematchError, cli_errors
+from facematch.report.provenance import stamp
 from facematch.report.published import for_config, for_key
 from facematch.utils.io import atomic_write_text
 
@@ -86,7 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="the JSON to write")
     ap.add_argument("--command", default="", help="the command that made the run, kept in the JSON")
     args = ap.parse_args(argv)
-    atomic_write_text(args.out, json.dumps(collect(args.run, args.command), indent=1) + "\n")
+    doc = collect(args.run, args.command)
+    this = "python scripts/collect_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    doc["provenance"] = stamp("; ".join(filter(None, [args.command, this])))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
