@@ -194,8 +194,9 @@ def collect(roots: list[Path]) -> list[dict]:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
                 row = {**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
                        "val_scores": "protocol" if metrics.get("ranking_scores") == "protocol" else "raw cosine"}
-                if for_config(cfg) is not None:  # an evaluation set beside a published row (exp1_pretrained_irv1)
-                    row["published"] = for_config(cfg)
+                pub = for_config(cfg)
+                if pub is not None:  # an evaluation set beside a published row (exp1_pretrained_irv1)
+                    row["published"] = pub
                 rows.append(row)
     for (parent, desc), jobs in fold_groups.items():
         row = {**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent}
