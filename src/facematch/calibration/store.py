@@ -109,7 +109,7 @@ POINT_NUMBERS = ("threshold", "far", "tar", "accuracy", "target_far", "rank_1", 
                  "gallery_size", "n_impostors", "n_known")
 RULES = ("far", "best_accuracy", "open_set")
 MAX_POINTS = 64
-MAX_BYTES = 1 << 20  # a calibration is ~ 2 KB
+MAX_BYTES = 1 << 20  # far above the few KB facematch-calibrate writes
 
 
 def schema_problem(d: Mapping) -> str | None:

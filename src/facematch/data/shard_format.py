@@ -25,8 +25,9 @@ from facematch.errors import FacematchError
 from facematch.utils.untrusted import MIB, parse_json, read_bounded, relative_name
 
 PACK_FORMAT = "facematch-packed/1"
-#: Size bounds of the index files (facematch-pack.json of 10^6 images is ~ 100 MB; a part's index.json ~ 1 KB).
-MAX_PACK_INDEX_BYTES = 1024 * MIB
+#: Size bounds of the index files: facematch-pack.json names every image (room for about ten million names
+#: of about fifty bytes); a part's index.json lists a few chunks.
+MAX_PACK_INDEX_BYTES = 512 * MIB
 MAX_LITDATA_INDEX_BYTES = 16 * MIB
 
 PART_DIR = re.compile(r"part-\d{5}")
