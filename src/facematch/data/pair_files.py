@@ -24,8 +24,8 @@ from facematch.utils.untrusted import MIB, read_bounded, relative_name
 
 BIN_SUFFIX = ".bin"
 #: Bounds of a pairs file or list (LFW's pairs.txt: 6,001 lines, 90 KB).
-MAX_BYTES = 128 * MIB
-MAX_LINES = 2_000_000
+MAX_BYTES = 64 * MIB
+MAX_LINES = 1_000_000
 MAX_LINE_CHARS = 4096
 
 
