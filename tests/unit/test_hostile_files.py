@@ -12,6 +12,7 @@ import zipfile
 import zlib
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
@@ -111,6 +112,26 @@ def test_onnx_model_over_the_size_bound_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(rt, "MAX_ONNX_BYTES", 64)
     with pytest.raises(WeightsError, match=r"over the 64 bytes limit"):
         read_onnx(path, bare_ok=True)
+
+
+def test_onnx_metadata_of_the_wrong_type_is_one_line(tmp_path):
+    from facematch.models.onnx_export import KEYS, PREFIX
+
+    meta = {"format": "facematch-onnx/1", "arch": "mobilefacenet", "input_size": [112, 96], "input_layout": "NCHW",
+            "mean": [0.5] * 3, "std": [0.5] * 3, "template": "sphereface_112x96", "embedding_dim": "128; rm -rf",
+            "fingerprint": "ab", "description": None, "calibration": None, "calibration_status": "", "opset": 17,
+            "exporter": "x"}
+    assert set(meta) == set(KEYS)
+    path = onnx_with_external(tmp_path, "weights.bin")
+    np.zeros(4, np.float32).tofile(tmp_path / "weights.bin")
+    proto = onnx.load(path, load_external_data=False)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = PREFIX + key, json.dumps(value)
+    path.write_bytes(proto.SerializeToString())
+    with pytest.raises(WeightsError, match="metadata embedding_dim is not of the type facematch-export writes") as err:
+        read_onnx(path)
+    assert str(path) in one_line(err)
 
 
 @pytest.mark.parametrize("change,why", [

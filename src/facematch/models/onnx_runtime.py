@@ -31,6 +31,9 @@ from facematch.utils.untrusted import GIB, read_bounded, inside
 log = logging.getLogger(__name__)
 
 FIX = "export one with facematch-export --ckpt C | --arch A --weights W --out FILE.onnx"
+#: The types of the facematch metadata a model's loading reads (a list: of numbers).
+META_TYPES = {"arch": str, "input_size": list, "input_layout": str, "mean": list, "std": list, "template": str,
+              "embedding_dim": int, "fingerprint": str, "description": (dict, type(None)), "calibration": (dict, type(None))}
 #: A model file, and its external data with it: protobuf's own 2 GiB limit on one message.
 MAX_ONNX_BYTES = 2 * GIB - 1
 
@@ -125,7 +128,7 @@ def read_onnx(path: str | os.PathLike, bare_ok: bool = False) -> tuple[bytes, An
             raise WeightsError(f"{p} with its external data is too large for one model ({err}); {FIX}") from None
     try:
         meta = {e.key[len(PREFIX):]: json.loads(e.value) for e in proto.metadata_props if e.key.startswith(PREFIX)}
-    except ValueError:
+    except (ValueError, RecursionError):
         raise WeightsError(f"{p}: its facematch metadata is not JSON; {FIX}") from None
     if not meta and bare_ok:
         return data, proto, meta
@@ -133,6 +136,11 @@ def read_onnx(path: str | os.PathLike, bare_ok: bool = False) -> tuple[bytes, An
         missing = [k for k in KEYS if k not in meta]
         what = f"format {meta.get('format')!r}, not {FORMAT}" if "format" in meta else "no facematch metadata"
         raise WeightsError(f"{p} has {what}{f' (missing {missing[:3]})' if missing and meta else ''}; {FIX}")
+    wrong = [k for k, kind in META_TYPES.items() if not isinstance(meta[k], kind)
+             or (kind is list and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in meta[k]))]
+    if wrong or isinstance(meta["embedding_dim"], bool):
+        raise WeightsError(f"{p}: its facematch metadata {', '.join(wrong) or 'embedding_dim'} is not of the type "
+                           f"facematch-export writes; {FIX}")
     return data, proto, meta
 
 
