@@ -140,6 +140,7 @@ def test_onnx_metadata_of_the_wrong_type_is_one_line(tmp_path):
     (lambda d: d["points"]["far_1e-3"].update(far="lots"), "not a number"),
     (lambda d: d["points"]["far_1e-3"].update(rule="exec"), "unknown rule"),
     (lambda d: d["settings"].update(arch=["nested"]), "plain values"),
+    (lambda d: d.update(provenance={"command": {"deep": {"er": 1}}}), "plain values"),
     (lambda d: d.update(points={}), "0 operating points"),
 ])
 def test_a_calibration_file_holds_only_what_calibrate_writes(tmp_path, change, why):

@@ -104,7 +104,8 @@ class Calibration:
 
 #: The keys a calibration document and each of its points may have (what facematch-calibrate writes).
 DOC_KEYS = {"format": (str,), "fingerprint": (str,), "default": (str,), "search_default": (str, type(None)),
-            "points": (dict,), "settings": (dict,), "data": (dict,), "created": (str, type(None))}
+            "points": (dict,), "settings": (dict,), "data": (dict,), "created": (str, type(None)),
+            "provenance": (dict,)}
 POINT_NUMBERS = ("threshold", "far", "tar", "accuracy", "target_far", "rank_1", "n_same", "n_different",
                  "gallery_size", "n_impostors", "n_known")
 RULES = ("far", "best_accuracy", "open_set")
@@ -115,8 +116,8 @@ MAX_BYTES = 1 << 20  # far above the few KB facematch-calibrate writes
 def schema_problem(d: Mapping) -> str | None:
     """What in calibration document ``d`` is not what facematch-calibrate writes (``None``: nothing): only
     the keys of :data:`DOC_KEYS` with their types; up to :data:`MAX_POINTS` points holding a ``rule`` of
-    :data:`RULES` and finite numbers (:data:`POINT_NUMBERS`, the threshold required); settings and data of
-    plain values."""
+    :data:`RULES` and finite numbers (:data:`POINT_NUMBERS`, the threshold required); settings, data and
+    provenance of plain values."""
     import math
 
     def number(v) -> bool:
@@ -138,8 +139,9 @@ def schema_problem(d: Mapping) -> str | None:
             return f"point {str(name)[:40]!r} has no numeric threshold or an unknown rule"
         if any(k != "rule" and (k not in POINT_NUMBERS or not number(v)) for k, v in p.items()):
             return f"point {str(name)[:40]!r} has a key that is not one of {', '.join(POINT_NUMBERS)} or not a number"
-    for key in ("settings", "data"):
-        if not all(isinstance(k, str) and plain(v) for k, v in d.get(key, {}).items()):
+    for key in ("settings", "data", "provenance"):  # provenance (facematch-report --stamp): one level deeper
+        if not all(isinstance(k, str) and (plain(v) or (key == "provenance" and isinstance(v, dict) and all(
+                isinstance(k2, str) and plain(v2) for k2, v2 in v.items()))) for k, v in d.get(key, {}).items()):
             return f"{key} holds something other than plain values"
     return None
 
