@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from facematch.utils.allocator import SETTINGS  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 LOOP = r"""
@@ -86,6 +87,7 @@ def main(argv=None) -> dict:
     payload = {"backbones": out, "settings": {k: v for k, v in vars(args).items() if k != "out"},
                "malloc_settings": {k: v for k, (_, v) in SETTINGS.items()}, "machine": machine_info(),
                "wall_s": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     for name, d in out.items():
         print(f"{name}: on {d['on']['images_per_s']:.1f} img/s (user {d['on']['user_s']:.1f} s, sys {d['on']['sys_s']:.1f} s, "

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from facematch.paths import cache_dir, data_dir, weights_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 SAME = ("fold_accuracies", "auc", "val_at_far_1e-3", "val_at_far_1e-2")
@@ -102,6 +103,7 @@ def main(argv=None) -> dict:
         "ratio_bin_over_folder": {m: med["bin"][m] / med["folder"][m] for m in ("wall_s", "seconds", "embed_s", "peak_rss_mb")},
         "runs": runs,
     }
+    result["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps({"median": med, "ratio": result["ratio_bin_over_folder"]}, indent=2))
     return result

@@ -37,6 +37,7 @@ from facematch.faces.detect import FaceDetector  # noqa: E402
 from facematch.faces.images import load_image  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 
@@ -92,6 +93,7 @@ def main(argv=None) -> dict:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     print(" ".join(f"{k} {v:.1f}/s (x{payload['ratio_vs_baseline'][k]:.2f})" for k, v in med.items()), file=sys.stderr)
     print(f"landmark shift batch vs single: {payload['landmark_shift_px_batch_vs_single']}; wrote {args.out}",

@@ -43,6 +43,7 @@ from facematch.models import inference  # noqa: E402
 from facematch.models.backbones import build_backbone  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 BACKBONES = ("mobilefacenet", "inception_resnet_v1", "resnet50")
@@ -138,6 +139,7 @@ def main(argv=None) -> dict:
         "wall_s": round(time.perf_counter() - t0, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     cpu = payload["machine"]["cpu"]
     print(f"{cpu['model']} ({', '.join(cpu['flags'])}); batch {args.batch_size}; images/s (x baseline)", file=sys.stderr)

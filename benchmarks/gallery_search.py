@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from facematch.gallery.index import VectorIndex  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 
@@ -121,6 +122,7 @@ def main(argv=None) -> dict:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return payload

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from facematch.paths import data_dir, weights_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 TIME_FIELDS = {
@@ -136,6 +137,7 @@ def main(argv=None) -> dict:
     result["main_vs_loop"] = round(result["plain_loop"]["seconds"] / result["main"]["wall_s"], 3)
     payload = {**result, "machine": {**machine_info(), "loadavg_before": [round(v, 2) for v in load]},
                "wall_s": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     m, p = result["main"], result["plain_loop"]
     print(f"main command: {m['wall_s']:.1f} s wall, user {m['user_s']:.1f} s, sys {m['sys_s']:.1f} s "

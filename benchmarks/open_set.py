@@ -51,6 +51,7 @@ from facematch.gallery.enroll import enroll_folder, failure_reason  # noqa: E402
 from facematch.gallery.store import Gallery  # noqa: E402
 from facematch.paths import data_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 CHUNK = 64
@@ -163,6 +164,7 @@ def main(argv=None) -> dict:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    payload["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     d = figures["dir_at_far"]
     print(f"Rank-1 {figures['rank_1']:.4f}, DIR@FAR1e-2 {d['1e-2']['dir']:.4f}, DIR@FAR1e-3 {d['1e-3']['dir']:.4f} "

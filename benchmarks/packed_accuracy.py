@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from facematch.paths import data_dir, weights_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 
@@ -63,6 +64,7 @@ def main() -> None:
     res = {"machine": machine_info(), "pack": {"images": index["count"], "seconds": round(pack_s, 2),
                                                 "parts_written": index["stats"]["parts_written"]},
            "folder": folder, "packed": shards, "difference_pt": round(diff_pt, 4), "within_0.1_pt": diff_pt <= 0.1}
+    res["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(res, indent=2) + "\n")
     print(f"fold 0: folder {100 * folder['fold_0_accuracy']:.2f}% ({folder['wall_s']} s), packed "
           f"{100 * shards['fold_0_accuracy']:.2f}% ({shards['wall_s']} s); difference {diff_pt:.3f} pt; -> {args.out}")

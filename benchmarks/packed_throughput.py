@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from facematch.paths import data_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 
@@ -102,6 +103,7 @@ def main() -> None:
             print(f"{name}: pack {r['images']} images in {r['pack_seconds']} s ({r['packed_mb']} MB); loader "
                   f"folder {med['folder']:.0f} img/s, packed {med['packed']:.0f} img/s, ratio "
                   f"{r['ratio_packed_over_folder']}", file=sys.stderr)
+    res["provenance"] = stamp("python " + " ".join(sys.argv))  # command, commit, machine
     atomic_write_text(args.out, json.dumps(res, indent=2) + "\n")
     print(f"-> {args.out}", file=sys.stderr)
 

@@ -21,17 +21,19 @@ from pathlib import Path
 import yaml
 
 from facematch.errors import FacematchError, cli_errors
+from facematch.report.provenance import stamp
+from facematch.report.published import for_config, for_key
 from facematch.utils.io import atomic_write_text
 
 CURVE_KEYS = {"train_loss": "train/loss_epoch", "active_fraction": "train/active_triplets",
               "val_template_rank_1": "val/template_rank_1", "val_template_rank_5": "val/template_rank_5",
               "val_loss": "val/loss"}
-PUBLISHED_KEYS = ("template_rank_1", "pair_accuracy", "template_rank_5", "final_loss")
 
 
-def job_rows(job: Path, monitor: str, published: dict[float, dict]) -> tuple[dict, list[dict], dict | None]:
+def job_rows(job: Path, monitor: str, published: str | None) -> tuple[dict, list[dict], dict | None]:
     """One job: its final row (last epoch; the epoch the checkpoint kept, by ``monitor``; the published
-    figures for its margin), its curve rows (one per epoch) and the machine it recorded."""
+    figures for its margin, from the table ``published`` names), its curve rows (one per epoch) and the
+    machine it recorded."""
     overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
     margin = float(overrides["margin"]) if "margin" in overrides else None
     curve = [{"margin": margin, "epoch": r["epoch"], **{k: r.get(v) for k, v in CURVE_KEYS.items()}}
@@ -41,13 +43,12 @@ def job_rows(job: Path, monitor: str, published: dict[float, dict]) -> tuple[dic
     trained = json.loads((job / "train_metrics.json").read_text()) if (job / "train_metrics.json").is_file() else {}
     key = "val_" + monitor.removeprefix("val/")
     kept = max(curve, key=lambda r: -1.0 if r[key] is None else r[key])
-    pub = published.get(margin, {})
     final = {"margin": margin, "epochs": len(curve), "train_loss": curve[-1]["train_loss"],
              "active_fraction": curve[-1]["active_fraction"], "kept_epoch": kept["epoch"],
              "val_template_rank_1": kept["val_template_rank_1"], "val_template_rank_5": kept["val_template_rank_5"],
              "minutes": trained["seconds"] / 60 if trained.get("seconds") else None,
              **scored(job),
-             **{f"published_{k}": pub.get(k) for k in PUBLISHED_KEYS}, "overrides": overrides}
+             "published": for_key(published, margin) if published else None, "overrides": overrides}
     return final, curve, trained.get("machine")
 
 
@@ -67,11 +68,10 @@ def collect(run: Path, command: str) -> dict:
     if not jobs:
         raise FacematchError(f"no job folder with learning_curves.json under {run}")
     cfg = yaml.safe_load((jobs[0] / ".hydra" / "config.yaml").read_text())
-    table = cfg.get("published") or {}
-    published = {float(r["margin"]): r for r in table.get("rows", [])}
+    published = (for_config(cfg) or {}).get("table")
     monitor = cfg.get("monitor", "val/template_rank_1")
     out = {"kind": "learning-curves", "command": command, "run": str(run), "exp_name": cfg.get("exp_name"),
-           "monitor": monitor, "published_source": table.get("source"), "final": [], "curves": [], "machine": None}
+           "monitor": monitor, "published_table": published, "final": [], "curves": [], "machine": None}
     for job in jobs:
         final, curve, machine = job_rows(job, monitor, published)
         out["final"].append(final)
@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="the JSON to write")
     ap.add_argument("--command", default="", help="the command that made the run, kept in the JSON")
     args = ap.parse_args(argv)
-    atomic_write_text(args.out, json.dumps(collect(args.run, args.command), indent=1) + "\n")
+    doc = collect(args.run, args.command)
+    this = "python scripts/collect_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    doc["provenance"] = stamp("; ".join(filter(None, [args.command, this])))  # command, commit, machine
+    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -49,8 +49,14 @@ def debug_enabled() -> bool:
     return os.environ.get("FACEMATCH_DEBUG", "") not in ("", "0", "false")
 
 
+def one_line(text: str) -> str:
+    """``text`` with every control character (newline, carriage return, escape ...) written as its Python
+    escape: a message that quotes a file's contents stays one line and cannot steer the terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
 def report_and_exit(err: FacematchError) -> None:
-    print(f"error: {err}", file=sys.stderr)
+    print(f"error: {one_line(err)}", file=sys.stderr)
     sys.exit(err.exit_code)
 
 

@@ -97,6 +97,10 @@ def train(cfg: DictConfig) -> dict:
     check_config(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FacematchError(f"checkpoint not found: {cfg.ckpt_path} (ckpt_path=PATH to a .ckpt file, e.g. .../checkpoints/last.ckpt)")
+    if cfg.get("ckpt_path"):  # weights_only=True, as Lightning loads it below; a refusal is one line here
+        from facematch.models.weights import check_checkpoint
+
+        check_checkpoint(cfg.ckpt_path, "resume from a .ckpt file written by facematch-train (ckpt_path=PATH)")
     fetch_inputs(cfg)  # missing LFW or named weights: fetched now, or one line before any work
     import lightning as L
     import torch

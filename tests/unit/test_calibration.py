@@ -76,7 +76,7 @@ def test_find_by_fingerprint(tmp_path, monkeypatch):
     # a corrupt file is a note, not a crash
     (tmp_path / "cals" / f"{fp}.json").write_text("{not json")
     cal, notes = find_calibration(_model(fp))
-    assert cal is None and "not a readable calibration" in notes[0]
+    assert cal is None and "is not valid JSON" in notes[0]
 
 
 def test_write_into_checkpoint(tmp_path):

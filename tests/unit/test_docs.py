@@ -1,5 +1,6 @@
 """Docs cannot go stale: the README stays short, every marked table in README.md and docs/ equals its
-rendering from the result file it names, every results/*.json is rendered somewhere, and no comment or
+rendering from the result file it names, every figure in them is rendered from a results file that names
+its command, commit and machine or marked quoted, every results/*.json is rendered somewhere, and no comment or
 docstring in src/ or conf/ carries a measured figure (figures live in result files and the docs rendered
 from them)."""
 
@@ -11,6 +12,7 @@ import re
 import tokenize
 
 from facematch.report.docs import BLOCK, Spec, markdown_files, stale
+from facematch.report.trace import untraced
 from tests.helpers import REPO
 
 DOCS = markdown_files([REPO / "README.md", REPO / "docs"])
@@ -26,6 +28,10 @@ def test_the_readme_stays_short():
 def test_every_docs_table_equals_its_rendering_from_the_results():
     assert sum(len(BLOCK.findall(md.read_text())) for md in DOCS) >= 10  # the convention is in use
     assert stale(DOCS, REPO) == []
+
+
+def test_every_figure_in_the_docs_is_rendered_from_a_traced_results_file_or_quoted():
+    assert untraced(DOCS, REPO) == []
 
 
 def test_every_results_file_is_rendered_in_the_docs():

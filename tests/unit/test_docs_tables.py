@@ -18,7 +18,9 @@ ROW = {"exp": "adapt16_head", "data": "lfw-aligned-112 @ res16", "arch": "mobile
        "pretrained on": "CASIA-WebFace", "loss": "triplet (batch_hard)", "margin": "0.2", "optimizer": "Adam lr=0.001",
        "scheduler": "CosineAnnealingLR", "accuracy_mean": 0.8738, "accuracy_std": 0.0206, "n_folds": 10,
        "val_at_far_1e-3": 0.311, "val_scores": "protocol", "seconds": 228.0, "kept": "start on 0/10 folds",
-       "published": {"source": "paper X", "pair_accuracy": 0.8823}}
+       "published": {"table": "x", "source": "paper X", "arch": "resnet", "key": 0.2,
+                     "figures": {"acc": {"text": "80.5 (X)", "value": 80.5, "unit": "percent",
+                                         "facematch": "accuracy_mean"}}}}
 
 
 @pytest.fixture
@@ -51,7 +53,8 @@ def test_report_files_render_the_report_table_its_columns_or_the_published_view(
     cut = render(Spec.parse('runs.json "columns=exp|10-fold acc ± std"'), root)
     assert cut.splitlines() == ["| exp | 10-fold acc ± std |", "|---|---|", "| adapt16_head | 87.38 ± 2.06 |"]
     published = render(Spec.parse("runs.json view=published"), root)
-    assert published.splitlines()[2].startswith("| adapt16_head | mobilefacenet (frozen) | 0.2 | 10 | 87.38 / 88.23 |")
+    assert published.splitlines()[0].endswith("| published arch | acc ~ accuracy_mean (ours / published) |")
+    assert published.splitlines()[2] == "| adapt16_head | mobilefacenet (frozen) | 0.2 | 10 | resnet | 87.38 / 80.5 (X) |"
 
 
 def test_a_wrong_marker_or_a_missing_source_is_one_clear_error(root):

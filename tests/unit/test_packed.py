@@ -18,6 +18,7 @@ from facematch.data.pack import pack
 from facematch.errors import FacematchError
 from facematch.data.shards import PACK_INDEX, CorruptPackError, PackedSet, open_packed
 from facematch.data.source import source_from_config
+from facematch.utils.io import sha256_file
 
 PEOPLE = {"Ann_A": 3, "Bob_B": 1, "Cid_C": 4, "Dee_D": 2}
 
@@ -157,6 +158,10 @@ def test_index_that_disagrees_with_its_files(folder, tmp_path):
     lit.write_text(text[:-1] + " }")  # keep the recorded size: only the content disagrees
     index = json.loads((out / PACK_INDEX).read_text())
     index["parts"][2]["files"]["index.json"]["bytes"] = lit.stat().st_size
+    (out / PACK_INDEX).write_text(json.dumps(index))
+    with pytest.raises(CorruptPackError, match=f"shard index {lit} does not match its sha256"):
+        PackedSet.open(out)
+    index["parts"][2]["files"]["index.json"]["sha256"] = sha256_file(lit)  # recorded as it is now
     (out / PACK_INDEX).write_text(json.dumps(index))
     with pytest.raises(CorruptPackError, match=f"shard index {lit} disagrees"):
         PackedSet.open(out)

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from facematch.cli.report import collect, combine_folds, markdown
+from facematch.errors import FacematchError
+from facematch.report import published
 
 
 def _eval_run(path, data: dict, align_raw: bool = True, ranking: str | None = "protocol"):
@@ -121,56 +123,68 @@ def test_combine_folds_adds_undegraded_identification_and_final_loss_when_every_
     assert "| — | — | 0.3000 |" in table  # undegraded acc, Rank-5 / kNN, final loss
 
 
-def test_rows_whose_config_carries_published_figures_get_them_side_by_side(tmp_path):
-    published = {"source": "paper X", "rows": [{"margin": 0.7, "pair_accuracy": 0.8823, "knn_accuracy": 0.755,
-                                                "rank_5": 0.579}]}
-    for margin in (0.7, 1.9):
-        path = tmp_path / str(margin)
-        _train_fold_run(path, 0, "triplet", "batch_hard")
-        cfg = yaml.safe_load((path / ".hydra" / "config.yaml").read_text())
-        cfg.update(margin=margin, published=published, exp_name="scratch")
-        (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-        metrics = json.loads((path / "metrics.json").read_text())
-        metrics.update(fold_accuracy=0.75, identification={"rank_5": 0.3, "knn_accuracy": 0.14},
-                       train_metrics={"train/loss_epoch": 1.91})
-        (path / "metrics.json").write_text(json.dumps(metrics))
+def _published_run(path, fold: int, margin: float, published: dict | None, metrics_extra: dict, exp="scratch"):
+    _train_fold_run(path, fold, "triplet", "top_k")
+    cfg = yaml.safe_load((path / ".hydra" / "config.yaml").read_text())
+    cfg.update(margin=margin, published=published, exp_name=exp)
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    metrics = json.loads((path / "metrics.json").read_text())
+    metrics.update(metrics_extra)
+    (path / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_rows_naming_a_published_table_get_its_figures_for_their_margin_side_by_side(tmp_path):
+    """The figures come from published.yaml by the run's margin (1.7 and 1.9 are the FaceNet table's
+    columns; 0.7 has none), each beside the metric the file names, "none" where nothing of ours is the same
+    quantity; the published arch is named."""
+    extra = {"fold_accuracy": 0.75, "identification": {"rank_5": 0.3, "knn_accuracy": 0.14,
+                                                       "template": {"template_rank_1": 0.25, "template_rank_5": 0.6}},
+             "train_metrics": {"train/loss_epoch": 1.91}}
+    for margin in (0.7, 1.7, 1.9):
+        _published_run(tmp_path / str(margin), 0, margin, {"table": "facenet_implementation"}, extra)
     _train_fold_run(tmp_path / "other" / "0", 0, "triplet", "none")  # no published table: not in the second one
-    table = markdown(collect([tmp_path]))
-    side = table.split("Next to the published figures (paper X):")[1]
-    assert "| scratch | mobilefacenet (frozen) | 0.7 | 1 | 75.00 / 88.23 | 14.00 / 75.50 | 30.00 / 57.90 | 1.9100 / — |" in side
-    assert "| scratch | mobilefacenet (frozen) | 1.9 | 1 | 75.00 / — | 14.00 / — | 30.00 / — | 1.9100 / — |" in side
-    assert "| exp3 |" not in side and side.count("| scratch |") == 2
+    rows = collect([tmp_path])
+    table = markdown(rows)
+    side = table.split("Next to the published figures (FaceNet implementation (seeds/003_")[1]
+    t = published.table("facenet_implementation")
+    for margin in (1.7, 1.9):
+        figs = {f["id"]: f for f in t["figures"] if f["key"] == margin}
+        line = next(x for x in side.splitlines() if x.startswith(f"| scratch | mobilefacenet (frozen) | {margin} |"))
+        assert f"| {t['arch']} |" in line
+        assert f"| 25.00 / {figs['Rank5 (LFW)']['text']} |" in line           # template Rank-1 beside "Rank5"
+        assert f"| 1.9100 / {figs['Loss (VggFace2)']['text']} |" in line      # the training loss
+        assert f"| none / {figs['kNN']['text']} |" in line and f"| none / {figs['Contrastive']['text']} |" in line
+        assert f"| — / {figs['Rank5 (VggFace2)']['text']} |" in line          # not computed by these rows
+    line_07 = next(x for x in side.splitlines() if x.startswith("| scratch | mobilefacenet (frozen) | 0.7 |"))
+    assert set(line_07.split("|")[6:-1]) == {" — "}                              # nothing published for 0.7
+    assert "| exp3 |" not in side and side.count("| scratch |") == 3
 
 
-def test_a_malformed_published_table_is_one_clear_error(tmp_path):
+def test_an_evaluation_row_gets_its_published_row_by_key(tmp_path):
+    _eval_run(tmp_path / "irv1", {"root": "/d/lfw-aligned-112", "preprocess": {"mode": "prealigned"}})
+    cfg_path = tmp_path / "irv1" / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["published"] = {"table": "face_matching", "row": "exp1"}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    (row,) = collect([tmp_path])
+    figs = {f["id"]: f for f in published.table("face_matching")["figures"] if f["key"] == "exp1"}
+    assert row["published"]["figures"]["F1 Score"]["text"] == figs["F1 Score"]["text"]
+    line = markdown([row]).split("Next to the published figures")[1].splitlines()[-1]
+    assert f"| 0.7900 / {figs['F1 Score']['text']} | 0.8300 / {figs['Accuracy']['text']} |" in line
+
+
+def test_a_config_carrying_figures_itself_or_naming_no_known_table_is_one_clear_error(tmp_path):
     _train_fold_run(tmp_path / "bad" / "0", 0, "triplet", "batch_hard")
     cfg_path = tmp_path / "bad" / "0" / ".hydra" / "config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["published"] = {"rows": [{"pair_accuracy": 0.88}]}  # no margin
+    cfg["published"] = {"rows": [{"margin": 1.7, "pair_accuracy": 0.5}]}  # the old shape: figures in the config
     cfg_path.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(Exception, match="published.rows"):
+    with pytest.raises(FacematchError, match="the figures themselves live there"):
         collect([tmp_path])
-
-
-def test_facenet_rows_print_template_accuracy_beside_the_published_figures(tmp_path):
-    published = {"source": "FaceNet", "rows": [{"margin": 1.7, "template_rank_1": 0.755, "pair_accuracy": 0.8823,
-                                                "template_rank_5": 0.579, "final_loss": 0.1013}]}
-    for fold in (0, 1):
-        path = tmp_path / "facenet" / str(fold)
-        _train_fold_run(path, fold, "triplet", "top_k")
-        cfg = yaml.safe_load((path / ".hydra" / "config.yaml").read_text())
-        cfg.update(margin=1.7, published=published, exp_name="seed2_facenet")
-        (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-        metrics = json.loads((path / "metrics.json").read_text())
-        metrics.update(identification={"rank_5": 0.5, "knn_accuracy": 0.4,
-                                       "template": {"template_rank_1": 0.2 + fold / 10, "template_rank_5": 0.6}},
-                       train_metrics={"train/loss_epoch": 0.5})
-        (path / "metrics.json").write_text(json.dumps(metrics))
-    (row,) = collect([tmp_path])
-    assert row["template_rank_1"] == pytest.approx(0.25) and row["template_rank_5"] == pytest.approx(0.6)
-    side = markdown([row]).split("Next to the published figures (FaceNet):")[1]
-    assert "template acc (ours / published) | template Rank-5 (ours / published) |" in side
-    assert "| 99.00 / 88.23 | 40.00 / — | 50.00 / — | 0.5000 / 0.1013 | 25.00 / 75.50 | 60.00 / 57.90 |" in side
+    cfg["published"] = {"table": "no_such_table"}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(FacematchError, match="no published table 'no_such_table'"):
+        collect([tmp_path])
 
 
 def test_a_distillation_term_is_named_beside_the_loss_with_its_weights(tmp_path):

@@ -82,16 +82,17 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: Any, origin: str = "") -> "Calibration":
+        """A calibration document (a file's, or a checkpoint's) checked against :func:`schema_problem`."""
         if not isinstance(d, Mapping) or d.get("format") != FORMAT:
             raise FacematchError(f"{origin or 'calibration'}: not a {FORMAT} document; re-run facematch-calibrate")
-        try:
-            points = {str(k): dict(v) for k, v in dict(d["points"]).items()}
-            for v in points.values():
-                v["threshold"] = float(v["threshold"])
-            return cls(str(d["fingerprint"]), points, str(d["default"]), dict(d.get("settings") or {}),
-                       dict(d.get("data") or {}), d.get("created"), origin, d.get("search_default"))
-        except (KeyError, TypeError, ValueError) as err:
-            raise FacematchError(f"{origin or 'calibration'}: malformed calibration ({err}); re-run facematch-calibrate") from None
+        problem = schema_problem(d)
+        if problem:
+            raise FacematchError(f"{origin or 'calibration'}: malformed calibration ({problem}); re-run facematch-calibrate")
+        points = {k: dict(v) for k, v in d["points"].items()}
+        for v in points.values():
+            v["threshold"] = float(v["threshold"])
+        return cls(d["fingerprint"], points, d["default"], dict(d.get("settings") or {}), dict(d.get("data") or {}),
+                   d.get("created"), origin, d.get("search_default"))
 
     def mismatch(self, settings: Mapping[str, Any]) -> str | None:
         """Why this calibration does not apply to a model run with ``settings`` (None: it does)."""
@@ -101,15 +102,56 @@ class Calibration:
         return None
 
 
+#: The keys a calibration document and each of its points may have (what facematch-calibrate writes).
+DOC_KEYS = {"format": (str,), "fingerprint": (str,), "default": (str,), "search_default": (str, type(None)),
+            "points": (dict,), "settings": (dict,), "data": (dict,), "created": (str, type(None)),
+            "provenance": (dict,)}
+POINT_NUMBERS = ("threshold", "far", "tar", "accuracy", "target_far", "rank_1", "n_same", "n_different",
+                 "gallery_size", "n_impostors", "n_known")
+RULES = ("far", "best_accuracy", "open_set")
+MAX_POINTS = 64
+MAX_BYTES = 1 << 20  # far above the few KB facematch-calibrate writes
+
+
+def schema_problem(d: Mapping) -> str | None:
+    """What in calibration document ``d`` is not what facematch-calibrate writes (``None``: nothing): only
+    the keys of :data:`DOC_KEYS` with their types; up to :data:`MAX_POINTS` points holding a ``rule`` of
+    :data:`RULES` and finite numbers (:data:`POINT_NUMBERS`, the threshold required); settings, data and
+    provenance of plain values."""
+    import math
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def plain(v) -> bool:
+        return v is None or isinstance(v, (str, bool)) or number(v)
+
+    for key in ("format", "fingerprint", "default", "points"):
+        if key not in d:
+            return f"no {key!r}"
+    for key, value in d.items():
+        if key not in DOC_KEYS or not isinstance(value, DOC_KEYS[key]):
+            return f"key {str(key)[:40]!r} is unknown or not a {'/'.join(t.__name__ for t in DOC_KEYS.get(key, ()))}"
+    if not d["points"] or len(d["points"]) > MAX_POINTS:
+        return f"{len(d['points'])} operating points"
+    for name, p in d["points"].items():
+        if not isinstance(p, dict) or not number(p.get("threshold")) or p.get("rule", "far") not in RULES:
+            return f"point {str(name)[:40]!r} has no numeric threshold or an unknown rule"
+        if any(k != "rule" and (k not in POINT_NUMBERS or not number(v)) for k, v in p.items()):
+            return f"point {str(name)[:40]!r} has a key that is not one of {', '.join(POINT_NUMBERS)} or not a number"
+    for key in ("settings", "data", "provenance"):  # provenance (facematch-report --stamp): one level deeper
+        if not all(isinstance(k, str) and (plain(v) or (key == "provenance" and isinstance(v, dict) and all(
+                isinstance(k2, str) and plain(v2) for k2, v2 in v.items()))) for k, v in d.get(key, {}).items()):
+            return f"{key} holds something other than plain values"
+    return None
+
+
 def read_calibration(path: str | os.PathLike) -> Calibration:
+    from facematch.utils.untrusted import read_json
+
     p = Path(path).expanduser()
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise FacematchError(f"calibration file not found: {p}") from None
-    except (OSError, ValueError) as err:
-        raise FacematchError(f"{p}: not a readable calibration JSON ({err}); re-run facematch-calibrate") from None
-    return Calibration.from_dict(doc, str(p))
+    fix = "re-run facematch-calibrate"
+    return Calibration.from_dict(read_json(p, MAX_BYTES, "calibration file", fix, FacematchError), str(p))
 
 
 def sidecar_path(weights: str | os.PathLike) -> Path:

@@ -101,10 +101,10 @@ def markdown(bench: dict) -> str:
 
 
 def write_benchmark(roots: list[Path], load_run: Callable, tar_far: float | None, out: Path | None,
-                    json_out: Path | None) -> None:
+                    json_out: Path | None, provenance: dict | None = None) -> None:
     """Print the table of the runs under ``roots`` (``load_run``: metrics.json -> (config, metrics) or None,
     for runs whose metrics.json does not hold their config); also write it to ``out`` (Markdown) and its data
-    to ``json_out``."""
+    to ``json_out``, with ``provenance`` (command, commit, machine)."""
     from facematch.utils.io import atomic_write_text
 
     for root in roots:
@@ -117,7 +117,8 @@ def write_benchmark(roots: list[Path], load_run: Callable, tar_far: float | None
     if out:
         atomic_write_text(out, table + "\n")
     if json_out:
-        atomic_write_text(json_out, json.dumps(bench, indent=2) + "\n")
+        atomic_write_text(json_out, json.dumps({**bench, "provenance": provenance} if provenance else bench,
+                                               indent=2) + "\n")
 
 
 def _run(path: Path, load_run: Callable) -> tuple[dict, dict] | None:

@@ -26,6 +26,8 @@ import yaml
 from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors
 from facematch.eval.metrics import score_metrics
+from facematch.report.provenance import stamp
+from facematch.report.published import for_config
 from facematch.report.docs import REPORT_KIND, markdown_files, rewrite, stale
 from facematch.report.runs import batches, machine, training_budget
 from facematch.report.table import markdown
@@ -187,11 +189,15 @@ def collect(roots: list[Path]) -> list[dict]:
             if "fold" in metrics:
                 key = (str(mpath.parent.parent), tuple(desc.items()))
                 fold_groups[key].append({**metrics, **training_budget(mpath.parent, cfg), "_threshold": (cfg.get("protocol") or {}).get("threshold", cfg.get("threshold", 0.6)),
-                                         "_published": _published(cfg), "_machine": machine(mpath.parent, metrics)})
+                                         "_published": for_config(cfg), "_machine": machine(mpath.parent, metrics)})
             else:
                 # the config columns win over same-named metrics.json keys (an eval's "data" block)
-                rows.append({**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
-                             "val_scores": "protocol" if metrics.get("ranking_scores") == "protocol" else "raw cosine"})
+                row = {**metrics, **desc, "n_folds": len(metrics.get("fold_accuracies", [])), "_path": str(mpath),
+                       "val_scores": "protocol" if metrics.get("ranking_scores") == "protocol" else "raw cosine"}
+                pub = for_config(cfg)
+                if pub is not None:  # an evaluation set beside a published row (exp1_pretrained_irv1)
+                    row["published"] = pub
+                rows.append(row)
     for (parent, desc), jobs in fold_groups.items():
         row = {**dict(desc), **combine_folds(jobs, jobs[0]["_threshold"]), "_path": parent}
         if jobs[0].get("_published") is not None:
@@ -200,22 +206,6 @@ def collect(roots: list[Path]) -> list[dict]:
             row["machine"] = jobs[0]["_machine"]
         rows.append(row)
     return rows
-
-
-def _published(cfg: dict) -> dict | None:
-    """The published figures a row's config carries for its margin (``published.rows``, e.g. the second
-    original table in ``conf/experiment/scratch_resnet50.yaml``): ``{"source", "margin", figures...}``, an
-    empty figure set where nothing was published for this margin, None where the config has no table."""
-    table = cfg.get("published") or {}
-    if not table.get("rows"):
-        return None
-    margin = cfg.get("margin")
-    rows = table["rows"]
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("margin"), (int, float)) for r in rows):
-        raise FacematchError("published.rows in a run's config must be a list of {margin: <number>, <figure>: "
-                             "<fraction>, ...}; fix conf/experiment/<row>.yaml (see scratch_resnet50.yaml)")
-    match = next((r for r in rows if margin is not None and abs(float(r["margin"]) - float(margin)) < 1e-9), {})
-    return {**{k: v for k, v in match.items() if k != "margin"}, "source": table.get("source", "published")}
 
 
 @cli_errors
@@ -228,12 +218,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--docs", type=Path, nargs="+", metavar="PATH",
                     help="re-render every marked table in these Markdown files / folders from its JSON file")
     ap.add_argument("--check", type=Path, nargs="+", metavar="PATH",
-                    help="exit 1 naming every marked table that differs from its rendering")
+                    help="exit 1 naming every marked table that differs from its rendering and every figure "
+                         "neither rendered nor marked quoted")
+    ap.add_argument("--republish", type=Path, nargs="+", metavar="FILE",
+                    help="rewrite the published figures of these results files from facematch/report/published.yaml "
+                         "(for files whose run folders are gone; nothing else in them changes)")
+    ap.add_argument("--stamp", type=Path, nargs="+", metavar="FILE",
+                    help="add the provenance block (command, commit, machine) to results files written before it "
+                         "existed, from what each records and its git history")
+    ap.add_argument("--command", dest="stamp_command", help="--stamp: the command, where the file does not record it")
+    ap.add_argument("--commit", dest="stamp_commit", help="--stamp: the commit, where the file does not record it")
+    ap.add_argument("--machine", dest="stamp_machine", help="--stamp: the machine, where the file does not record it")
+    ap.add_argument("--table", help="--republish: the published table of rows that do not name one yet")
     ap.add_argument("--root", type=Path, default=Path("."), help="the folder the markers' JSON paths start from")
     ap.add_argument("--benchmark", action="store_true",
                     help="one row per model, one column per set (facematch.cli.benchmark_table)")
     ap.add_argument("--tar-far", type=float, default=None, help="--benchmark: also TAR at this FAR, e.g. 1e-3")
     args = ap.parse_args(argv)
+    if args.republish or args.stamp:
+        from facematch.report.files import republish_files, stamp_files
+
+        if args.republish:
+            republish_files(args.republish, args.table)
+        if args.stamp:
+            stamp_files(args.stamp, args.stamp_command, args.stamp_commit, args.stamp_machine)
+        return
     if args.docs or args.check:
         docs(args.docs or [], args.check or [], args.root)
         return
@@ -242,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.benchmark:
         from facematch.cli.benchmark_table import write_benchmark
 
-        return write_benchmark(args.runs, _load_run, args.tar_far, args.out, args.json)
+        command = "facematch-report " + " ".join(sys.argv[1:] if argv is None else argv)
+        return write_benchmark(args.runs, _load_run, args.tar_far, args.out, args.json, stamp(command))
     rows = collect(args.runs)
     if not rows:
         raise FacematchError(f"no metrics.json with a .hydra/config.yaml under {', '.join(map(str, args.runs))}")
@@ -254,12 +264,15 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(args.out, table + "\n")
     if args.json:
         command = "facematch-report " + " ".join(sys.argv[1:] if argv is None else argv)
-        doc = {"kind": REPORT_KIND, "command": command, "runs": [str(r) for r in args.runs], "rows": rows}
+        doc = {"kind": REPORT_KIND, "command": command, "runs": [str(r) for r in args.runs], "rows": rows,
+               "provenance": stamp(command)}
         atomic_write_text(args.json, json.dumps(doc, indent=2, default=float) + "\n")
 
 
 def docs(rewrite_paths: list[Path], check_paths: list[Path], root: Path) -> None:
-    """``--docs``: rewrite the marked tables; ``--check``: list those that differ and exit 1."""
+    """``--docs``: rewrite the marked tables and values; ``--check``: list those that differ, and every figure
+    that is neither rendered from a traceable results file nor marked quoted (facematch.report.trace), and
+    exit 1."""
     from facematch.utils.io import atomic_write_text
 
     for md in markdown_files(rewrite_paths):
@@ -268,7 +281,9 @@ def docs(rewrite_paths: list[Path], check_paths: list[Path], root: Path) -> None
         if new != text:
             atomic_write_text(md, new)
             print(f"rewrote {md}")
-    differ = stale(markdown_files(check_paths), root)
+    from facematch.report.trace import untraced
+
+    differ = stale(markdown_files(check_paths), root) + untraced(markdown_files(check_paths), root)
     if differ:
         print("\n".join(differ))
         sys.exit(1)

@@ -29,7 +29,8 @@ from facematch.data.identities import IdentityIndex
 from facematch.data.pair_files import identity_of
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.faces.images import list_images
-from facematch.data.shards import LITDATA_INDEX, PACK_FORMAT, PACK_INDEX, CorruptPackError, open_packed
+from facematch.data.shard_format import PACK_FORMAT
+from facematch.data.shards import LITDATA_INDEX, PACK_INDEX, CorruptPackError, open_packed
 from facematch.utils.io import atomic_write_text, digest, resolved, sha256_file
 from facematch.utils.locks import LOCK_NAME, folder_lock
 

@@ -20,8 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from facematch.errors import DataNotFoundError, MalformedFileError
+from facematch.utils.untrusted import MIB, read_bounded, relative_name
 
 BIN_SUFFIX = ".bin"
+#: Bounds of a pairs file or list (LFW's pairs.txt: 6,001 lines, 90 KB).
+MAX_BYTES = 64 * MIB
+MAX_LINES = 1_000_000
+MAX_LINE_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -51,14 +56,33 @@ def identity_of(rel_path: str) -> str:
 
 
 def _read_lines(path: str | os.PathLike, what: str) -> list[tuple[int, list[str]]]:
+    """The non-blank lines of ``path`` split into fields, with their line numbers; a file over
+    :data:`MAX_BYTES` or :data:`MAX_LINES`, a line over :data:`MAX_LINE_CHARS`, or not UTF-8: one line."""
     p = Path(path)
     if not p.is_file():
         raise DataNotFoundError(f"{what} not found: {p} (pass an existing file, e.g. data.pairs=PATH)")
+    fix = f"pass a {what} of at most {MAX_LINES:,} lines of {MAX_LINE_CHARS} characters"
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_bounded(p, MAX_BYTES, what, fix).decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedFileError(f"{p} is not a text {what}; expected UTF-8 lines") from None
-    return [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = text.splitlines()
+    if len(lines) > MAX_LINES:
+        raise MalformedFileError(f"{p} has {len(lines):,} lines, over the {MAX_LINES:,}-line limit; {fix}")
+    out = []
+    for n, line in enumerate(lines, 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise MalformedFileError(f"{p}:{n}: a line of {len(line):,} characters, over {MAX_LINE_CHARS}; {fix}")
+        if line.strip():
+            out.append((n, line.split()))
+    return out
+
+
+def _paths(path, lineno: int, expected: str, fields: list[str], names: list[str], folder: bool = False) -> None:
+    """Refuse a line naming an image (or, ``folder``, a person) by anything but a relative path inside the
+    dataset root: an absolute path, a ``..``, a control character (or, for a person, a ``/``)."""
+    if not all(relative_name(n) and not (folder and "/" in n) for n in names):
+        raise _bad(path, lineno, f"{expected} with paths relative to the dataset root (no '/' start or '..')", fields)
 
 
 def _bad(path, lineno: int, expected: str, got: list[str]) -> MalformedFileError:
@@ -99,12 +123,14 @@ def read_lfw_pairs(path: str | os.PathLike) -> list[Pair]:
         if pos < per_class:
             if len(f) != 3:
                 raise _bad(path, lineno, "a matched pair 'name i j'", f)
+            _paths(path, lineno, "a matched pair 'name i j'", f, f[:1], folder=True)
             i = _int(path, lineno, f[1], "a matched pair 'name i j'", f)
             j = _int(path, lineno, f[2], "a matched pair 'name i j'", f)
             pairs.append(Pair(lfw_image_path(f[0], i), lfw_image_path(f[0], j), True, fold))
         else:
             if len(f) != 4:
                 raise _bad(path, lineno, "a mismatched pair 'name1 i name2 j'", f)
+            _paths(path, lineno, "a mismatched pair 'name1 i name2 j'", f, [f[0], f[2]], folder=True)
             i = _int(path, lineno, f[1], "a mismatched pair 'name1 i name2 j'", f)
             j = _int(path, lineno, f[3], "a mismatched pair 'name1 i name2 j'", f)
             pairs.append(Pair(lfw_image_path(f[0], i), lfw_image_path(f[2], j), False, fold))
@@ -118,6 +144,7 @@ def read_pair_list(path: str | os.PathLike, n_folds: int = 1) -> list[Pair]:
     for lineno, f in lines:
         if len(f) != 3 or f[2] not in ("0", "1"):
             raise _bad(path, lineno, "'pathA pathB label' with label 0 or 1", f)
+        _paths(path, lineno, "'pathA pathB label'", f, f[:2])
         pairs.append(Pair(f[0], f[1], f[2] == "1", 0))
     return with_contiguous_folds(pairs, n_folds)
 
@@ -136,6 +163,7 @@ def read_triplet_list(path: str | os.PathLike) -> list[Triplet]:
     for lineno, f in lines:
         if len(f) != 3:
             raise _bad(path, lineno, "'anchor positive negative'", f)
+        _paths(path, lineno, "'anchor positive negative'", f, f)
         out.append(Triplet(*f))
     return out
 

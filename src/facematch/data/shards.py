@@ -24,29 +24,29 @@ part's litdata index lists exactly those chunks and the recorded item count (che
 :meth:`PackedSet.verify` (``facematch-data verify OUT``) also checks every file's sha256 and decodes every
 item. A problem stops with one line naming the shard and the fix (pack again).
 
+Trust: litdata would run code from a part's ``index.json`` (a field declared ``pickle``), so both index
+files are read by facematch first and accepted only with exactly the structure pack writes
+(:mod:`facematch.data.shard_format`); litdata opens a part only after that, and a part's ``index.json``
+must also be the bytes whose sha256 ``facematch-pack.json`` records.
+
 An object-store root (``s3://bucket/prefix``) is read through litdata's downloaders into
-``$FACEMATCH_CACHE_DIR/packed/<digest>``; sizes and hashes are then checked by litdata's own index only.
+``$FACEMATCH_CACHE_DIR/packed/<digest>``; each part's index is checked as above, chunk sizes by litdata.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
 
+from facematch.data.shard_format import CorruptPackError, check_litdata_index, read_pack_index
 from facematch.errors import DataNotFoundError, FacematchError
 from facematch.utils.io import digest, sha256_file
 
 PACK_INDEX = "facematch-pack.json"
-PACK_FORMAT = "facematch-packed/1"
 LITDATA_INDEX = "index.json"
 URL_SCHEMES = ("s3://", "gs://", "azure://", "r2://")
-
-
-class CorruptPackError(FacematchError):
-    exit_code = 2
 
 
 def is_url(root) -> bool:
@@ -102,13 +102,7 @@ class PackedSet:
             path = Path(root) / PACK_INDEX
             if not path.is_file():
                 raise CorruptPackError(f"{root} is not a finished packed dataset (no {PACK_INDEX}); {repack_hint(root)}")
-        try:
-            index = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as err:
-            raise CorruptPackError(f"{path} is unreadable ({err}); {repack_hint(root)}") from None
-        if index.get("format") != PACK_FORMAT:
-            raise CorruptPackError(f"{path} has format {index.get('format')!r}, not {PACK_FORMAT!r}; {repack_hint(root)}")
-        packed = cls(root, index)
+        packed = cls(root, read_pack_index(path, repack_hint(root)))
         if check and not is_url(root):
             packed.check_files()
         return packed
@@ -153,10 +147,7 @@ class PackedSet:
                     raise CorruptPackError(f"shard {path} is {size} bytes, the index records {rec['bytes']} "
                                            f"(truncated or replaced); {repack_hint(self.root)}")
             lit = self._shard(part, LITDATA_INDEX)
-            try:
-                chunks = json.loads(Path(lit).read_text())["chunks"]
-            except (OSError, ValueError, KeyError) as err:
-                raise CorruptPackError(f"shard {lit} is unreadable ({err}); {repack_hint(self.root)}") from None
+            chunks = check_litdata_index(lit, part["files"][LITDATA_INDEX], repack_hint(self.root))["chunks"]
             named = sorted(c["filename"] for c in chunks)
             recorded = sorted(n for n in part["files"] if n != LITDATA_INDEX)
             count = sum(int(c["chunk_size"]) for c in chunks)
@@ -177,28 +168,45 @@ class PackedSet:
             from litdata import StreamingDataset
 
             part = self.parts[k]
-            kw = {}
-            if is_url(self.root):
-                kw["cache_dir"] = str(_download_cache(self.root) / part["dir"])
             # batch_decode off: items are read one by one in random order (P x K, pairs), not in windows
-            ds = StreamingDataset(str(self._shard(part, "")).rstrip("/"), batch_decode=False, **kw)
+            ds = StreamingDataset(self._checked_part(part), batch_decode=False)
             if len(ds) != part["count"]:
                 raise CorruptPackError(f"shard {self._shard(part, LITDATA_INDEX)} holds {len(ds)} items, the index "
                                        f"records {part['count']}; {repack_hint(self.root)}")
             self._datasets[k] = ds
         return ds
 
+    def _checked_part(self, part: dict):
+        """What litdata opens for ``part`` once its ``index.json`` is checked: a local part's folder, or for a URL
+        the checked copy of its index in a cache folder named by its sha256 (litdata reads it, fetches chunks)."""
+        recorded = part["files"][LITDATA_INDEX]
+        if not is_url(self.root):
+            check_litdata_index(self._shard(part, LITDATA_INDEX), recorded, repack_hint(self.root))
+            return str(self._shard(part, "")).rstrip("/")
+        from litdata.streaming.downloader import get_downloader
+        from litdata.streaming.resolver import Dir
+
+        local = _download_cache(self.root) / part["dir"] / recorded["sha256"][:16]
+        local.mkdir(parents=True, exist_ok=True)
+        remote = self._shard(part, "").rstrip("/")
+        if not (local / LITDATA_INDEX).is_file():
+            tmp = local / f".{LITDATA_INDEX}.{os.getpid()}.tmp"
+            get_downloader(remote, str(local), []).download_file(self._shard(part, LITDATA_INDEX), str(tmp))
+            os.replace(tmp, local / LITDATA_INDEX)
+        check_litdata_index(local / LITDATA_INDEX, recorded, repack_hint(self.root), self._shard(part, LITDATA_INDEX))
+        return Dir(path=str(local), url=remote)
+
     def chunk_name(self, item: int) -> str:
         """The shard file (chunk) holding ``item``, for messages."""
         k = self._part_of(item)
         part, local = self.parts[k], item - self.parts[k]["first"]
         try:
-            chunks = json.loads(Path(self._shard(part, LITDATA_INDEX)).read_text())["chunks"]
+            chunks = check_litdata_index(self._shard(part, LITDATA_INDEX), None, "")["chunks"]
             for c in chunks:
                 if local < int(c["chunk_size"]):
                     return str(self._shard(part, c["filename"]))
                 local -= int(c["chunk_size"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (FacematchError, TypeError):
             pass
         return str(self._shard(part, ""))
 
@@ -286,8 +294,7 @@ def open_packed(root) -> PackedSet:
         return _open_cached(str(root), ())
     p = Path(root) / PACK_INDEX
     try:
-        st = p.stat()
-        stamp = (st.st_size, st.st_mtime_ns)
+        stamp = (p.stat().st_size, p.stat().st_mtime_ns)
     except OSError:
         stamp = ()
     return _open_cached(str(Path(root).expanduser().resolve()), stamp)

@@ -5,7 +5,8 @@ Each class's template is the mean embedding of ``per_class`` images drawn at ran
 that class's pool; a probe is assigned to the template at the smallest Euclidean distance. Embeddings are
 L2-normalised first (what the trained net outputs, up to the head's scale, which changes no ranking).
 Rank-k: the probe's class among the k nearest templates (exact ties count in the probe's favour). Reported
-as ``template_rank_1`` / ``template_rank_5``; the original published the first as its "kNN" row.
+as ``template_rank_1`` / ``template_rank_5``; the first is what the original's "Rank5" row most plausibly
+reports (templates of 5 images: src/facematch/report/published.yaml).
 """
 
 from __future__ import annotations

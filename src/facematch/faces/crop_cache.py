@@ -77,14 +77,18 @@ def write_crop(path: str | os.PathLike, result: AlignResult, stamp: tuple[int, i
 
 
 def _record(info: dict) -> dict | None:
-    text = info.get(RECORD_KEY)
-    return json.loads(text) if text else None
+    """The record a crop's PNG carries (an object), or ``None`` (none, or not a JSON object)."""
+    try:
+        record = json.loads(info.get(RECORD_KEY) or "null")
+    except (ValueError, RecursionError, TypeError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_record(path: str | os.PathLike) -> dict | None:
     """The record stored in a crop's PNG, or ``None`` if the file is unreadable or carries none."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=("PNG",)) as im:
             return _record(im.info)
     except (OSError, ValueError, SyntaxError):
         return None
@@ -126,6 +130,7 @@ class AlignedCache:
         self._aligner: FaceAligner | None = None
         probe = FaceAligner(template, **self.aligner_kwargs)  # validates names; builds no model
         self.template = probe.template.name
+        self.crop_wh = tuple(probe.template.size[::-1])  # (width, height): a served crop is exactly this size
         self.settings = probe.settings
         #: What every crop depends on, and the digest of it that names a keyed cache folder.
         self.components = {"format": CACHE_FORMAT, **self.settings,
@@ -214,8 +219,8 @@ class AlignedCache:
         except OSError:
             return self.make(rel).image  # reading the source names the problem (missing, a folder...)
         try:
-            with Image.open(self.path(rel)) as im:
-                if record_stamp(_record(im.info)) == stamp:
+            with Image.open(self.path(rel), formats=("PNG",)) as im:  # a crop: a PNG of the template's size
+                if record_stamp(_record(im.info)) == stamp and im.size == self.crop_wh:
                     crop = np.asarray(im.convert("RGB"), dtype=np.uint8)
                     self.stats["served"] += 1
                     return crop

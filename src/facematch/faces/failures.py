@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from facematch.errors import DataNotFoundError, UnreadableImageError
-from facematch.faces.images import MAX_PIXELS
+from facematch.faces.images import FORMATS, MAX_PIXELS
 from facematch.utils.io import atomic_write_text
 
 FAILURES = "failures.tsv"
@@ -29,7 +29,7 @@ def classify_failure(path: str | os.PathLike, err: Exception) -> str:
     if p.is_file() and p.stat().st_size == 0:
         return "empty"
     try:
-        with Image.open(p) as im:
+        with Image.open(p, formats=FORMATS) as im:
             w, h = im.size
     except UnidentifiedImageError:
         return "not_image"

@@ -20,6 +20,11 @@ from facematch.errors import DataNotFoundError, UnreadableImageError
 
 #: Refuse images above this many pixels (~ 8k x 8k); PIL's own guard only warns below 2x its limit.
 MAX_PIXELS = 64_000_000
+#: Refuse image files above this size before reading them (a 64-Mpixel 16-bit RGBA TIFF is 512 MB).
+MAX_IMAGE_BYTES = 512 << 20
+#: The only decoders PIL may pick for a file (an allow list: the formats of IMAGE_SUFFIXES; Pillow would
+#: otherwise try each of its ~40 readers on any file, EPS through Ghostscript among them).
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
 #: What counts as an image file when a folder is scanned (lower-case suffixes, matched case-insensitively).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
@@ -47,7 +52,12 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     """Open ``path`` as an RGB image or raise a one-line :class:`FacematchError` naming the file."""
     path = Path(path)
     try:  # one open and one read: decoding from memory skips PIL's many small reads and extra stats
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_IMAGE_BYTES:
+                raise UnreadableImageError(f"{path} is a {size:,}-byte file, over the {MAX_IMAGE_BYTES:,}-byte limit "
+                                           "for an image; downscale or re-encode it")
+            data = fh.read(MAX_IMAGE_BYTES + 1)
     except FileNotFoundError:
         raise DataNotFoundError(f"image not found: {path} (check the path or the dataset root)") from None
     except IsADirectoryError:
@@ -65,7 +75,7 @@ def load_image_bytes(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Im
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
             w, h = img.size
             if w * h > max_pixels:
                 raise UnreadableImageError(
@@ -81,7 +91,7 @@ def load_image_bytes(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Im
         ) from None
     except UnidentifiedImageError:
         raise UnreadableImageError(
-            f"{name} is not an image file PIL can read (JPEG, PNG, ...); replace or remove it"
+            f"{name} is not an image file facematch reads ({', '.join(FORMATS)}); replace or remove it"
         ) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise UnreadableImageError(
@@ -112,7 +122,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def source_mode(path: str | os.PathLike) -> str | None:
     """PIL mode of the file as stored (``RGB``, ``L``, ``RGBA``, ``CMYK``...), read from its header only."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=FORMATS) as im:
             return im.mode
     except Exception:
         return None

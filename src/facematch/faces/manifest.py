@@ -19,6 +19,7 @@ from PIL import Image
 
 from facematch.errors import FacematchError
 from facematch.utils.io import atomic_write_text
+from facematch.utils.untrusted import MIB, read_json
 
 #: Version of the on-disk layout; a folder in another one is refused, never read.
 CACHE_FORMAT = "facematch-aligned-crops/2"
@@ -61,10 +62,7 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     p = Path(folder) / MANIFEST
     if not p.is_file():
         return None
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise FacematchError(f"{p} is not a valid cache manifest; delete it (crops are kept) and re-run") from None
+    return read_json(p, 16 * MIB, "cache manifest", "delete it (crops are kept) and re-run", FacematchError)
 
 
 def write_manifest(folder: str | os.PathLike, data: dict) -> None:

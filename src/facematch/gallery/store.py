@@ -32,6 +32,7 @@ from facematch.gallery.index import VectorIndex, check_kind
 from facematch.gallery.version import FACES, MANIFEST, check_name, now, png_bytes
 from facematch.utils.io import digest
 from facematch.utils.locks import folder_lock
+from facematch.utils.untrusted import inside
 
 #: Seconds a writer waits for another writer of the same gallery (``--lock-timeout``).
 LOCK_TIMEOUT_S = 120.0
@@ -288,8 +289,9 @@ class Gallery:
                 break
             e = self.entries[int(i)]
             if e["name"] not in best:
+                crop = inside(self.root, e["crop"])  # links resolved; a link out of the folder is no crop
                 best[e["name"]] = {"name": e["name"], "similarity": float(s),
-                                   "crop": str(self.crop_path(e).resolve()), "photo": e["photo"]}
+                                   "crop": str(crop) if crop is not None else None, "photo": e["photo"]}
                 if len(best) == want:
                     break
         return list(best.values())

@@ -26,6 +26,7 @@ import datetime as _dt
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,6 +43,11 @@ FACES = "faces"
 READ_ATTEMPTS = 20
 #: Settings of the FaceEmbedder that must match between enrolment and search (with the weights' fingerprint).
 MATCHED_SETTINGS = ("arch", "flip")
+#: What a manifest may hold (an allow list: a gallery folder may come from elsewhere) and its size bound.
+MANIFEST_KEYS = {"format", "model", "index", "generation", "embeddings", "created", "updated", "entries"}
+ENTRY_KEYS = {"name", "photo", "stamp", "box", "crop"}
+EMBEDDINGS = re.compile(r"embeddings\.\d{1,12}\.npy")
+MAX_MANIFEST_BYTES = 1 << 30  # ~ 4 million entries
 
 
 def check_name(name: str) -> str:
@@ -85,21 +91,47 @@ def _read_manifest(root: Path) -> tuple[dict, Stamp]:
     try:
         with open(mpath, "rb") as fh:
             st = os.fstat(fh.fileno())
-            manifest = json.loads(fh.read())
-    except (OSError, ValueError) as err:
-        raise FacematchError(f"{mpath} is corrupt ({str(err).splitlines()[0]}){_fix(root)}") from None
+            if st.st_size > MAX_MANIFEST_BYTES:
+                raise ValueError(f"{st.st_size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
+            manifest = json.loads(fh.read(MAX_MANIFEST_BYTES + 1))
+    except (OSError, ValueError, RecursionError) as err:
+        raise FacematchError(f"{mpath} is corrupt ({(str(err).splitlines() or [type(err).__name__])[0]}){_fix(root)}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise FacematchError(f"{mpath} is not a {FORMAT} manifest{_fix(root)}")
     try:
-        entries, model = list(manifest["entries"]), dict(manifest["model"])
-        if not isinstance(model["fingerprint"], str) or not isinstance(model["settings"], dict):
-            raise ValueError("model record")
-        check_kind(manifest.get("index", "flat"))
-        if not all(isinstance(e[k], str) for e in entries for k in ("name", "photo", "crop")):
-            raise ValueError("entry without a name, photo or crop")
+        _check_manifest(manifest)
     except (KeyError, TypeError, ValueError, FacematchError) as err:
         raise FacematchError(f"{mpath} is malformed ({type(err).__name__}: {err}){_fix(root)}") from None
     return manifest, (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _check_manifest(manifest: dict) -> None:
+    """Raise ValueError unless ``manifest`` is what a gallery writer writes: its keys, the model record, an
+    embeddings file named ``embeddings.<n>.npy`` in the folder, entries whose crop is ``faces/<name>/<file>.png``
+    (no path of the file's choosing is ever read), stamps and boxes of numbers."""
+    if set(manifest) - MANIFEST_KEYS:
+        raise ValueError(f"unknown keys {sorted(set(manifest) - MANIFEST_KEYS)[:4]}")
+    model = manifest["model"]
+    if not isinstance(model, dict) or not isinstance(model["fingerprint"], str) or not isinstance(model["settings"], dict):
+        raise ValueError("model record")
+    check_kind(manifest.get("index", "flat"))
+    if manifest.get("embeddings") is not None and not EMBEDDINGS.fullmatch(str(manifest["embeddings"])):
+        raise ValueError(f"embeddings file {str(manifest['embeddings'])[:60]!r} is not embeddings.<n>.npy")
+    if not isinstance(manifest.get("generation", 0), int) or not isinstance(manifest["entries"], list):
+        raise ValueError("generation or entries")
+    for e in manifest["entries"]:
+        if not isinstance(e, dict) or set(e) - ENTRY_KEYS or not isinstance(e["photo"], str):
+            raise ValueError("an entry that is not {name, photo, stamp, box, crop}")
+        crop = str(e["crop"]).split("/")
+        if len(crop) != 3 or crop[0] != FACES or crop[1] != check_name(e["name"]) or crop[2] in ("", ".png") \
+                or "\0" in crop[2] or not crop[2].endswith(".png"):
+            raise ValueError(f"crop {str(e['crop'])[:60]!r} is not {FACES}/<name>/<file>.png")
+        if not _numbers(e.get("stamp"), 2, int) or not _numbers(e.get("box"), 4, (int, float)):
+            raise ValueError("a stamp or box that is not numbers")
+
+
+def _numbers(v, n: int, kind) -> bool:
+    return v is None or (isinstance(v, list) and len(v) == n and all(isinstance(x, kind) and not isinstance(x, bool) for x in v))
 
 
 def read_version(root: str | os.PathLike) -> tuple[dict, np.ndarray, Stamp]:
@@ -118,6 +150,8 @@ def read_version(root: str | os.PathLike) -> tuple[dict, np.ndarray, Stamp]:
             epath = root / manifest["embeddings"]
             try:
                 emb = np.load(epath, allow_pickle=False)
+                if emb.dtype != np.float32 or emb.ndim != 2:
+                    raise ValueError(f"{emb.dtype} array of {emb.ndim} dimensions, not a float32 matrix")
             except FileNotFoundError as err:
                 if stamp(root) != st:  # replaced by two commits since the manifest was read: read the newest
                     continue

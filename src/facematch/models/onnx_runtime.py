@@ -20,16 +20,22 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
 from facematch.errors import WeightsError
+from facematch.utils.untrusted import GIB, read_bounded, inside
 
 log = logging.getLogger(__name__)
 
 FIX = "export one with facematch-export --ckpt C | --arch A --weights W --out FILE.onnx"
+#: The types of the facematch metadata a model's loading reads (a list: of numbers).
+META_TYPES = {"arch": str, "input_size": list, "input_layout": str, "mean": list, "std": list, "template": str,
+              "embedding_dim": int, "fingerprint": str, "description": (dict, type(None)), "calibration": (dict, type(None))}
+#: A model file, and its external data with it: protobuf's own 2 GiB limit on one message.
+MAX_ONNX_BYTES = 2 * GIB - 1
 
 
 def session_options(threads: int | None = None):
@@ -108,16 +114,21 @@ def read_onnx(path: str | os.PathLike, bare_ok: bool = False) -> tuple[bytes, An
     p = Path(path).expanduser()
     if not p.is_file():
         raise WeightsError(f"ONNX model not found: {p} (--onnx / onnx_path=FILE.onnx; {FIX})")
-    data = p.read_bytes()
+    data = read_bounded(p, MAX_ONNX_BYTES, "ONNX model", FIX, WeightsError)
     try:
         proto = onnx.load_model_from_string(data)
     except (DecodeError, RuntimeError, ValueError) as err:
         raise WeightsError(f"{p} is not an ONNX model ({type(err).__name__}); {FIX}") from None
     if not proto.graph.node:
         raise WeightsError(f"{p} is not an ONNX model (no graph); {FIX}")
+    if inline_external_data(proto, p):  # onnxruntime then gets one self-contained model, never a path
+        try:
+            data = proto.SerializeToString()
+        except ValueError as err:  # over protobuf's 2 GiB with its external data
+            raise WeightsError(f"{p} with its external data is too large for one model ({err}); {FIX}") from None
     try:
         meta = {e.key[len(PREFIX):]: json.loads(e.value) for e in proto.metadata_props if e.key.startswith(PREFIX)}
-    except ValueError:
+    except (ValueError, RecursionError):
         raise WeightsError(f"{p}: its facematch metadata is not JSON; {FIX}") from None
     if not meta and bare_ok:
         return data, proto, meta
@@ -125,7 +136,67 @@ def read_onnx(path: str | os.PathLike, bare_ok: bool = False) -> tuple[bytes, An
         missing = [k for k in KEYS if k not in meta]
         what = f"format {meta.get('format')!r}, not {FORMAT}" if "format" in meta else "no facematch metadata"
         raise WeightsError(f"{p} has {what}{f' (missing {missing[:3]})' if missing and meta else ''}; {FIX}")
+    wrong = [k for k, kind in META_TYPES.items() if not isinstance(meta[k], kind)
+             or (kind is list and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in meta[k]))]
+    if wrong or isinstance(meta["embedding_dim"], bool):
+        raise WeightsError(f"{p}: its facematch metadata {', '.join(wrong) or 'embedding_dim'} is not of the type "
+                           f"facematch-export writes; {FIX}")
     return data, proto, meta
+
+
+def _tensors(nodes) -> Iterator:
+    """Every tensor the nodes' attributes hold, subgraphs' initializers included (sparse ones as parts)."""
+    for node in nodes:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for sp in ([a.sparse_tensor] if a.HasField("sparse_tensor") else []) + list(a.sparse_tensors):
+                yield from (sp.values, sp.indices)
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _graph_tensors(g)
+
+
+def _graph_tensors(graph) -> Iterator:
+    yield from graph.initializer
+    for sp in graph.sparse_initializer:
+        yield from (sp.values, sp.indices)
+    yield from _tensors(graph.node)
+
+
+def inline_external_data(proto, p: Path) -> int:
+    """Read every tensor of ``proto`` (model file ``p``) kept in an external-data file into the model and
+    return how many. A location must be a relative path that stays inside the model's folder (no absolute
+    path, no ``..``, no link out), a regular file, with the offset and length inside it, and all of them
+    together under :data:`MAX_ONNX_BYTES`; anything else is one :class:`WeightsError` line."""
+    from onnx import TensorProto
+
+    tensors = [*_graph_tensors(proto.graph), *(t for f in proto.functions for t in _tensors(f.node))]
+    n, total = 0, 0
+    for t in tensors:
+        if t.data_location != TensorProto.EXTERNAL and not len(t.external_data):
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        where = inside(p.parent, info.get("location"))
+        if where is None or set(info) - {"location", "offset", "length", "checksum"} or not where.is_file():
+            raise WeightsError(f"{p}: tensor {t.name[:60]!r} keeps its data in {str(info.get('location'))[:80]!r}, "
+                               f"not a file inside the model's folder {p.parent}; {FIX}")
+        try:
+            offset, size = int(info.get("offset", 0)), where.stat().st_size
+            length = int(info.get("length", size - offset))
+        except ValueError:
+            raise WeightsError(f"{p}: tensor {t.name[:60]!r} has a non-numeric external offset or length; {FIX}") from None
+        total += length
+        if offset < 0 or length < 0 or offset + length > size or total > MAX_ONNX_BYTES:
+            raise WeightsError(f"{p}: tensor {t.name[:60]!r} asks for bytes {offset}..{offset + length} of "
+                               f"{where.name} ({size} bytes; at most {MAX_ONNX_BYTES} in all); {FIX}")
+        with open(where, "rb") as fh:
+            fh.seek(offset)
+            t.raw_data = fh.read(length)
+        t.data_location = TensorProto.DEFAULT
+        del t.external_data[:]
+        n += 1
+    return n
 
 
 @lru_cache(maxsize=None)

@@ -18,14 +18,40 @@ from facematch.utils.fetch import FetchError, Remote, fetch_file
 from facematch.utils.locks import folder_lock
 
 
-def torch_load_weights(p: Path, what: str, fix: str):
-    """``torch.load(p, weights_only=True)`` on CPU; any failure (pickle errors, truncated files, pickles
-    that are not weights) becomes one :class:`WeightsError` line: "cannot load <what> <file>: <cause>; <fix>"."""
+def torch_load_weights(p: Path, what: str, fix: str, mmap: bool = False):
+    """``torch.load(p, weights_only=True)`` on CPU (``mmap``: tensors mapped, not read, for a zip-format file);
+    any failure (a pickle of anything but tensors and plain data, so no code from the file runs; a truncated
+    or non-checkpoint file) becomes one :class:`WeightsError` line: "cannot load <what> <file>: <cause>; <fix>".
+    A zip-format file must be what ``torch.save`` writes: every entry stored (no compression bomb)."""
+    import zipfile
+
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        zipped = zipfile.is_zipfile(p)
+        if zipped:
+            with zipfile.ZipFile(p) as zf:
+                entries = zf.infolist()
+            if any(e.compress_type != zipfile.ZIP_STORED for e in entries) or \
+                    sum(e.file_size for e in entries) > os.path.getsize(p):
+                raise ValueError("a zip archive with compressed entries, which torch.save never writes")
+        return torch.load(p, map_location="cpu", weights_only=True, mmap=mmap and zipped)
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise WeightsError(f"cannot load {what} {p}: {first}; {fix}") from None
+        raise WeightsError(f"cannot load {what} {p}: {_load_failure(err)}; {fix}") from None
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's own message says to retry
+    with ``weights_only=False``: never an option for a file from elsewhere)."""
+    text = str(err).strip()
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(" was not an allowed")[0]
+        return f"it pickles more than tensors and plain data ({cause[:120]}), and facematch loads only weights"
+    return text.splitlines()[0][:160] if text else type(err).__name__
+
+
+def check_checkpoint(path: str | os.PathLike, fix: str) -> None:
+    """Refuse (one :class:`WeightsError` line) a checkpoint that ``weights_only=True`` cannot load, before
+    Lightning reads it to resume a run (its own refusal would be a traceback); tensors are mapped, not read."""
+    torch_load_weights(Path(path).expanduser(), "checkpoint", fix, mmap=True)
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:

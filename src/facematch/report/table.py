@@ -3,6 +3,8 @@ to ours. Rows are the dicts :func:`facematch.cli.report.collect` gathers (and ``
 
 from __future__ import annotations
 
+from facematch.report.published import ours_beside
+
 COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer", "scheduler", "10-fold acc ± std",
            "VAL@FAR=1e-3", "F1@0.6", "acc@0.6", "undegraded acc", "Rank-5 / kNN", "final loss", "wall time",
            "model kept", "CPU"]
@@ -10,21 +12,23 @@ COLUMNS = ["exp", "data", "arch", "pretrained on", "loss", "margin", "optimizer"
 # pooled pair AUC, the training images drawn per job, and a one-job row's validation AUC per epoch.
 OPTIONAL_COLUMNS = ["batches", "AUC", "images seen", "val AUC per epoch"]
 
-PUBLISHED_COLUMNS = [("pair acc", "accuracy_mean", "pair_accuracy"), ("kNN", "knn_accuracy", "knn_accuracy"),
-                     ("Rank-5", "rank_5", "rank_5"), ("final loss", "final_loss", "final_loss")]
-# The FaceNet rows' nearest-template accuracy (facematch.eval.nearest_template): shown when a published table has it.
-TEMPLATE_COLUMNS = [("template acc", "template_rank_1", "template_rank_1"),
-                    ("template Rank-5", "template_rank_5", "template_rank_5")]
-PUBLISHED_HEAD = ["exp", "arch", "margin", "folds"] + [f"{name} (ours / published)" for name, _, _ in PUBLISHED_COLUMNS]
-
-
-def published_columns(rows: list[dict]) -> list[tuple[str, str, str]]:
-    """:data:`PUBLISHED_COLUMNS`, and the template columns where some row's published table has them."""
-    return PUBLISHED_COLUMNS + [c for c in TEMPLATE_COLUMNS if any(c[2] in (r.get("published") or {}) for r in rows)]
+PUBLISHED_HEAD = ["exp", "arch", "margin", "folds", "published arch"]
 
 
 def published_head(rows: list[dict]) -> list[str]:
-    return PUBLISHED_HEAD[:4] + [f"{name} (ours / published)" for name, _, _ in published_columns(rows)]
+    """:data:`PUBLISHED_HEAD`, then one column per published figure some row carries (the document's label,
+    and the facematch metric set beside it: facematch.report.published)."""
+    ids = []
+    for r in _sorted(rows):
+        for fid, fig in ((r.get("published") or {}).get("figures") or {}).items():
+            name = _published_column(fid, fig)
+            if name not in ids:
+                ids.append(name)
+    return PUBLISHED_HEAD + ids
+
+
+def _published_column(fid: str, fig: dict) -> str:
+    return f"{fid} ~ {fig.get('facematch') or 'none'} (ours / published)"
 
 
 def fmt_pct(x: float | None) -> str:
@@ -90,23 +94,22 @@ def cells(rows: list[dict]) -> list[dict[str, str]]:
 
 
 def published_cells(rows: list[dict]) -> list[dict[str, str]]:
-    """Rows whose config carries published figures, each figure next to ours ("ours / published"). Ours
-    are over the folds the row ran (pair accuracy: the 10-fold protocol's mean over them; kNN and Rank-5:
-    among each fold's own people)."""
-
-    def fmt(key: str, x) -> str:
-        if x is None:
-            return "—"
-        return f"{x:.4f}" if key == "final_loss" else fmt_pct(x)
-
+    """Rows whose config names a published table, each published figure next to ours ("ours / published";
+    "none" where nothing of ours is the same quantity, "—" where this row did not compute it). Ours are over
+    the folds the row ran; the published arch is named so that a different backbone is not read as like for
+    like."""
     out = []
     published = [r for r in rows if r.get("published") is not None]
-    columns, head = published_columns(published), published_head(published)
+    head = published_head(published)
     for r in _sorted(published):
         pub = r["published"]
-        values = [r["exp"], r["arch"], r["margin"], str(r.get("n_folds", "—"))]
-        values += [f"{fmt(ours, r.get(ours))} / {fmt(ours, pub.get(theirs))}" for _, ours, theirs in columns]
-        out.append(dict(zip(head, (str(v) for v in values))))
+        cells = dict.fromkeys(head, "—")
+        cells.update({"exp": r["exp"], "arch": r["arch"], "margin": str(r["margin"]),
+                      "folds": str(r.get("n_folds", "—")), "published arch": pub.get("arch", "—")})
+        for fid, fig in (pub.get("figures") or {}).items():
+            ours = r.get(fig["facematch"]) if fig.get("facematch") else None
+            cells[_published_column(fid, fig)] = ours_beside(fig, ours)
+        out.append(cells)
     return out
 
 
