@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
 from facematch.paths import data_dir, weights_dir  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 from tests.mirrors import build_site, fresh_clone, fresh_env, mirror_env, readme_commands, run_command, serve, subset_pairs  # noqa: E402
@@ -118,7 +119,8 @@ def main(argv=None) -> dict:
     runs = {"lfw_aligned112 (reference crops, present)": ref,
             f"lfw_photos_mtcnn (fetched from local mirrors{subset})": new}
     payload = {"runs": runs, "machine": machine_info(), "wall_s": round(time.perf_counter() - t0, 1),
-               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "provenance": stamp("python " + " ".join(sys.argv), REPO)}  # command, commit, machine
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     for name, run in runs.items():
         print(f"{name}: {json.dumps(run)}")
