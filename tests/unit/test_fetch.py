@@ -95,7 +95,7 @@ def test_present_lfw_is_not_fetched_and_missing_lfw_offline_is_one_line_naming_t
     with pytest.raises(DataNotFoundError) as exc:
         ensure_lfw(lfw / "lfw-deepfunneled", lfw / "pairs.txt")
     line = str(exc.value)
-    assert "\n" not in line and line.startswith(f"LFW (lfw-deepfunneled/ and the pairs files) is not in {lfw}")
+    assert "\n" not in line and line.startswith(f"LFW (lfw-deepfunneled/ and the pairs files) is not in {lfw}/")
     assert "umass: connection refused" in line and f"`facematch-data download lfw --dest {lfw}`" in line
     assert "FACEMATCH_DATA_DIR" in line
 

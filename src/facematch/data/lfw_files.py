@@ -98,6 +98,6 @@ def ensure_lfw(root, pairs=None, progress: bool = True) -> None:
     except FetchError as err:
         cmd = download_command(lfw) + (f" --archive {archive}" if archive and archive != DEFAULT_ARCHIVE else "")
         raise DataNotFoundError(
-            f"{what} is not in {lfw} and could not be fetched ({'; '.join(err.reasons)}); run `{cmd}` where "
+            f"{what} is not in {lfw}/ and could not be fetched ({'; '.join(err.reasons)}); run `{cmd}` where "
             "there is internet, or set FACEMATCH_DATA_DIR to a folder holding lfw/ with it") from None
     print(f"fetched {what} into {lfw} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)

@@ -154,7 +154,7 @@ def mobilefacenet_pretrained_file(name: str, progress: bool = True) -> Path:
             return target if target.is_file() else fetch_file(remote, weights_dir(), progress)
     except FetchError as err:
         raise WeightsError(
-            f"the MobileFaceNet {name} weights are not in {weights_dir()} and could not be fetched "
+            f"the MobileFaceNet {name} weights are not in {weights_dir()}/ and could not be fetched "
             f"({'; '.join(err.reasons)}); run `facematch-data download mobilefacenet --dest {weights_dir()}` where "
             f"there is internet, or set FACEMATCH_WEIGHTS_DIR to a folder holding {remote.name}") from None
 
