@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
         print("today's main job on lfw_aligned112 ...", file=sys.stderr)
         ref = reference(Path(tmp) / "reference")
         new = fresh(Path(tmp) / "fresh", args.people, seconds_until(args.stop_at))
-    subset = f", {args.people}-person subset" if args.people else ""
+    subset = f", a {args.people}-person subset and its own 2-fold pairs.txt" if args.people else ", all of LFW"
     runs = {"lfw_aligned112 (reference crops, present)": ref,
             f"lfw_photos_mtcnn (fetched from local mirrors{subset})": new}
     payload = {"runs": runs, "machine": machine_info(), "wall_s": round(time.perf_counter() - t0, 1),
