@@ -205,7 +205,7 @@ def write_tensorboard(log_dir: Path, metrics: dict, res: Verification, emb, labe
                       source, paths: list[str]) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
-    from facematch.eval.plots import most_frequent_identities
+    from facematch.eval.projector import add_projector
 
     if log_dir.is_dir():  # a re-run into the same run dir replaces its TensorBoard data (as metrics.json)
         shutil.rmtree(log_dir)
@@ -224,26 +224,9 @@ def write_tensorboard(log_dir: Path, metrics: dict, res: Verification, emb, labe
         writer.add_text("eval/summary", "```\n" + summary_table(metrics, log_dir.parent) + "\n```", 0)
         n_ids = int(cfg.eval.tsne_identities or 0)
         if n_ids > 0 and len(paths):
-            keep = np.flatnonzero(np.isin(labels, most_frequent_identities(labels, n_ids)))
-            label_img = _thumbnails(source, [paths[i] for i in keep]) if len(keep) <= 2000 else None
-            writer.add_embedding(emb[keep], metadata=labels[keep].tolist(), label_img=label_img,
-                                 tag="embeddings", global_step=0)
+            add_projector(writer, emb, labels, source, paths, n_ids)
     finally:
         writer.close()
-
-
-def _thumbnails(source, rels: list[str], size: int = 32):
-    """Small crops for the projector's sprite (best effort: None if any crop cannot be read)."""
-    import torch
-    import torch.nn.functional as F
-
-    try:
-        crops = np.stack([source(r) for r in rels])
-    except Exception as err:  # thumbnails are decoration
-        log.warning("projector thumbnails skipped: %s", err)
-        return None
-    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0)
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def write_pair_scores(path: Path, pairs, res: Verification) -> None:
