@@ -17,6 +17,12 @@ from tests.helpers import FAST, mini_pairs
 MARGINS = (0.2, 0.5, 1.0)
 
 
+def _argv(pairs: Path, tmp: Path, mfn_weights: Path) -> list[str]:
+    return [f"arch.weights={mfn_weights}", "arch=mobilefacenet", "arch.freeze=true", "loss=triplet", "data=lfw_aligned112",
+            f"data.pairs={pairs}", "data.test_fold=1", "trainer.max_epochs=2", "test=false", *FAST,
+            f"paths.cache_dir={tmp}/cache", "embed.num_workers=0", "embed.progress=false"]
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, data_dir, mfn_weights) -> tuple[Path, str]:
     """A 3-value margin multirun of the README's main command (frozen MobileFaceNet, triplet loss, aligned
@@ -25,10 +31,7 @@ def sweep(tmp_path_factory, data_dir, mfn_weights) -> tuple[Path, str]:
 
     tmp = tmp_path_factory.mktemp("dashboards")
     pairs = mini_pairs(data_dir, tmp / "pairs.txt")
-    argv = ["facematch-train", "-m", f"margin={','.join(map(str, MARGINS))}", "arch=mobilefacenet",
-            f"arch.weights={mfn_weights}", "arch.freeze=true", "loss=triplet", "data=lfw_aligned112",
-            f"data.pairs={pairs}", "data.test_fold=1", "trainer.max_epochs=2", "test=false", *FAST,
-            f"paths.cache_dir={tmp}/cache", "embed.num_workers=0", "embed.progress=false",
+    argv = ["facematch-train", "-m", f"margin={','.join(map(str, MARGINS))}", *_argv(pairs, tmp, mfn_weights),
             f"hydra.sweep.dir={tmp}/sweep"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", argv)
@@ -137,3 +140,27 @@ def test_job_and_sweep_summaries_name_the_sweep_folder(sweep):
         m = json.loads((folder / str(job) / "metrics.json").read_text())
         assert f"  {job}  fold 1 accuracy {m['fold_accuracy']:.4f}   (margin={margin})" in tail
     assert f"  TensorBoard, every job (HParams tab: side by side): tensorboard --logdir {folder}" in tail
+
+
+@pytest.mark.slow
+def test_a_resumed_run_logs_its_own_session_with_its_result(sweep, cfg_factory, mfn_weights):
+    """Resuming job 0 for a third epoch: the resumed run's HParams session names the checkpoint it continued
+    and reports its own metrics.json; its images are the third epoch's."""
+    from tensorboard.plugins.hparams import metadata
+
+    folder, _ = sweep
+    last = folder / "0" / "checkpoints" / "last.ckpt"
+    cfg = cfg_factory(*_argv(folder.parent / "pairs.txt", folder.parent, mfn_weights), "margin=0.2",
+                      "trainer.max_epochs=3", f"ckpt_path={last}", out="resumed")
+    from facematch.train import train
+
+    train(cfg)
+    out = Path(cfg.paths.output_dir)
+    m = json.loads((out / "metrics.json").read_text())
+    acc = _accumulator(out / "tensorboard")
+    hp = metadata.parse_session_start_info_plugin_data(
+        acc.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG]).hparams
+    assert hp["ckpt_path"].string_value == str(last) and hp["margin"].number_value == pytest.approx(0.2)
+    assert acc.Scalars("result/fold_accuracy")[-1].value == pytest.approx(m["fold_accuracy"], abs=1e-6)
+    assert [i.step for i in acc.Images("val/roc")] == [s.step for s in acc.Scalars("val/auc")] and \
+        len(acc.Images("val/roc")) == 1  # the one epoch it trained
