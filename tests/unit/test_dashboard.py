@@ -63,7 +63,8 @@ def test_without_a_fold_the_result_is_the_test_loops_and_the_best_epochs():
     assert result == {"result/test_acc": 0.7, "result/test_f1": 0.6, "result/best_val_template_rank_1": 0.3}
 
 
-@pytest.mark.parametrize("every,max_epochs,drawn", [(1, 3, [0, 1, 2]), (3, 7, [0, 3, 6]), (4, 6, [0, 4, 5])])
+@pytest.mark.parametrize("every,max_epochs,drawn", [(1, 3, [0, 1, 2]), (3, 7, [0, 3, 6]), (4, 6, [0, 4, 5]),
+                                                     (3, -1, [0, 3])])
 def test_images_are_drawn_every_n_epochs_and_at_the_last(tmp_path, every, max_epochs, drawn):
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -75,7 +76,7 @@ def test_images_are_drawn_every_n_epochs_and_at_the_last(tmp_path, every, max_ep
                                   max_epochs=max_epochs, **kw)
         return callback._due(trainer)
 
-    assert [e for e in range(max_epochs) if due(e)] == drawn
+    assert [e for e in range(max_epochs if max_epochs > 0 else 5) if due(e)] == drawn
     assert not DashboardFigures()._due(SimpleNamespace(sanity_checking=False, is_global_zero=True, loggers=[],
                                                        current_epoch=0, max_epochs=1))  # no TensorBoard logger
 

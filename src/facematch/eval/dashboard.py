@@ -141,8 +141,8 @@ class DashboardFigures(Callback):
     def _due(self, trainer) -> bool:
         if trainer.sanity_checking or not trainer.is_global_zero or not tensorboard_loggers(trainer):
             return False
-        epoch = trainer.current_epoch
-        return epoch % self.every_n_epochs == 0 or epoch + 1 >= (trainer.max_epochs or 0)
+        epoch, last = trainer.current_epoch, trainer.max_epochs or -1  # -1: no last epoch (max_epochs=-1)
+        return epoch % self.every_n_epochs == 0 or (last > 0 and epoch + 1 >= last)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._scores = []
