@@ -188,13 +188,17 @@ class Embedder:
     # -- paths, through the cache -------------------------------------------------------------------------
     def _loader(self, rel_paths: Sequence[str]) -> DataLoader:
         """Crops decoded inline or in worker processes of one torch thread each (see
-        :func:`~facematch.utils.hardware.plan_workers`), the model running in this process."""
+        :func:`~facematch.utils.hardware.plan_workers`), the model running in this process; the global random
+        streams are left untouched."""
         workers, threads = plan_workers(self.num_workers, self.device.type, -(-len(rel_paths) // self.batch_size))
         kw: dict[str, Any] = {"prefetch_factor": 2, "worker_init_fn": one_thread_worker} if workers else {}
         self.stats.update(workers=workers, model_threads=threads)
         torch.set_num_threads(threads)  # restored by _compute when the job ends
+        # its own generator: a DataLoader draws its workers' base seed from the global torch RNG otherwise, so a
+        # job that embeds (a cold cache) would train on other random draws than one that reads the cache
         return DataLoader(CropFiles(self.source, rel_paths), batch_size=self.batch_size, shuffle=False,
-                          num_workers=workers, collate_fn=_collate, pin_memory=self.device.type == "cuda", **kw)
+                          num_workers=workers, collate_fn=_collate, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator(), **kw)
 
     def embed(self, rel_paths: Iterable[str]) -> tuple[np.ndarray, list[str]]:
         """``(emb, paths)`` for the distinct ``rel_paths`` (first-seen order); cached ones are not recomputed."""
