@@ -176,7 +176,8 @@ def test_default_precision_decides_every_pair_as_fp32_on_any_cpu(cfg_factory, al
 
     no_bf16, bf16_cpu = frozenset({"avx2", "fma"}), frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
     runs = {}
-    for name, flags, extra in (("fp32", bf16_cpu, ["embed.precision=fp32"]), ("bf16", bf16_cpu, ["embed.precision=bf16"]),
+    for name, flags, extra in (("fp32", bf16_cpu, ["embed.precision=fp32"]),
+                               ("bf16", bf16_cpu, ["embed.precision=bf16"]),
                                ("default on a bf16 CPU", bf16_cpu, []), ("default elsewhere", no_bf16, [])):
         monkeypatch.setattr(hardware, "cpu_flags", lambda flags=flags: flags)
         cfg = cfg_factory(*aligned_args, *extra, "embed.cache=false", "eval.plots=false", "eval.tensorboard=false",

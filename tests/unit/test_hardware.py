@@ -25,7 +25,8 @@ NO_NATIVE_BF16 = frozenset({"avx", "avx2", "fma", "f16c"})
 NATIVE_BF16 = frozenset({"avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
 
 
-@pytest.mark.parametrize("flags", [NO_NATIVE_BF16, NATIVE_BF16], ids=["cpu-without-native-bf16", "cpu-with-native-bf16"])
+@pytest.mark.parametrize("flags", [NO_NATIVE_BF16, NATIVE_BF16],
+                         ids=["cpu-without-native-bf16", "cpu-with-native-bf16"])
 def test_default_precision_is_fp32_with_or_without_native_bf16(monkeypatch, tmp_path, flags):
     """Every reported figure runs in fp32 by default (evaluation, per-fold scoring and the feature store read
     the ``embed`` group of eval.yaml / train.yaml; facematch-calibrate and the other commands --precision), on

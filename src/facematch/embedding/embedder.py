@@ -98,8 +98,9 @@ class Embedder:
 
     ``model`` maps a normalised NCHW batch to (N, D) features; it is never changed: the embedder runs an
     inference copy on ``device`` (``auto``: the GPU when there is one) in ``precision`` (fp32 unless bf16 is
-    named; ``auto``: bf16 only where the hardware has it natively) with ``runtime``. ``source`` is a callable ``rel_path -> uint8
-    HxWx3 crop`` of ``spec.input_size`` with a ``root`` folder (a :class:`~facematch.data.source.FaceSource`).
+    named; ``auto``: bf16 only where the hardware has it natively) with ``runtime``. ``source`` is a callable
+    ``rel_path -> uint8 HxWx3 crop`` of ``spec.input_size`` with a ``root`` folder (a
+    :class:`~facematch.data.source.FaceSource`).
     ``cache_dir`` turns the on-disk cache of the model's per-view outputs on; ``tail`` (a module or callable on
     (N, D) tensors) runs on those outputs, per view, before the flip combination.
     """
