@@ -61,6 +61,7 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> tuple[dic
         "identification": _fold_identification(embedded, int(cfg.seed)),
         "protocol": protocol.as_dict(),
         "embedding_cache_key": res.embed_stats.get("cache_key"),
+        "precision": res.embed_stats["precision"],  # as the scores were computed
         "all_folds_report": res.report,  # other folds' numbers are on trained-on people: reference only
     }
     if getattr(source, "degrade", None) is not None:
