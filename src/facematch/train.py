@@ -137,7 +137,7 @@ def train(cfg: DictConfig) -> dict:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    fold_result = None
+    fold_result, fold_embeddings = None, None
     # (skipped in fast_dev_run: a smoke test should not embed every image of pairs.txt). In a distributed run
     # whose process group is up, every rank scores (the images are embedded across them: facematch.eval.sharding)
     # and rank 0 writes; otherwise rank 0 alone.
@@ -149,7 +149,7 @@ def train(cfg: DictConfig) -> dict:
         from facematch.eval.fold import score_fold
 
         selected = select_on_validation(cfg, trainer, model, initial, initial_state if initial else None)
-        fold_result = score_fold(model.backbone, model.head, cfg, protocol)
+        fold_result, fold_embeddings = score_fold(model.backbone, model.head, cfg, protocol)
         fold_result["selected"] = selected
     if trainer.is_global_zero:
         ckpt = trainer.checkpoint_callback
@@ -165,6 +165,7 @@ def train(cfg: DictConfig) -> dict:
         if fold_result is not None:  # what facematch-report combines across the folds of a multirun
             write_json(out_dir / "metrics.json", {**fold_result, "seconds": time.perf_counter() - start,
                                                   "train_metrics": metrics})
+        log_dashboard(trainer, cfg, metrics, fold_result, fold_embeddings, float(model.threshold), protocol.fars)
         print(end_of_run_summary(trainer, metrics, fold_result, out_dir, float(model.threshold)))
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:  # WandbLogger leaves its run open: a multirun's next job would log into it
@@ -181,16 +182,40 @@ def last_checkpoint(trainer) -> str | None:
     return paths[0] if paths else None
 
 
-def end_of_run_summary(trainer, metrics: dict, fold_result: dict | None, out_dir: Path, threshold: float) -> str:
-    from lightning.pytorch.loggers import TensorBoardLogger
+def log_dashboard(trainer, cfg, metrics: dict, fold_result: dict | None, fold_embeddings, threshold: float,
+                  fars) -> None:
+    """TensorBoard (facematch.eval.dashboard): the held-out fold's projector, then the run's HParams session
+    (its hyper-parameters, Hydra's choices and overrides among them, with its result)."""
+    from facematch.eval.dashboard import DashboardFigures, log_run, run_hparams, run_result, tensorboard_loggers
 
+    if not tensorboard_loggers(trainer):
+        return
+    if fold_embeddings is not None:
+        for callback in trainer.callbacks:
+            if isinstance(callback, DashboardFigures):
+                callback.write_projector(trainer, fold_embeddings)
+    hydra = HydraConfig.get()
+    params = run_hparams(cfg, hydra.runtime.choices, hydra.overrides.task)
+    log_run(trainer, params, run_result(metrics, fold_result, threshold, fars))
+
+
+def sweep_dir() -> str | None:
+    """The multirun's folder (every job's below it), or None for a single run."""
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    return str(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
+
+
+def end_of_run_summary(trainer, metrics: dict, fold_result: dict | None, out_dir: Path, threshold: float) -> str:
+    from facematch.eval.dashboard import tensorboard_loggers
     from facematch.eval.summary import run_summary
 
     ckpt = trainer.checkpoint_callback
-    tensorboard = next((lg.log_dir for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    tensorboard = next((lg.log_dir for lg in tensorboard_loggers(trainer)), None)
     files = {"metrics": str(out_dir / ("metrics.json" if fold_result is not None else "train_metrics.json")),
              "best checkpoint": (ckpt.best_model_path or None) if ckpt else None}
-    return run_summary(metrics, fold_result, threshold, files, tensorboard)
+    return run_summary(metrics, fold_result, threshold, files, tensorboard, sweep_dir())
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

@@ -164,3 +164,33 @@ def test_entry_point_error_is_one_line_and_its_exit_code(cfg_factory, aligned_ar
     assert e.value.code == 6 and "Traceback" not in err
     assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
         "error: weights file not found: /nonexistent/w.ckpt (check arch.weights=PATH)"]
+
+
+def test_default_precision_decides_every_pair_as_fp32_on_any_cpu(cfg_factory, aligned_args, monkeypatch):
+    """Each path forced on this machine (embed.precision=fp32, embed.precision=bf16) and the default run as a
+    CPU without native bf16 and as one with it would: the default is the fp32 path, recorded as what ran, with
+    the same scores and per-pair decisions (pair_scores.tsv) on both; bf16 really ran (other scores)."""
+    import csv
+
+    from facematch.utils import hardware
+
+    no_bf16, bf16_cpu = frozenset({"avx2", "fma"}), frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    runs = {}
+    for name, flags, extra in (("fp32", bf16_cpu, ["embed.precision=fp32"]),
+                               ("bf16", bf16_cpu, ["embed.precision=bf16"]),
+                               ("default on a bf16 CPU", bf16_cpu, []), ("default elsewhere", no_bf16, [])):
+        monkeypatch.setattr(hardware, "cpu_flags", lambda flags=flags: flags)
+        cfg = cfg_factory(*aligned_args, *extra, "embed.cache=false", "eval.plots=false", "eval.tensorboard=false",
+                          "eval.identification=false", config_name="eval", out=name.replace(" ", "_"))
+        m = evaluate(cfg)
+        with open(Path(cfg.paths.output_dir) / "pair_scores.tsv") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        decisions = [int(r["decision"]) for r in rows]
+        for k, acc in zip((0, 1), m["fold_accuracies"]):  # the decisions are what the fold accuracies count
+            fold = [d == int(r["same"]) for d, r in zip(decisions, rows) if int(r["fold"]) == k]
+            assert sum(fold) / len(fold) == acc
+        runs[name] = {"precision": m["precision"], "decisions": decisions, "folds": m["fold_accuracies"],
+                      "cosine": [r["cosine"] for r in rows]}
+    assert runs["fp32"]["precision"] == "fp32" and runs["bf16"]["precision"] == "bf16"
+    assert runs["bf16"]["cosine"] != runs["fp32"]["cosine"]  # the bf16 path ran
+    assert runs["default on a bf16 CPU"] == runs["default elsewhere"] == runs["fp32"]

@@ -99,3 +99,24 @@ def test_mean_backbone_feature_for_a_centred_head(cfg_factory, mfn_weights, tmp_
     with torch.no_grad():
         expected = torch.cat([backbone.eval()(next(batches)[0]) for _ in range(2)]).mean(0)
     torch.testing.assert_close(direct, expected)
+
+
+def test_cold_cache_trains_like_a_warm_one(cfg_factory, data_dir, mfn_weights, tmp_path):
+    """The main command's fast path, twice on one cache folder: the first run computes the trunk features
+    (and draws nothing from the seeded random streams while it does), the second reads them; both train the
+    same head and score fold 0 the same, to the last bit."""
+    pairs = mini_pairs(data_dir, tmp_path / "pairs.txt")
+    common = ["arch=mobilefacenet", f"arch.weights={mfn_weights}", "arch.freeze=true", "loss=triplet",
+              "data=lfw_aligned112", f"data.pairs={pairs}", "data.test_fold=0", "trainer.max_epochs=1",
+              "logger=csv", f"paths.cache_dir={tmp_path}/cache", "embed.progress=false", *FAST]
+    runs = {}
+    for name in ("cold", "warm"):
+        cfg = cfg_factory(*common, out=name)
+        train(cfg)
+        out = Path(cfg.paths.output_dir)
+        runs[name] = (json.loads((out / "metrics.json").read_text()),
+                      json.loads((out / "train_metrics.json").read_text()))
+    (cold, cold_train), (warm, warm_train) = runs["cold"], runs["warm"]
+    assert cold_train["data"]["features"]["views"] == 2  # the fast path, through the embedding cache
+    assert cold["fold_scores"] == warm["fold_scores"] and cold["fold_accuracy"] == warm["fold_accuracy"]
+    assert cold_train["train/loss_epoch"] == warm_train["train/loss_epoch"]

@@ -358,3 +358,22 @@ def test_report_ranks_on_protocol_scores_and_thresholds_raw_cosine():
 
 def test_far_key():
     assert P.far_key(1e-3) == "1e-3" and P.far_key(1e-2) == "1e-2" and P.far_key(0.0015) == "1.5e-3"
+
+
+def test_decisions_are_what_the_fold_accuracies_count():
+    """Verification.decisions: each pair's protocol score against its own fold's threshold (folds numbered
+    out of order and not from 0), so the share of right decisions per fold is that fold's accuracy."""
+    from facematch.eval.verification import Verification
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
+    same = rng.random(200) < 0.5
+    b[same] = a[same] + rng.normal(scale=1.2, size=(same.sum(), 8))
+    folds = np.repeat([7, 3, 5, 9], 50)
+    report, ranked = T.verification_report(a, b, same, folds, subtract_mean=True, return_scores=True)
+    res = Verification(report, [], np.zeros((0, 8)), same, folds, T.cosine_scores(a, b), ranked)
+    got = res.decisions()
+    assert got.dtype == bool and got.shape == (200,)
+    per_fold = [float(np.mean(got[folds == k] == same[folds == k])) for k in (3, 5, 7, 9)]
+    assert per_fold == report["fold_accuracies"] and 0.5 < min(per_fold) < 1.0
+    assert not np.array_equal(got, ranked >= report["threshold_mean"])  # the fold's own threshold, not the mean

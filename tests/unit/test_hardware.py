@@ -21,6 +21,50 @@ def test_auto_precision_is_bf16_only_where_native(monkeypatch):
         hardware.resolve_precision("fp16", "cpu")
 
 
+NO_NATIVE_BF16 = frozenset({"avx", "avx2", "fma", "f16c"})
+NATIVE_BF16 = frozenset({"avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
+
+
+@pytest.mark.parametrize("flags", [NO_NATIVE_BF16, NATIVE_BF16],
+                         ids=["cpu-without-native-bf16", "cpu-with-native-bf16"])
+def test_default_precision_is_fp32_with_or_without_native_bf16(monkeypatch, tmp_path, flags):
+    """Every reported figure runs in fp32 by default (evaluation, per-fold scoring and the feature store read
+    the ``embed`` group of eval.yaml / train.yaml; facematch-calibrate and the other commands --precision), on
+    a CPU without native bf16 and on one with it; bf16 runs only where it is named (or auto, where native)."""
+    import torch
+
+    from facematch.cli.calibrate import build_parser
+    from facematch.embedding.embedder import engine_kwargs, resolve
+    from tests.helpers import compose
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    native = hardware.native_bf16_cpu()
+    assert native == (flags == NATIVE_BF16)
+    for config in ("eval", "train"):
+        embed = compose([], tmp_path / config, config).embed
+        assert resolve(embed.device, embed.precision) == ("cpu", "fp32"), config
+        assert resolve(precision=engine_kwargs(embed)["precision"]) == ("cpu", "fp32"), config
+    assert resolve(precision=engine_kwargs({})["precision"]) == ("cpu", "fp32")  # a config without the key
+    assert resolve() == ("cpu", "fp32") and hardware.resolve_precision(None, "cpu") == "fp32"
+    assert resolve(precision=build_parser().parse_args([]).precision) == ("cpu", "fp32")
+    assert resolve("cpu", "bf16") == ("cpu", "bf16")  # by name, on both
+    assert resolve("cpu", "auto") == ("cpu", "bf16" if native else "fp32")
+
+
+def test_default_precision_is_fp32_on_a_gpu_with_bf16(monkeypatch, tmp_path):
+    import torch
+
+    from facematch.embedding.embedder import resolve
+    from tests.helpers import compose
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    embed = compose([], tmp_path, "eval").embed
+    assert resolve(embed.device, embed.precision) == ("cuda", "fp32")
+    assert resolve("auto", "auto") == ("cuda", "bf16")
+
+
 def test_device_auto_and_a_missing_gpu(monkeypatch):
     import torch
 

@@ -38,3 +38,10 @@ def test_without_a_fold_it_says_why_and_gives_the_best_validation_value():
     assert "no fold scored (needs data.test_fold=K and evaluate=true); best validation epoch: val/auc 0.9123" in text
     assert "fixed threshold" not in text and "checkpoint" not in text and "tensorboard" not in text
     assert text.endswith("  metrics  /r/train_metrics.json")
+
+
+def test_a_multirun_job_names_its_sweep_folder_for_tensorboard():
+    fold = {"fold": 0, "fold_accuracy": 0.9, "selected": "epoch_000"}
+    text = run_summary({}, fold, 0.6, FILES, "/sweep/2/tensorboard", "/sweep")
+    assert text.splitlines()[-1] == ("  TensorBoard      /sweep/2/tensorboard   (every run of the sweep: "
+                                     "tensorboard --logdir /sweep)")

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from facematch.errors import FacematchError, WeightsError
+from facematch.utils.hardware import DEFAULT_PRECISION, PRECISIONS
 
 #: Default weights file per backbone, looked up in $FACEMATCH_WEIGHTS_DIR when --weights is not given.
 DEFAULT_WEIGHTS = {"mobilefacenet": "mobilefacenet_casia_068.ckpt"}
@@ -45,8 +46,9 @@ def add_model_arguments(p: argparse.ArgumentParser, *, faces: bool = True) -> No
                    help="flip test, as facematch-eval's protocol.flip (default: concat)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (default: auto, the GPU when there is one)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: bf16 only where the hardware has it natively (default: auto)")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                   help="fp32 (default): the same scores on every machine, as calibrated; bf16: faster where the "
+                        "hardware has it natively, scores differ slightly; auto: bf16 only where it is native")
     p.add_argument("--runtime", default="auto", help="inference runtime: auto | eager | fused | jit | onnx (default: auto; "
                         "onnx: through onnxruntime)")
     if faces:

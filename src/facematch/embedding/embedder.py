@@ -32,7 +32,8 @@ from facematch.errors import FacematchError
 from facematch.models.backbones import BackboneSpec
 from facematch.models.onnx_runtime import OnnxModule
 from facematch.models.inference import InferenceModel, build, check_runtime, choose
-from facematch.utils.hardware import one_thread_worker, plan_workers, resolve_device, resolve_precision
+from facematch.utils.hardware import (DEFAULT_PRECISION, one_thread_worker, plan_workers, resolve_device,
+                                      resolve_precision)
 from facematch.utils.io import NO_STAMP, stamp_before_reading
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,12 @@ def engine_kwargs(engine: Mapping[str, Any] | None) -> dict[str, Any]:
     every embedding pass (evaluation, per-fold scoring, the frozen-trunk feature store)."""
     e = dict(engine or {})
     return dict(batch_size=int(e.get("batch_size", 128)), num_workers=e.get("num_workers", "auto"),
-                device=str(e.get("device", "auto")), precision=str(e.get("precision", "auto")),
+                device=str(e.get("device", "auto")), precision=str(e.get("precision", DEFAULT_PRECISION)),
                 runtime=str(e.get("runtime", "auto")), cache_dir=e.get("cache_dir") if e.get("cache", True) else None,
                 progress=bool(e.get("progress", True)))
 
 
-def resolve(device: str | None = "auto", precision: str | None = "auto") -> tuple[str, str]:
+def resolve(device: str | None = "auto", precision: str | None = DEFAULT_PRECISION) -> tuple[str, str]:
     """``(device, precision)`` as an embedder will run them: what ``auto`` means on this machine."""
     dev = resolve_device(device)
     return dev, resolve_precision(precision, dev)
@@ -96,16 +97,17 @@ class Embedder:
     """Embeds uint8 crops (:meth:`embed_arrays`) or image paths read through ``source`` (:meth:`embed`).
 
     ``model`` maps a normalised NCHW batch to (N, D) features; it is never changed: the embedder runs an
-    inference copy on ``device`` (``auto``: the GPU when there is one) in ``precision`` (``auto``: bf16 only
-    where the hardware has it natively) with ``runtime``. ``source`` is a callable ``rel_path -> uint8
-    HxWx3 crop`` of ``spec.input_size`` with a ``root`` folder (a :class:`~facematch.data.source.FaceSource`).
+    inference copy on ``device`` (``auto``: the GPU when there is one) in ``precision`` (fp32 unless bf16 is
+    named; ``auto``: bf16 only where the hardware has it natively) with ``runtime``. ``source`` is a callable
+    ``rel_path -> uint8 HxWx3 crop`` of ``spec.input_size`` with a ``root`` folder (a
+    :class:`~facematch.data.source.FaceSource`).
     ``cache_dir`` turns the on-disk cache of the model's per-view outputs on; ``tail`` (a module or callable on
     (N, D) tensors) runs on those outputs, per view, before the flip combination.
     """
 
     def __init__(self, model: nn.Module, spec: BackboneSpec, source: Any = None, *, tail: Callable | None = None,
                  batch_size: int = 128, num_workers: int | str = "auto", flip: str = "concat",
-                 precision: str = "auto", device: str = "auto", runtime: str = "auto",
+                 precision: str = DEFAULT_PRECISION, device: str = "auto", runtime: str = "auto",
                  cache_dir: str | os.PathLike | None = None, fingerprint: str | None = None,
                  progress: bool = True, save_every: int = 1024):
         if batch_size < 1:
@@ -188,13 +190,17 @@ class Embedder:
     # -- paths, through the cache -------------------------------------------------------------------------
     def _loader(self, rel_paths: Sequence[str]) -> DataLoader:
         """Crops decoded inline or in worker processes of one torch thread each (see
-        :func:`~facematch.utils.hardware.plan_workers`), the model running in this process."""
+        :func:`~facematch.utils.hardware.plan_workers`), the model running in this process; the global random
+        streams are left untouched."""
         workers, threads = plan_workers(self.num_workers, self.device.type, -(-len(rel_paths) // self.batch_size))
         kw: dict[str, Any] = {"prefetch_factor": 2, "worker_init_fn": one_thread_worker} if workers else {}
         self.stats.update(workers=workers, model_threads=threads)
         torch.set_num_threads(threads)  # restored by _compute when the job ends
+        # its own generator: a DataLoader draws its workers' base seed from the global torch RNG otherwise, so a
+        # job that embeds (a cold cache) would train on other random draws than one that reads the cache
         return DataLoader(CropFiles(self.source, rel_paths), batch_size=self.batch_size, shuffle=False,
-                          num_workers=workers, collate_fn=_collate, pin_memory=self.device.type == "cuda", **kw)
+                          num_workers=workers, collate_fn=_collate, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator(), **kw)
 
     def embed(self, rel_paths: Iterable[str]) -> tuple[np.ndarray, list[str]]:
         """``(emb, paths)`` for the distinct ``rel_paths`` (first-seen order); cached ones are not recomputed."""
@@ -213,6 +219,7 @@ class Embedder:
         done = cache.load(root, paths) if cache is not None else {}
         todo = [p for p in paths if p not in done]
         self.stats = {"n_images": len(paths), "cache_hits": len(paths) - len(todo), "computed": 0,
+                      "precision": self.precision, "device": self.device_name,  # what ran (cached: its key's)
                       "cache_dir": str(cache.dir) if cache else None, **(cache.stats if cache is not None else {})}
         if todo:
             self._compute(todo, done, root)

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from facematch.errors import FacematchError, MultipleFacesError, NoFaceError
+from facematch.utils.hardware import DEFAULT_PRECISION
 
 #: A second face at least this fraction of the largest face's box area makes a photo ambiguous.
 SIMILAR_SIZE = 0.5
@@ -93,7 +94,7 @@ class FaceEmbedder:
     :class:`~facematch.models.loading.EvalModel`), as ``facematch-eval`` embeds them (``flip``, ``device``,
     ``precision``, ``runtime``); ``min_face_size`` is MTCNN's smallest face in pixels."""
 
-    def __init__(self, model, *, flip: str = "concat", device: str = "auto", precision: str = "auto",
+    def __init__(self, model, *, flip: str = "concat", device: str = "auto", precision: str = DEFAULT_PRECISION,
                  runtime: str = "auto", min_face_size: int = 20, batch_size: int = 64):
         from facematch.embedding.embedder import Embedder
 

@@ -17,12 +17,14 @@ reproduction's nearest-template accuracy (people with 3+ images, under ``identif
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
 import numpy as np
 
 from facematch.data.pair_files import fold_identities, identity_of, read_pairs
+from facematch.data.source import FaceSource
 from facematch.eval.identification import identification_report
 from facematch.eval.job import engine_settings, eval_source
 from facematch.eval.verification import Protocol, verify
@@ -30,19 +32,36 @@ from facematch.models.loading import EvalModel
 from facematch.models.net import BackboneHead
 
 
-def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> dict:
-    """Fold ``cfg.data.test_fold``'s result for a trained backbone + head, and the full report."""
+@dataclass
+class FoldEmbeddings:
+    """The embeddings of the images of fold k's people (whom the model never saw), their identities, their
+    paths under ``source`` and the source that reads their crops: what TensorBoard's projector shows."""
+
+    emb: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    source: FaceSource
+
+
+def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> tuple[dict, FoldEmbeddings]:
+    """Fold ``cfg.data.test_fold``'s result for a trained backbone + head, and the full report; with the
+    embeddings of the fold's people."""
     t0 = time.perf_counter()
     fold = int(cfg.data.test_fold)
     model = EvalModel(BackboneHead(backbone, head), backbone.spec, "", {"kind": "training run"})
     pairs = read_pairs(str(cfg.data.pairs), n_folds=int(protocol.n_folds))
     source = eval_source(cfg, backbone.spec.template)
     res = verify(model, pairs, source, protocol, engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
+    people = fold_identities(pairs, fold)
+    keep = [i for i, p in enumerate(res.paths) if identity_of(p) in people]
+    embedded = FoldEmbeddings(res.emb[keep], np.array([identity_of(res.paths[i]) for i in keep]),
+                              [res.paths[i] for i in keep], source)
     out = {
         **res.fold(fold),
-        "identification": _fold_identification(res, pairs, fold, int(cfg.seed)),
+        "identification": _fold_identification(embedded, int(cfg.seed)),
         "protocol": protocol.as_dict(),
         "embedding_cache_key": res.embed_stats.get("cache_key"),
+        "precision": res.embed_stats["precision"],  # as the scores were computed
         "all_folds_report": res.report,  # other folds' numbers are on trained-on people: reference only
     }
     if getattr(source, "degrade", None) is not None:
@@ -50,15 +69,12 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> dict:
                        engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
         out["undegraded"] = clean.fold(fold)
     out["eval_seconds"] = time.perf_counter() - t0
-    return out
+    return out, embedded
 
 
-def _fold_identification(res, pairs, fold: int, seed: int) -> dict:
-    """Rank-1 / Rank-5 / kNN among the images of fold ``fold``'s people (those with 2+ images take part)."""
-    people = fold_identities(pairs, fold)
-    keep = [i for i, p in enumerate(res.paths) if identity_of(p) in people]
-    labels = np.array([identity_of(res.paths[i]) for i in keep])
+def _fold_identification(fold: FoldEmbeddings, seed: int) -> dict:
+    """Rank-1 / Rank-5 / kNN among the images of the fold's people (those with 2+ images take part)."""
     try:
-        return identification_report(res.emb[keep], labels, seed=seed)
+        return identification_report(fold.emb, fold.labels, seed=seed)
     except ValueError as err:  # no person of the fold has two images in the pairs file
         return {"skipped": str(err)}

@@ -29,7 +29,6 @@ from omegaconf import DictConfig, OmegaConf
 from facematch.config import check_config, instantiate_node, to_container, write_json
 from facematch.data.identities import missing_root_error
 from facematch.data.pair_files import identity_of, read_pairs, sniff_format
-from facematch.embedding.embedder import resolve
 from facematch.errors import FacematchError
 from facematch.models.loading import load_model
 from facematch.eval.sharding import is_rank_zero, process_group_from_env
@@ -135,7 +134,7 @@ def _evaluate(cfg: DictConfig) -> dict:
     t2 = time.perf_counter()
     figures = make_plots(out_dir, res, emb, labels, cfg, protocol) if cfg.eval.plots else {}
     plots_s = time.perf_counter() - t2
-    device, precision = resolve(engine.get("device"), engine.get("precision"))
+    device, precision = embed_stats["device"], embed_stats["precision"]  # as the embeddings were computed
     metrics: dict[str, Any] = dict(res.report)
     metrics.update({k: ident[k] for k in ("rank_1", "rank_5", "knn_accuracy") if k in ident})
     metrics.update({k: v for k, v in (ident.get("template") or {}).items() if k.startswith("template_rank_")})
@@ -208,7 +207,7 @@ def write_tensorboard(log_dir: Path, metrics: dict, res: Verification, emb, labe
                       source, paths: list[str]) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
-    from facematch.eval.plots import most_frequent_identities
+    from facematch.eval.projector import add_projector
 
     if log_dir.is_dir():  # a re-run into the same run dir replaces its TensorBoard data (as metrics.json)
         shutil.rmtree(log_dir)
@@ -227,35 +226,19 @@ def write_tensorboard(log_dir: Path, metrics: dict, res: Verification, emb, labe
         writer.add_text("eval/summary", "```\n" + summary_table(metrics, log_dir.parent) + "\n```", 0)
         n_ids = int(cfg.eval.tsne_identities or 0)
         if n_ids > 0 and len(paths):
-            keep = np.flatnonzero(np.isin(labels, most_frequent_identities(labels, n_ids)))
-            label_img = _thumbnails(source, [paths[i] for i in keep]) if len(keep) <= 2000 else None
-            writer.add_embedding(emb[keep], metadata=labels[keep].tolist(), label_img=label_img,
-                                 tag="embeddings", global_step=0)
+            add_projector(writer, emb, labels, source, paths, n_ids)
     finally:
         writer.close()
 
 
-def _thumbnails(source, rels: list[str], size: int = 32):
-    """Small crops for the projector's sprite (best effort: None if any crop cannot be read)."""
-    import torch
-    import torch.nn.functional as F
-
-    try:
-        crops = np.stack([source(r) for r in rels])
-    except Exception as err:  # thumbnails are decoration
-        log.warning("projector thumbnails skipped: %s", err)
-        return None
-    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0)
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
 def write_pair_scores(path: Path, pairs, res: Verification) -> None:
-    """One line per pair, in the pairs file's order: both paths, label, fold, raw cosine, protocol score."""
+    """One line per pair, in the pairs file's order: both paths, label, fold, raw cosine, protocol score and
+    the protocol's decision (1: same; the score against its fold's threshold)."""
     from facematch.utils.io import atomic_write_text
 
-    lines = ["a\tb\tsame\tfold\tcosine\tprotocol_score"]
-    lines += [f"{p.a}\t{p.b}\t{int(s)}\t{int(f)}\t{c:.9g}\t{r:.9g}"
-              for p, s, f, c, r in zip(pairs, res.same, res.folds, res.cosine, res.ranked)]
+    lines = ["a\tb\tsame\tfold\tcosine\tprotocol_score\tdecision"]
+    lines += [f"{p.a}\t{p.b}\t{int(s)}\t{int(f)}\t{c:.9g}\t{r:.9g}\t{int(d)}"
+              for p, s, f, c, r, d in zip(pairs, res.same, res.folds, res.cosine, res.ranked, res.decisions())]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

@@ -1,4 +1,5 @@
-"""Evaluation plots. Each function draws one figure, writes it as a PNG atomically and returns it.
+"""Evaluation plots. Each function draws one figure, writes it as a PNG atomically (unless its path is None)
+and returns it.
 
 Figures are built as bare :class:`matplotlib.figure.Figure` objects on an Agg canvas, never through
 ``pyplot``: no global backend switch, no figure registry to leak, safe in headless workers. The
@@ -24,13 +25,14 @@ def _new_figure(size=(6.0, 4.5)) -> tuple[Figure, object]:
     return fig, fig.add_subplot(1, 1, 1)
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Figure:
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
+def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+    if path is not None:
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
     return fig
 
 
 def roc_plot(
-    scores, same, path: str | os.PathLike, fars: Sequence[float] = (1e-3, 1e-2), title: str = "ROC"
+    scores, same, path: str | os.PathLike | None, fars: Sequence[float] = (1e-3, 1e-2), title: str = "ROC"
 ) -> Figure:
     """ROC with a log-scaled FAR axis, AUC and EER in the legend, and the VAL@FAR points marked.
 
@@ -61,7 +63,7 @@ def roc_plot(
 def f1_plot(
     scores,
     same,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None,
     threshold: float = 0.6,
     thresholds=None,
     title: str = "F1 vs threshold",
@@ -88,7 +90,7 @@ def f1_plot(
 def score_histogram(
     scores,
     same,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None,
     threshold: float | None = 0.6,
     bins: int = 50,
     title: str = "similarity of same vs different pairs",
@@ -121,7 +123,7 @@ def tsne_plot(
     emb,
     labels,
     n_identities: int,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None,
     seed: int = 0,
     perplexity: float = 30.0,
     title: str | None = None,

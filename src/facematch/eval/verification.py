@@ -89,6 +89,13 @@ class Verification:
     ranked: np.ndarray  # (n_pairs,) protocol scores (each pair scored in its fold's turn)
     embed_stats: dict = field(default_factory=dict)
 
+    def decisions(self) -> np.ndarray:
+        """(n_pairs,) bool: each pair's verdict as the 10-fold protocol gave it (its protocol score against the
+        threshold chosen on the other folds); what the fold accuracies count."""
+        folds = np.array(sorted(set(self.folds.tolist())))
+        thresholds = np.asarray(self.report["fold_thresholds"], np.float64)
+        return self.ranked >= thresholds[np.searchsorted(folds, self.folds)]
+
     def fold(self, k: int) -> dict:
         """Fold ``k``'s result (threshold and mean from the other folds), as per-fold scoring records it."""
         folds = sorted(set(self.folds.tolist()))

@@ -57,7 +57,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             if size > MAX_IMAGE_BYTES:
                 raise UnreadableImageError(f"{path} is a {size:,}-byte file, over the {MAX_IMAGE_BYTES:,}-byte limit "
                                            "for an image; downscale or re-encode it")
-            data = fh.read(MAX_IMAGE_BYTES + 1)
+            data = fh.read(size + 1)  # what fstat said (a buffered read allocates what it is asked for)
     except FileNotFoundError:
         raise DataNotFoundError(f"image not found: {path} (check the path or the dataset root)") from None
     except IsADirectoryError:

@@ -93,7 +93,7 @@ def _read_manifest(root: Path) -> tuple[dict, Stamp]:
             st = os.fstat(fh.fileno())
             if st.st_size > MAX_MANIFEST_BYTES:
                 raise ValueError(f"{st.st_size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
-            manifest = json.loads(fh.read(MAX_MANIFEST_BYTES + 1))
+            manifest = json.loads(fh.read(st.st_size + 1))  # not the bound: a read allocates what it asks for
     except (OSError, ValueError, RecursionError) as err:
         raise FacematchError(f"{mpath} is corrupt ({(str(err).splitlines() or [type(err).__name__])[0]}){_fix(root)}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:

@@ -146,9 +146,10 @@ class SiameseModule(L.LightningModule):
         if getattr(self.loss, "scores_pairs", True):  # class weights / a teacher know no validation person
             loss = self.loss(embeddings, labels, tuples)
             self.log(f"{prefix}/loss", loss, on_epoch=True, batch_size=ea.shape[0], sync_dist=True)
+        return {"cosine": cos.detach(), "same": batch[2]}  # for callbacks (the TensorBoard figures)
 
     def validation_step(self, batch, batch_idx):
-        self._pair_step(batch, self.val_metrics, "val")
+        return self._pair_step(batch, self.val_metrics, "val")
 
     def on_validation_epoch_end(self):
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)

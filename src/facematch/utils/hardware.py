@@ -1,8 +1,10 @@
 """What this machine can do: the device to run on, whether bf16 is native, the CPU model and flags.
 
-``precision=auto`` picks bf16 only where the hardware computes in bf16 natively: a CUDA GPU that supports
-it, or a CPU with AVX512-BF16 or AMX. Elsewhere bf16 is emulated (an AVX2-only CPU ran MobileFaceNet
-20x slower in bf16 than in fp32), so auto stays fp32. Every speed figure records :func:`cpu_info`.
+Precision: :data:`DEFAULT_PRECISION` (fp32) unless bf16 is asked for by name, so that a reported figure
+is the same on every machine (bf16 moves pairs across the threshold: docs/speed.md). ``precision=auto``
+picks bf16 only where the hardware computes in bf16 natively: a CUDA GPU that supports it, or a CPU with
+AVX512-BF16 or AMX. Elsewhere bf16 is emulated (an AVX2-only CPU ran MobileFaceNet 20x slower in bf16 than
+in fp32), so auto stays fp32. Every speed figure records :func:`cpu_info`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: What every embedding pass runs in unless told otherwise: the same on every CPU and GPU.
+DEFAULT_PRECISION = "fp32"
 #: CPU flags that decide speed here (SIMD width, native bf16 / int8 dot products, AMX tiles).
 SPEED_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
                "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni")
@@ -105,8 +109,9 @@ def resolve_device(device: str | None = "auto") -> str:
 
 
 def resolve_precision(precision: str | None, device: str) -> str:
-    """``fp32`` or ``bf16`` for ``precision`` (auto | fp32 | bf16) on ``device`` (already resolved)."""
-    name = str(precision or "auto").lower()
+    """``fp32`` or ``bf16`` for ``precision`` (auto | fp32 | bf16; None: :data:`DEFAULT_PRECISION`) on
+    ``device`` (already resolved)."""
+    name = str(precision or DEFAULT_PRECISION).lower()
     if name not in PRECISIONS:
         raise FacematchError(f"precision={precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
     if name != "auto":

@@ -41,15 +41,15 @@ def read_bounded(path: str | os.PathLike, max_bytes: int, what: str, fix: str,
                 raise error(f"{what} {p} is not a regular file; {fix}")
             if st.st_size > max_bytes:
                 raise error(f"{what} {p} is {size_text(st.st_size)}, over the {size_text(max_bytes)} limit; {fix}")
-            data = fh.read(max_bytes + 1)
+            data = fh.read(st.st_size + 1)  # not max_bytes + 1: a buffered read allocates what it is asked for
     except FacematchError:
         raise
     except FileNotFoundError:
         raise error(f"{what} not found: {p}; {fix}") from None
     except OSError as err:
         raise error(f"{what} {p} cannot be read ({err.strerror or type(err).__name__}); {fix}") from None
-    if len(data) > max_bytes:  # grew while being read
-        raise error(f"{what} {p} is over the {size_text(max_bytes)} limit; {fix}")
+    if len(data) > st.st_size:  # grew while being read
+        raise error(f"{what} {p} changed while it was read; {fix}")
     return data
 
 
