@@ -139,3 +139,59 @@ def test_original_lfw_test_embeds_every_image_of_the_people_with_three_or_more_u
     assert res["template_rank_1"] > 0.3  # chance: 1 / 12
     in_own = [p in picks[np.searchsorted(classes, labels[p])] for p in probes]
     assert res["probes_in_own_template"] == pytest.approx(np.mean(in_own))
+
+
+class _Logged(torch.nn.Module):
+    """What TemplateAccuracy needs of a LightningModule: forward, device, training mode, log_dict."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.logged, self.device = net, {}, torch.device("cpu")
+
+    def forward(self, x):
+        return self.net(x)
+
+    def log_dict(self, values, **_):
+        self.logged.update(values)
+
+
+def test_closed_set_template_accuracy_equals_brute_force(cfg_factory, mfn_weights):
+    """The validation figure of the seed-2 rows (callbacks.template_accuracy) against eval_model.py's
+    computation done by hand: every drawn image embedded one by one in eval mode, templates and truth by
+    person name (not by the label map), argmin of Euclidean distances. The module is handed over in train mode:
+    the callback must embed in eval mode itself. A good model (MobileFaceNet, CASIA-WebFace) scores high on a
+    closed set, so a low figure is the model's, not the metric's."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from facematch.embedding.embedder import normalize_batch
+    from facematch.eval.nearest_template import draw_probes, draw_templates
+    from facematch.models.loading import load_model
+
+    cfg = cfg_factory("experiment=seed2_facenet_cpu", "data.top_identities=12", "callbacks.template_accuracy.n_probes=100")
+    model = load_model(None, {"name": "mobilefacenet", "weights": str(mfn_weights)})
+    dm = instantiate_node(cfg.data, _partial_=True, _convert_="all")(spec=model.spec)
+    dm.setup("fit")
+    module = _Logged(model.module).train()
+    callback = instantiate_node(cfg.callbacks.template_accuracy)
+    callback.on_validation_epoch_end(SimpleNamespace(sanity_checking=False, datamodule=dm), module)
+    assert module.training  # left as it was handed over
+    (pool, pool_labels), (val, val_labels) = dm.template_sets()
+    _, picks = draw_templates(pool_labels, callback.per_class, callback.seed)
+    probes = [val[i] for i in draw_probes(val_labels, callback.n_probes, callback.seed + 1)]
+    net = model.module.eval()
+    drawn = sorted({pool[i] for i in picks.flat} | set(probes))
+    with torch.no_grad():  # eval mode: the batch does not change an image's embedding
+        emb = dict(zip(drawn, net(normalize_batch(np.stack([dm.source(rel) for rel in drawn]), model.spec)).numpy()))
+    unit = {rel: 10 * e / np.linalg.norm(e) for rel, e in emb.items()}  # the FaceNet head's output scale
+    templates = {}
+    for row in picks:
+        names = {identity_of(pool[i]) for i in row}
+        assert len(names) == 1  # a template is one person's
+        templates[names.pop()] = np.mean([unit[pool[i]] for i in row], axis=0)
+    names = sorted(templates)
+    hits = sum(names[int(np.argmin([np.linalg.norm(unit[rel] - templates[n]) for n in names]))] == identity_of(rel)
+               for rel in probes)
+    assert not set(probes) & set(pool)  # no leak on the closed set: probes are validation images
+    assert module.logged["val/template_rank_1"] == pytest.approx(hits / len(probes), abs=1 / len(probes))
+    assert hits / len(probes) > 0.5  # chance: 1 / 12
