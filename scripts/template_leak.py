@@ -13,7 +13,7 @@ accuracy written out by loops (the mean of 5 scaled outputs per person, ``argmin
   each with the leak (as reported) and without it (each probe's own template drawn from its other images).
 
     python scripts/template_leak.py outputs/runs/train/<time>/checkpoints/epoch_000.ckpt \\
-        --out results/seed2_template_leak.json -- experiment=seed2_facenet_cpu margin=0.7
+        experiment=seed2_facenet_cpu margin=0.7 --out results/seed2_template_leak.json
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from facematch.errors import cli_errors
 from facematch.utils.io import atomic_write_text
@@ -66,14 +67,13 @@ def row(name: str, emb, labels, picks, probes, leak: bool, own_picks=None, **ext
             **extra}
 
 
+@cli_errors
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("ckpt")
     ap.add_argument("--out", required=True)
     ap.add_argument("overrides", nargs="*", help="the training run's overrides (experiment=... margin=...)")
-    args = ap.parse_args(argv)
-    with cli_errors():
-        return run(args)
+    return run(ap.parse_intermixed_args(argv))
 
 
 def run(args) -> int:
@@ -140,8 +140,11 @@ def run(args) -> int:
         rows.append(row(name + ", without the leak", e, y, pk, pr, False, leak_free_picks(y, pr, per_class, seed + 2)))
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    trained = Path(args.ckpt).resolve().parents[1] / ".hydra" / "overrides.yaml"  # the run that wrote it
     out = {"kind": "template-leak", "command": "python scripts/template_leak.py " + " ".join(sys.argv[1:]),
            "commit": commit, "checkpoint": str(args.ckpt), "checkpoint_epoch": model.description.get("epoch"),
+           "checkpoint_step": model.description.get("global_step"),
+           "trained_by": ("facematch-train " + " ".join(yaml.safe_load(trained.read_text()))) if trained.is_file() else None,
            "overrides": list(args.overrides), "machine": machine_info(), "rows": rows}
     atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
     for r in rows:
