@@ -141,10 +141,11 @@ def run(args) -> int:
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     trained = Path(args.ckpt).resolve().parents[1] / ".hydra" / "overrides.yaml"  # the run that wrote it
+    trained_by = "facematch-train " + " ".join(yaml.safe_load(trained.read_text())) if trained.is_file() else None
     out = {"kind": "template-leak", "command": "python scripts/template_leak.py " + " ".join(sys.argv[1:]),
            "commit": commit, "checkpoint": str(args.ckpt), "checkpoint_epoch": model.description.get("epoch"),
            "checkpoint_step": model.description.get("global_step"),
-           "trained_by": ("facematch-train " + " ".join(yaml.safe_load(trained.read_text()))) if trained.is_file() else None,
+           "trained_by": trained_by,
            "overrides": list(args.overrides), "machine": machine_info(), "rows": rows}
     atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
     for r in rows:

@@ -168,7 +168,8 @@ def test_closed_set_template_accuracy_equals_brute_force(cfg_factory, mfn_weight
     from facematch.eval.nearest_template import draw_probes, draw_templates
     from facematch.models.loading import load_model
 
-    cfg = cfg_factory("experiment=seed2_facenet_cpu", "data.top_identities=12", "callbacks.template_accuracy.n_probes=100")
+    cfg = cfg_factory("experiment=seed2_facenet_cpu", "data.top_identities=12",
+                      "callbacks.template_accuracy.n_probes=100")
     model = load_model(None, {"name": "mobilefacenet", "weights": str(mfn_weights)})
     dm = instantiate_node(cfg.data, _partial_=True, _convert_="all")(spec=model.spec)
     dm.setup("fit")

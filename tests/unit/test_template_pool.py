@@ -133,3 +133,17 @@ def test_bad_settings_are_one_error(bad):
     with pytest.raises(FacematchError) as err:
         TemplateSettings(**bad)
     assert f"templates.{next(iter(bad))}=" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_folder_pool_on_a_bin_set_is_one_error_naming_the_fix(tmp_path):
+    from omegaconf import OmegaConf
+
+    from facematch.eval.template_pool import template_figures
+
+    root = tmp_path / "lfw.bin"
+    root.write_bytes(b"\0")
+    cfg = OmegaConf.create({"templates": {"_target_": "facematch.eval.template_pool.TemplateSettings",
+                                          "pool": "folder", "flip": "none"}, "data": {"root": str(root)}, "seed": 0})
+    with pytest.raises(FacematchError) as err:
+        template_figures(cfg, None, None, {}, np.zeros((0, 1)), [], "concat")
+    assert str(root) in str(err.value) and "templates=pairs" in str(err.value) and "\n" not in str(err.value)

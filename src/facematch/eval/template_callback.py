@@ -32,7 +32,8 @@ class TemplateAccuracy(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            out = [pl_module(x.to(pl_module.device)).float().cpu() for x, _ in DataLoader(ds, batch_size=self.batch_size)]
+            out = [pl_module(x.to(pl_module.device)).float().cpu()
+                   for x, _ in DataLoader(ds, batch_size=self.batch_size)]
         finally:
             pl_module.train(was_training)
         return torch.cat(out).numpy()
