@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from facematch.paths import data_dir, weights_dir  # noqa: E402
 from facematch.utils.hardware import machine_info  # noqa: E402
+from facematch.report.provenance import stamp  # noqa: E402
 from facematch.utils.io import atomic_write_text  # noqa: E402
 
 RUNS = {
@@ -102,7 +103,8 @@ def main(argv=None) -> dict:
             "data=lfw_aligned112"  # what command() runs, without this machine's paths
     payload = {"command": shown, "reference": REFERENCE, "runs": runs,
                "folds": folds, "machine": {**machine_info(), "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
-               "wall_s": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+               "wall_s": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "provenance": stamp("python " + " ".join(sys.argv))}  # command, commit, machine
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     for name, r in runs.items():
         print(f"{name:11s} {r['precision']} {r['runtime']:6s} {r['wall_s']:7.1f} s  {100 * r['accuracy_mean']:.2f}% "

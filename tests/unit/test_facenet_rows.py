@@ -151,14 +151,14 @@ def test_triplets_per_person_then_random():
     assert len(sample_triplets(index, 4, random.Random(0), per_class=2)) == 10  # the per-person draws come first
 
 
-def test_identification_report_carries_the_template_metric():
-    from facematch.eval.identification import identification_report
+def test_template_report_takes_the_people_with_three_or_more():
+    from facematch.eval.nearest_template import template_report
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.array(["a", "b", "c", "d"]), [4, 3, 2, 5])
     emb = rng.normal(size=(14, 6))
-    res = identification_report(emb, labels, seed=3)["template"]
-    assert res["n_templates"] == 3 and res["n_probes"] == 2000  # the people with 3+ images: a, b, d
+    res = template_report(emb, labels, seed=3)
+    assert res["n_templates"] == 3 and res["n_probes"] == 2000 and res["n_images"] == 12  # a, b, d
     assert 0.0 <= res["template_rank_1"] <= res["template_rank_5"] == 1.0  # 3 templates: always in the top 5
 
 

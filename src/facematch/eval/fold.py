@@ -11,7 +11,9 @@ full-resolution accuracy a model adapted to degraded photos keeps (``undegraded`
 
 Identification (Rank-1, Rank-5, kNN: :mod:`facematch.eval.identification`) is measured on the images of
 fold k's people only (a gallery/probe split of them), whom the model never saw; so is the FaceNet
-reproduction's nearest-template accuracy (people with 3+ images, under ``identification.template``).
+reproduction's nearest-template accuracy (under ``identification.template``): among their images in the
+pairs file (``templates=pairs``) or all of their images under ``data.root`` (``templates=folder``, the
+second original's LFW test; :mod:`facematch.eval.template_pool`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from facematch.data.pair_files import fold_identities, identity_of, read_pairs
 from facematch.data.source import FaceSource
 from facematch.eval.identification import identification_report
 from facematch.eval.job import engine_settings, eval_source
+from facematch.eval.template_pool import template_figures
 from facematch.eval.verification import Protocol, verify
 from facematch.models.loading import EvalModel
 from facematch.models.net import BackboneHead
@@ -51,14 +54,18 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> tuple[dic
     model = EvalModel(BackboneHead(backbone, head), backbone.spec, "", {"kind": "training run"})
     pairs = read_pairs(str(cfg.data.pairs), n_folds=int(protocol.n_folds))
     source = eval_source(cfg, backbone.spec.template)
-    res = verify(model, pairs, source, protocol, engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
+    engine = engine_settings(cfg, progress=False)
+    res = verify(model, pairs, source, protocol, engine, what=str(cfg.data.pairs))
     people = fold_identities(pairs, fold)
     keep = [i for i, p in enumerate(res.paths) if identity_of(p) in people]
     embedded = FoldEmbeddings(res.emb[keep], np.array([identity_of(res.paths[i]) for i in keep]),
                               [res.paths[i] for i in keep], source)
+    identification = _fold_identification(embedded, int(cfg.seed))
+    identification["template"] = template_figures(cfg, model, source, engine, res.emb, res.paths, protocol.flip,
+                                                  people=people)
     out = {
         **res.fold(fold),
-        "identification": _fold_identification(embedded, int(cfg.seed)),
+        "identification": identification,
         "protocol": protocol.as_dict(),
         "embedding_cache_key": res.embed_stats.get("cache_key"),
         "precision": res.embed_stats["precision"],  # as the scores were computed

@@ -12,7 +12,6 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from facematch.eval.metrics import l2_normalize
-from facematch.eval.nearest_template import template_report
 
 
 def gallery_probe_split(labels, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -112,9 +111,8 @@ def identification_report(
     emb, labels, seed: int = 0, ks: Sequence[int] = (1, 5), n_neighbors: int = 1
 ) -> dict:
     """Split ``emb``/``labels`` with :func:`gallery_probe_split` and return the union of
-    :func:`rank_k_accuracy` and :func:`knn_accuracy`, plus ``n_gallery`` and ``seed``, and under
-    ``template`` the FaceNet reproduction's nearest-template accuracy on the same images
-    (:func:`facematch.eval.nearest_template.template_report`: people with 3+ images)."""
+    :func:`rank_k_accuracy` and :func:`knn_accuracy`, plus ``n_gallery`` and ``seed`` (the FaceNet
+    reproduction's nearest-template accuracy is :func:`facematch.eval.template_pool.measure`'s)."""
     e = np.asarray(emb, dtype=np.float64)
     y = np.asarray(labels).reshape(-1)
     gi, pi = gallery_probe_split(y, seed)
@@ -123,8 +121,4 @@ def identification_report(
     out = rank_k_accuracy(e[gi], y[gi], e[pi], y[pi], ks)
     out.update(knn_accuracy(e[gi], y[gi], e[pi], y[pi], n_neighbors))
     out.update({"n_gallery": int(gi.size), "seed": int(seed)})
-    try:
-        out["template"] = template_report(e, y, seed=seed)
-    except ValueError as err:  # no person with 3+ images
-        out["template"] = {"skipped": str(err)}
     return out

@@ -32,6 +32,7 @@ from facematch.data.pair_files import identity_of, read_pairs, sniff_format
 from facematch.errors import FacematchError
 from facematch.models.loading import load_model
 from facematch.eval.sharding import is_rank_zero, process_group_from_env
+from facematch.eval.template_pool import template_figures
 from facematch.eval.verification import Protocol, Verification, verify
 from facematch.data.bin_set import is_bin
 from facematch.data.shards import is_url
@@ -130,6 +131,7 @@ def _evaluate(cfg: DictConfig) -> dict:
                 ident = identification_report(emb, labels, seed=int(cfg.seed))
         except ValueError as err:
             ident = {"skipped": str(err)}
+        ident["template"] = template_figures(cfg, model, source, engine, emb, paths, protocol.flip)
 
     t2 = time.perf_counter()
     figures = make_plots(out_dir, res, emb, labels, cfg, protocol) if cfg.eval.plots else {}

@@ -69,13 +69,21 @@ def template_accuracy(pool_emb, pool_labels, probe_emb, probe_labels, per_class:
 
 def template_report(emb, labels, n_probes: int = 2000, per_class: int = 5, seed: int = 0,
                     min_images: int = 3) -> dict:
-    """The LFW side of the original's metric on one set of images: the classes with ``min_images`` or more,
-    templates from all their images, ``n_probes`` probes drawn by :func:`draw_probes` (``seed + 1``)."""
+    """The LFW side of the original's metric on one set of images (``Code/eval_model.py`` ``testValues`` on
+    the LFW lists): the classes with ``min_images`` or more, templates from all their images, ``n_probes``
+    probes drawn by :func:`draw_probes` (``seed + 1``) from the same images. As in the original, a probe can
+    be among the images averaged into its own class's template: ``probes_in_own_template`` is the fraction of
+    probes that are (``n_images``: the images of the classes kept)."""
     y = np.asarray(labels).reshape(-1)
     classes, counts = np.unique(y, return_counts=True)
     keep = np.flatnonzero(np.isin(y, classes[counts >= min_images]))
     if keep.size == 0:
         raise ValueError(f"no class has {min_images} or more images")
-    e = np.asarray(emb)[keep]
-    probes = draw_probes(y[keep], n_probes, seed + 1)
-    return template_accuracy(e, y[keep], e[probes], y[keep][probes], per_class, seed)
+    e, yk = np.asarray(emb)[keep], y[keep]
+    probes = draw_probes(yk, n_probes, seed + 1)
+    out = template_accuracy(e, yk, e[probes], yk[probes], per_class, seed)
+    kept_classes, picks = draw_templates(yk, per_class, seed)  # the draw template_accuracy made
+    own = picks[np.searchsorted(kept_classes, yk[probes])]
+    out.update({"probes_in_own_template": float(np.mean((own == probes[:, None]).any(axis=1))),
+                "n_images": int(keep.size)})
+    return out

@@ -26,8 +26,16 @@ class TemplateAccuracy(Callback):
 
     @torch.no_grad()
     def _embed(self, pl_module, dm, paths: list[str]) -> np.ndarray:
+        """The validation crops of ``paths`` through the module in eval mode (BatchNorm on its running
+        statistics, as ``testValues`` calls ``model.eval()``), whatever mode the caller left it in."""
         ds = ImageDataset(paths, [0] * len(paths), dm.source, dm._transform(False))
-        out = [pl_module(x.to(pl_module.device)).float().cpu() for x, _ in DataLoader(ds, batch_size=self.batch_size)]
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            out = [pl_module(x.to(pl_module.device)).float().cpu()
+                   for x, _ in DataLoader(ds, batch_size=self.batch_size)]
+        finally:
+            pl_module.train(was_training)
         return torch.cat(out).numpy()
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
