@@ -16,7 +16,7 @@ from pathlib import Path
 
 from facematch.data.lfw_files import DEFAULT_ARCHIVE, LFW_ARCHIVES, LFW_PAIRS, fetch_lfw
 from facematch.errors import FacematchError
-from facematch.models.weights import MOBILEFACENET_CASIA
+from facematch.models.published_weights import MOBILEFACENET_CASIA
 from facematch.utils.fetch import FetchError, fetch_file
 from facematch.utils.io import sha256_file
 

@@ -14,8 +14,9 @@ from torch import nn
 
 from facematch.errors import FacematchError, WeightsError
 from facematch.paths import weights_dir
-from facematch.utils.fetch import FetchError, Remote, fetch_file
+from facematch.utils.fetch import FetchError, fetch_file
 from facematch.utils.locks import folder_lock
+from facematch.models.published_weights import MOBILEFACENET_CASIA, MOBILEFACENET_PRETRAINED  # noqa: F401
 
 
 def torch_load_weights(p: Path, what: str, fix: str, mmap: bool = False):
@@ -131,12 +132,6 @@ def facenet_pretrained_file(name: str, timeout_s: float = 20.0) -> Path:
         Path(torch.hub.get_dir()).parent / "checkpoints", timeout_s)
 
 
-#: The MobileFaceNet CASIA-WebFace checkpoint (arch=mobilefacenet arch.pretrained=casia-webface): model/best/068.ckpt
-#: of github.com/Xiaoccer/MobileFaceNet_Pytorch (ArcFace head on CASIA-WebFace, epoch 68), published only there.
-MOBILEFACENET_CASIA = Remote("mobilefacenet_casia_068.ckpt",
-                             "e839247cdbdfc023fb7cadeaf53a4549d50c8fc24ad154c02e35920ea8910d99",
-                             (("github", "model/best/068.ckpt"),))
-MOBILEFACENET_PRETRAINED = {"casia-webface": MOBILEFACENET_CASIA}
 
 
 def mobilefacenet_pretrained_file(name: str, progress: bool = True) -> Path:
