@@ -81,7 +81,7 @@ def run(args) -> int:
     from facematch.config import config_dir, instantiate_node
     from facematch.data.identities import IdentityIndex
     from facematch.data.pair_files import fold_identities, identity_of, read_pairs
-    from facematch.eval.job import eval_source
+    from facematch.eval.inputs import eval_source
     from facematch.eval.nearest_template import draw_probes, draw_templates, template_accuracy
     from facematch.eval.template_pool import folder_pool
     from facematch.eval.verification import embedder_for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facematch.errors import FacematchError
 from facematch.utils.io import atomic_write_text
+from facematch.utils.renamed import check_renamed
 
 log = logging.getLogger(__name__)
 
@@ -32,36 +34,39 @@ if not OmegaConf.has_resolver("train_precision"):
     OmegaConf.register_new_resolver("train_precision", train_precision)  # omegaconf 2.3 (hydra-core 1.3 pins <2.4)
 
 
-#: Keys and group options renamed by the naming pass: an old one stops the run with one line naming the new.
-RENAMED_KEYS = {f"data.features.{knob}": f"embed.{knob}"  # one engine group serves every embedding pass
-                for knob in ("batch_size", "num_workers", "device", "precision", "runtime")}
-RENAMED_OPTIONS = {"data": {"lfw": "lfw_photos", "lfw_aligned": "lfw_aligned112", "lfw_own_aligned": "lfw_photos_mtcnn"}}
+#: The units a loss can read the top-level ``margin`` in (each ``conf/loss/*.yaml`` declares its own as
+#: ``margin_unit``; null: the loss reads no margin), with the range a margin makes sense in:
+#: ``{unit: (least, most, what it is)}``.
+MARGIN_UNITS = {
+    "distance": (0.0, 2.0, "a Euclidean distance between L2-normalised embeddings (0..2)"),
+    "radians": (0.0, math.pi / 2, "an angle in radians (0..pi/2)"),
+    "cosine": (0.0, 1.0, "a cosine (0..1)"),
+}
 
 
-def check_overrides(overrides: Sequence[str]) -> None:
-    """A :class:`FacematchError` naming the new name for the first command-line override (``key=value``,
-    ``+key=value``, ``group=a,b`` in a multirun) that sets a renamed key or selects a renamed option. Run
-    before Hydra composes: Hydra would refuse them with several lines that do not name the new key."""
-    for item in overrides:
-        if item.startswith("-"):  # Hydra's own flags (-m, --config-name, ...)
-            continue
-        key, sep, value = item.lstrip("+~").partition("=")
-        key = key.removeprefix("override ").strip()
-        for old, new in RENAMED_KEYS.items():
-            if key == old or key.startswith(old + "."):
-                raise FacematchError(f"{old} is now {new} (one engine group for every embedding pass): pass {new}={value}")
-        renamed = RENAMED_OPTIONS.get(key.lstrip("/"), {})
-        for choice in value.split(",") if sep else ():
-            if choice.strip() in renamed:
-                raise FacematchError(f"{key}={choice.strip()} is now {key}={renamed[choice.strip()]} "
-                                     "(the data options are named for what they read)")
+def check_margin(cfg: DictConfig) -> None:
+    """The top-level ``margin`` within the range of the unit the selected loss declares (``margin_unit``);
+    a config without a loss (facematch-eval's) or whose loss reads no margin passes."""
+    unit = cfg.get("margin_unit") if "loss" in cfg else None
+    if unit is None:
+        return
+    loss = cfg.get("loss_name") or "the loss"
+    if unit not in MARGIN_UNITS:
+        raise FacematchError(f"margin_unit={unit!r} ({loss}) is not a margin unit; "
+                             f"choose {' | '.join(MARGIN_UNITS)} (or null: the loss reads no margin)")
+    least, most, what = MARGIN_UNITS[unit]
+    margin = cfg.get("margin")
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not least <= float(margin) <= most:
+        raise FacematchError(f"margin={margin} is outside {loss}'s range: it reads margin as {what}; "
+                             f"pass margin= between {least:g} and {most:.4g}")
 
 
 def check_config(cfg: DictConfig) -> None:
-    """The same for a composed config (keys an experiment file or ``+key=`` added)."""
-    for old, new in RENAMED_KEYS.items():
-        if OmegaConf.select(cfg, old, default=None) is not None:
-            raise FacematchError(f"{old} is now {new} (one engine group for every embedding pass): set {new} instead")
+    """The checks of a composed config, before any work: keys and options renamed since (one line naming the
+    new one, :mod:`facematch.utils.renamed`) and the margin a loss reads (its declared unit's range,
+    :func:`check_margin`)."""
+    check_renamed(cfg)
+    check_margin(cfg)
 
 
 def config_dir() -> str:

@@ -13,7 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from facematch.config import check_config, check_overrides, config_dir, instantiate_collection, instantiate_node, to_container, write_json
+from facematch.config import check_config, config_dir, instantiate_collection, instantiate_node, to_container, write_json
+from facematch.utils.renamed import check_overrides
 from facematch.errors import FacematchError, run_or_exit
 from facematch.utils.allocator import tune as tune_allocator
 from facematch.utils.hardware import machine_info
@@ -29,11 +30,13 @@ def build(cfg: DictConfig):
     ``loss``, ``miner``, ``optimizer`` and ``scheduler``; ``data.batches`` says what a training batch holds."""
     # Everything the module keeps as hyper-parameters is a plain Python value (the objects are ignored),
     # so checkpoints load with weights_only=True.
+    from facematch.embedding.engine import EngineSettings
+
     model = instantiate_node(cfg.model, _convert_="all")
     model.run_config = to_container(cfg)
     backbone = model.net.backbone
     datamodule = instantiate_node(cfg.data, _partial_=True, _convert_="all")(spec=backbone.spec)
-    if datamodule.attach_backbone(backbone, engine=to_container(cfg.embed)):
+    if datamodule.attach_backbone(backbone, engine=EngineSettings.from_config(cfg.embed)):
         log.info("frozen trunk: training the last %d stages and the head on cached trunk activations",
                  backbone.trainable_stages)
     return model, datamodule
@@ -184,9 +187,9 @@ def last_checkpoint(trainer) -> str | None:
 
 def log_dashboard(trainer, cfg, metrics: dict, fold_result: dict | None, fold_embeddings, threshold: float,
                   fars) -> None:
-    """TensorBoard (facematch.eval.dashboard): the held-out fold's projector, then the run's HParams session
+    """TensorBoard (facematch.callbacks.dashboard): the held-out fold's projector, then the run's HParams session
     (its hyper-parameters, Hydra's choices and overrides among them, with its result)."""
-    from facematch.eval.dashboard import DashboardFigures, log_run, run_hparams, run_result, tensorboard_loggers
+    from facematch.callbacks.dashboard import DashboardFigures, log_run, run_hparams, run_result, tensorboard_loggers
 
     if not tensorboard_loggers(trainer):
         return
@@ -208,8 +211,8 @@ def sweep_dir() -> str | None:
 
 
 def end_of_run_summary(trainer, metrics: dict, fold_result: dict | None, out_dir: Path, threshold: float) -> str:
-    from facematch.eval.dashboard import tensorboard_loggers
-    from facematch.eval.summary import run_summary
+    from facematch.callbacks.dashboard import tensorboard_loggers
+    from facematch.callbacks.summary import run_summary
 
     ckpt = trainer.checkpoint_callback
     tensorboard = next((lg.log_dir for lg in tensorboard_loggers(trainer)), None)

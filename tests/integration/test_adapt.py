@@ -13,7 +13,8 @@ import torch
 
 from facematch.cli.report import collect, markdown
 from facematch.data.transforms import build_transform
-from facematch.eval.job import eval_source, evaluate
+from facematch.eval.inputs import eval_source
+from facematch.eval.job import evaluate
 from facematch.train import build, train
 from tests.helpers import FAST, mini_pairs, tiny_pairs
 

@@ -12,7 +12,7 @@ from facematch.data.batches import ImageBatches, PairBatches, PKBatches, Triplet
 from facematch.losses.contrastive import ContrastiveLoss
 from facematch.losses.distill import CosineDistillLoss
 from facematch.losses.margin import ClassMarginLoss
-from facematch.losses.top_k import TopKTripletMiner
+from facematch.miners.top_k import TopKTripletMiner
 from facematch.losses.weighted import WeightedLosses
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.train import build, train

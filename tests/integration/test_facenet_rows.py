@@ -106,7 +106,7 @@ def test_original_lfw_test_embeds_every_image_of_the_people_with_three_or_more_u
 
     from facematch.data.pair_files import read_pairs
     from facematch.embedding.embedder import normalize_batch
-    from facematch.eval.job import engine_settings, eval_source
+    from facematch.eval.inputs import engine_settings, eval_source
     from facematch.eval.nearest_template import draw_probes, draw_templates
     from facematch.eval.template_pool import template_figures
     from facematch.models.loading import load_model

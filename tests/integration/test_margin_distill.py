@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from facematch.embedding.embedder import Embedder
-from facematch.eval.job import eval_source
+from facematch.eval.inputs import eval_source
 from facematch.models.loading import load_model
 from facematch.train import build, train
 from tests.helpers import FAST, config_options

@@ -22,7 +22,7 @@ def _job(cfg_plain: dict, cache_dir: Path):
 
     from facematch.config import instantiate_node
     from facematch.data.pair_files import read_pairs
-    from facematch.eval.job import eval_source
+    from facematch.eval.inputs import eval_source
     from facematch.models.loading import load_model
 
     cfg = OmegaConf.create(cfg_plain)

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from facematch.config import RENAMED_KEYS, RENAMED_OPTIONS, check_config, check_overrides, config_dir
+from facematch.config import check_config, config_dir
+from facematch.utils.renamed import RENAMED_KEYS, RENAMED_OPTIONS, check_overrides
 from facematch.errors import FacematchError
 
 #: Where an instantiated object may come from: our code and the libraries the project builds on.

@@ -17,7 +17,7 @@ from facematch.lit.module import SiameseModule
 from facematch.losses.contrastive import ContrastiveLoss
 from facematch.losses.distill import CosineDistillLoss
 from facematch.losses.margin import ClassMarginLoss
-from facematch.losses.top_k import TopKTripletMiner
+from facematch.miners.top_k import TopKTripletMiner
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.models.heads import LinearHead, MLPHead
 from facematch.models.net import EmbeddingNet

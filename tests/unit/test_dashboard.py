@@ -1,6 +1,6 @@
-"""What a training run hands TensorBoard's HParams view (facematch.eval.dashboard): its hyper-parameters from
+"""What a training run hands TensorBoard's HParams view (facematch.callbacks.dashboard): its hyper-parameters from
 the composed config, Hydra's choices and overrides; its result from the scored fold; the image cadence; and
-the lines a multirun ends with (facematch.eval.summary.sweep_summary). The sweep itself, read back with
+the lines a multirun ends with (facematch.callbacks.summary.sweep_summary). The sweep itself, read back with
 TensorBoard's loaders: tests/integration/test_dashboards.py."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from facematch.eval.dashboard import DashboardFigures, run_hparams, run_result
+from facematch.callbacks.dashboard import DashboardFigures, run_hparams, run_result
 from facematch.eval.metrics import score_metrics
-from facematch.eval.summary import sweep_summary
+from facematch.callbacks.summary import sweep_summary
 
 CFG = OmegaConf.create({"margin": 0.7, "seed": 3, "optimizer": {"lr": 0.01}, "arch": {"freeze": True, "weights": "w.ckpt"},
                         "data": {"test_fold": 2, "pk": {"p": 4, "k": 2}}, "lr_copy": "${optimizer.lr}"})

@@ -18,7 +18,7 @@ from facematch.data.pair_files import identity_of
 from facematch.data.sampling import sample_triplets
 from facematch.errors import WeightsError
 from facematch.eval.nearest_template import draw_probes, draw_templates, template_accuracy
-from facematch.losses.top_k import TopKTripletMiner
+from facematch.miners.top_k import TopKTripletMiner
 from facematch.losses.triplet import TripletMarginLoss
 from facematch.models.heads import LinearHead
 

@@ -34,19 +34,22 @@ def test_default_precision_is_fp32_with_or_without_native_bf16(monkeypatch, tmp_
     import torch
 
     from facematch.cli.calibrate import build_parser
-    from facematch.embedding.embedder import engine_kwargs, resolve
+    from facematch.embedding.engine import EngineSettings
     from tests.helpers import compose
+
+    def resolve(device="auto", precision="fp32"):
+        ran = EngineSettings(device=device, precision=precision).resolved()
+        return ran.device, ran.precision
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     native = hardware.native_bf16_cpu()
     assert native == (flags == NATIVE_BF16)
     for config in ("eval", "train"):
-        embed = compose([], tmp_path / config, config).embed
-        assert resolve(embed.device, embed.precision) == ("cpu", "fp32"), config
-        assert resolve(precision=engine_kwargs(embed)["precision"]) == ("cpu", "fp32"), config
-    assert resolve(precision=engine_kwargs({})["precision"]) == ("cpu", "fp32")  # a config without the key
-    assert resolve() == ("cpu", "fp32") and hardware.resolve_precision(None, "cpu") == "fp32"
+        embed = EngineSettings.from_config(compose([], tmp_path / config, config).embed).resolved()
+        assert (embed.device, embed.precision) == ("cpu", "fp32"), config
+    default = EngineSettings().resolved()  # the settings' own defaults (a config without the keys)
+    assert (default.device, default.precision) == ("cpu", "fp32") and hardware.resolve_precision(None, "cpu") == "fp32"
     assert resolve(precision=build_parser().parse_args([]).precision) == ("cpu", "fp32")
     assert resolve("cpu", "bf16") == ("cpu", "bf16")  # by name, on both
     assert resolve("cpu", "auto") == ("cpu", "bf16" if native else "fp32")
@@ -55,14 +58,15 @@ def test_default_precision_is_fp32_with_or_without_native_bf16(monkeypatch, tmp_
 def test_default_precision_is_fp32_on_a_gpu_with_bf16(monkeypatch, tmp_path):
     import torch
 
-    from facematch.embedding.embedder import resolve
+    from facematch.embedding.engine import EngineSettings
     from tests.helpers import compose
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    embed = compose([], tmp_path, "eval").embed
-    assert resolve(embed.device, embed.precision) == ("cuda", "fp32")
-    assert resolve("auto", "auto") == ("cuda", "bf16")
+    embed = EngineSettings.from_config(compose([], tmp_path, "eval").embed).resolved()
+    assert (embed.device, embed.precision) == ("cuda", "fp32")
+    both_auto = EngineSettings(device="auto", precision="auto").resolved()
+    assert (both_auto.device, both_auto.precision) == ("cuda", "bf16")
 
 
 def test_device_auto_and_a_missing_gpu(monkeypatch):

@@ -25,7 +25,9 @@ D, C = 8, 5
 
 
 def margin_loss(cls=pml.ArcFaceLoss, margin=0.5, imprint="auto", lr=None, **kw):
-    return ClassMarginLoss(functools.partial(cls, **kw), margin=margin, scale=16.0, imprint=imprint, lr=lr)
+    unit = "cosine" if cls is pml.CosFaceLoss else "radians"  # as conf/loss/*.yaml declare them (margin_unit)
+    return ClassMarginLoss(functools.partial(cls, **kw), margin=margin, margin_unit=unit, scale=16.0,
+                           imprint=imprint, lr=lr)
 
 
 def batch(n=10, seed=0):

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from facematch.cli.report import combine_folds
+from facematch.report.rows import FoldJob, combine_folds
 from facematch.config import config_dir
 from facematch.report import published
 from tests.helpers import REPO
@@ -77,7 +77,7 @@ def test_the_report_metrics_named_in_the_file_are_ones_a_report_row_carries():
     job = {"fold": 0, "fold_accuracy": 0.9, "fold_scores": [0.9, 0.1], "fold_protocol_scores": [0.8, -0.2],
            "fold_same": [1, 0], "identification": {"template": {"template_rank_1": 0.5, "template_rank_5": 0.7}},
            "train_metrics": {"train/loss_epoch": 0.3}}
-    row = combine_folds([job], threshold=0.6)
+    row = combine_folds([FoldJob(job, 0.6)])
     named = {f["facematch"] for t in published.tables().values() for f in t["figures"]} - {None}
     assert named == REPORT_METRICS | CURVE_METRICS
     assert REPORT_METRICS <= set(row)

@@ -8,7 +8,12 @@ import json
 import pytest
 import yaml
 
-from facematch.cli.report import collect, combine_folds, markdown
+from facematch.report.rows import FoldJob, collect, combine_folds
+from facematch.report.table import markdown
+
+
+def rows_of(root):
+    return [r.as_dict() for r in collect([root])]
 from facematch.errors import FacematchError
 from facematch.report import published
 
@@ -32,7 +37,7 @@ def test_eval_rows_name_the_images_they_were_scored_on(tmp_path):
     _eval_run(tmp_path / "aligned", {"root": "/d/lfw-aligned-112", "preprocess": {"mode": "prealigned"}})
     _eval_run(tmp_path / "crop", {"root": "/d/lfw/lfw-deepfunneled", "preprocess": {"mode": "center"}}, align_raw=False,
               ranking=None)  # written before VAL moved to the protocol scores
-    rows = {r["_path"].split("/")[-2]: r for r in collect([tmp_path])}
+    rows = {r["_path"].split("/")[-2]: r for r in rows_of(tmp_path)}
     assert rows["raw"]["data"] == "lfw-deepfunneled (own alignment)"
     assert rows["aligned"]["data"] == "lfw-aligned-112"
     assert rows["crop"]["data"] == "lfw-deepfunneled (centre crop)"
@@ -60,7 +65,7 @@ def test_training_rows_name_the_loss_and_miner_options_from_the_config(tmp_path)
     for fold in (0, 1):
         _train_fold_run(tmp_path / "mined" / str(fold), fold, "triplet", "batch_hard")
         _train_fold_run(tmp_path / "fixed" / str(fold), fold, "triplet", "none")
-    rows = {r["_path"].split("/")[-1]: r for r in collect([tmp_path])}
+    rows = {r["_path"].split("/")[-1]: r for r in rows_of(tmp_path)}
     assert rows["mined"]["loss"] == "triplet (batch_hard)" and rows["fixed"]["loss"] == "triplet"
     assert rows["mined"]["arch"] == "mobilefacenet (frozen)" and rows["mined"]["n_folds"] == 2
 
@@ -84,7 +89,7 @@ def test_training_rows_say_how_they_were_batched_and_their_weight_decay(tmp_path
     cfg["data"].update(batches=layouts["pk"][0], pk={"p": 32, "k": 4}, augment={"enabled": True})
     (fast / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (fast / "train_metrics.json").write_text(json.dumps({"epochs": 1, "data": {"features": {"views": 2}}}))
-    rows = {r["_path"].split("/")[-1]: r for r in collect([tmp_path])}
+    rows = {r["_path"].split("/")[-1]: r for r in rows_of(tmp_path)}
     assert rows["fast"]["batches"] == "P x K 32 x 4, 2 cached views"
     assert rows["pk"]["batches"] == "P x K 8 x 2, augmented" and rows["pk"]["optimizer"] == "Adam lr=0.0001 wd=0.0005"
     assert rows["images"]["batches"] == "16 images" and rows["images"]["optimizer"] == "Adam lr=0.0001"
@@ -97,11 +102,11 @@ def test_training_rows_say_how_they_were_batched_and_their_weight_decay(tmp_path
 def test_combine_folds_pools_scores():
     jobs = [{"fold": k, "fold_accuracy": acc, "fold_scores": [0.9, 0.1], "fold_same": [1, 0], "seconds": 2.0}
             for k, acc in enumerate([1.0, 0.5])]
-    row = combine_folds(jobs, threshold=0.6)
+    row = combine_folds([FoldJob(m, 0.6) for m in jobs])
     assert row["accuracy_mean"] == pytest.approx(0.75) and row["accuracy_std"] == pytest.approx(0.25)
     assert row["accuracy_at_threshold"] == 1.0 and row["f1_at_threshold"] == 1.0 and row["seconds"] == 4.0
     with pytest.raises(Exception, match="duplicate folds"):
-        combine_folds(jobs + jobs[:1], threshold=0.6)
+        combine_folds([FoldJob(m, 0.6) for m in jobs + jobs[:1]])
 
 
 def test_combine_folds_adds_undegraded_identification_and_final_loss_when_every_fold_has_them():
@@ -111,12 +116,12 @@ def test_combine_folds_adds_undegraded_identification_and_final_loss_when_every_
                 "train_metrics": {"train/loss_epoch": loss}}
 
     jobs = [job(0, 0.8, 0.98, 0.9, 0.2), job(1, 0.9, 0.96, 0.7, 0.4)]
-    row = combine_folds(jobs, threshold=0.6)
+    row = combine_folds([FoldJob(m, 0.6) for m in jobs])
     assert row["undegraded_accuracy_mean"] == pytest.approx(0.97) and row["undegraded_accuracy_std"] == pytest.approx(0.01)
     assert row["rank_5"] == pytest.approx(0.8) and row["knn_accuracy"] == pytest.approx(0.7)
     assert row["final_loss"] == pytest.approx(0.3)
     del jobs[1]["undegraded"], jobs[1]["identification"]  # one fold without them: no half-made means
-    row = combine_folds(jobs, threshold=0.6)
+    row = combine_folds([FoldJob(m, 0.6) for m in jobs])
     assert "undegraded_accuracy_mean" not in row and "rank_5" not in row
     table = markdown([{**row, "exp": "e", "data": "d", "arch": "a", "pretrained on": "p", "loss": "l", "margin": "0.2",
                        "optimizer": "o", "scheduler": "s"}])
@@ -143,7 +148,7 @@ def test_rows_naming_a_published_table_get_its_figures_for_their_margin_side_by_
     for margin in (0.7, 1.7, 1.9):
         _published_run(tmp_path / str(margin), 0, margin, {"table": "facenet_implementation"}, extra)
     _train_fold_run(tmp_path / "other" / "0", 0, "triplet", "none")  # no published table: not in the second one
-    rows = collect([tmp_path])
+    rows = rows_of(tmp_path)
     table = markdown(rows)
     side = table.split("Next to the published figures (FaceNet implementation (seeds/003_")[1]
     t = published.table("facenet_implementation")
@@ -166,7 +171,7 @@ def test_an_evaluation_row_gets_its_published_row_by_key(tmp_path):
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["published"] = {"table": "face_matching", "row": "exp1"}
     cfg_path.write_text(yaml.safe_dump(cfg))
-    (row,) = collect([tmp_path])
+    (row,) = rows_of(tmp_path)
     figs = {f["id"]: f for f in published.table("face_matching")["figures"] if f["key"] == "exp1"}
     assert row["published"]["figures"]["F1 Score"]["text"] == figs["F1 Score"]["text"]
     line = markdown([row]).split("Next to the published figures")[1].splitlines()[-1]
@@ -180,11 +185,11 @@ def test_a_config_carrying_figures_itself_or_naming_no_known_table_is_one_clear_
     cfg["published"] = {"rows": [{"margin": 1.7, "pair_accuracy": 0.5}]}  # the old shape: figures in the config
     cfg_path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(FacematchError, match="the figures themselves live there"):
-        collect([tmp_path])
+        rows_of(tmp_path)
     cfg["published"] = {"table": "no_such_table"}
     cfg_path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(FacematchError, match="no published table 'no_such_table'"):
-        collect([tmp_path])
+        rows_of(tmp_path)
 
 
 def test_a_distillation_term_is_named_beside_the_loss_with_its_weights(tmp_path):
@@ -195,7 +200,7 @@ def test_a_distillation_term_is_named_beside_the_loss_with_its_weights(tmp_path)
             cfg = yaml.safe_load(cfg_path.read_text())
             cfg["distill_loss"] = {"_target_": "facematch.losses.weighted.WeightedLosses", "weights": weights}
             cfg_path.write_text(yaml.safe_dump(cfg))
-    rows = {r["_path"].split("/")[-1]: r["loss"] for r in collect([tmp_path])}
+    rows = {r["_path"].split("/")[-1]: r["loss"] for r in rows_of(tmp_path)}
     assert rows == {"plain": "triplet (batch_hard)", "term": "triplet (batch_hard) + distill",
                     "half": "triplet (batch_hard) + 0.5 x distill"}
 
@@ -209,7 +214,7 @@ def test_a_one_job_row_reports_its_auc_images_seen_and_learning_curve(tmp_path):
     (job / "train_metrics.json").write_text(json.dumps({"epochs": 6}))
     (job / "learning_curves.json").write_text(json.dumps(
         [{"epoch": 0, "val/auc": 0.61, "train/loss_epoch": 9.0}, {"epoch": 1, "val/auc": 0.7349}]))
-    [row] = collect([tmp_path])
+    [row] = rows_of(tmp_path)
     assert row["images_seen"] == 6 * 3456 and row["val_auc_per_epoch"] == "0.610, 0.735"
     assert row["auc"] == 1.0  # the one same pair outscores the one different pair
     table = markdown([row])
@@ -224,5 +229,26 @@ def test_a_row_trained_on_original_crops_too_says_so_in_its_data_column(tmp_path
         cfg = yaml.safe_load(cfg_path.read_text())
         cfg["data"].update(degrade={"resolution": 16}, features={"enabled": "auto", "views": 2, "originals": originals})
         cfg_path.write_text(yaml.safe_dump(cfg))
-    rows = {r["_path"].split("/")[-1]: r["data"] for r in collect([tmp_path])}
+    rows = {r["_path"].split("/")[-1]: r["data"] for r in rows_of(tmp_path)}
     assert rows == {"degraded": "lfw-aligned-112 @ res16", "mixed": "lfw-aligned-112 @ res16 + originals"}
+
+
+def test_the_margin_column_is_what_the_loss_config_declares(tmp_path):
+    """A loss reads the margin when its config declares a unit (``margin_unit``), whatever its loss node holds:
+    a declared null shows no margin though the node names one; runs saved before the declaration fall back
+    to whether their loss node takes a margin."""
+    from facematch.report.describe import reads_margin
+
+    def run(name, **cfg_extra):
+        _train_fold_run(tmp_path / name / "0", 0, "triplet", "none")
+        path = tmp_path / name / "0" / ".hydra" / "config.yaml"
+        cfg = yaml.safe_load(path.read_text())
+        cfg.update(cfg_extra)
+        path.write_text(yaml.safe_dump(cfg))
+
+    run("declared_none", margin_unit=None)
+    run("declared_distance", margin_unit="distance", loss={"_target_": "x.Loss", "alpha": 0.2})
+    run("undeclared")
+    rows = {r["_path"].split("/")[-1]: r["margin"] for r in rows_of(tmp_path)}
+    assert rows == {"declared_none": "—", "declared_distance": "0.2", "undeclared": "0.2"}
+    assert not reads_margin({"loss": {"_target_": "facematch.losses.distill.CosineDistillLoss"}})

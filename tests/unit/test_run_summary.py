@@ -1,9 +1,9 @@
-"""The lines a training run ends with (facematch.eval.summary.run_summary): the fold-k result first, the fixed
+"""The lines a training run ends with (facematch.callbacks.summary.run_summary): the fold-k result first, the fixed
 0.6-threshold metric labelled as the original experiments', then the files and the tensorboard command."""
 
 from __future__ import annotations
 
-from facematch.eval.summary import run_summary
+from facematch.callbacks.summary import run_summary
 
 FILES = {"metrics": "/runs/x/metrics.json", "best checkpoint": "/runs/x/checkpoints/epoch_002.ckpt"}
 

@@ -115,7 +115,7 @@ def calibrate(model, cfg, fars: Sequence[float], default: str | None = None):
     from facematch.config import instantiate_node
     from facematch.data.pair_files import identity_of, read_pairs
     from facematch.errors import FacematchError
-    from facematch.eval.job import engine_settings, eval_source
+    from facematch.eval.inputs import engine_settings, eval_source
     from facematch.eval.verification import verify
 
     protocol = instantiate_node(cfg.protocol)
@@ -129,7 +129,7 @@ def calibrate(model, cfg, fars: Sequence[float], default: str | None = None):
     default = default or far_point_name(fars[0])
     if default not in points:
         raise FacematchError(f"--default {default} is not one of: {', '.join(points)} (or add its --far)")
-    precision = res.embed_stats["precision"]  # as the scores were computed
+    precision = res.ran["precision"]  # as the scores were computed (the embedder's resolved engine)
     return Calibration(
         fingerprint=model.fingerprint, points=points, default=default,
         search_default=open_set_point_name(fars[0]) if open_set else None,

@@ -50,7 +50,8 @@ def compose_eval(args: argparse.Namespace):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from facematch.config import check_overrides, config_dir
+    from facematch.config import config_dir
+    from facematch.utils.renamed import check_overrides
 
     overrides = [f"data={args.data}", f"protocol.flip={args.flip}", f"embed.device={args.device}",
                  f"embed.precision={args.precision}", f"embed.runtime={args.runtime}", "embed.progress=true"]

@@ -3,7 +3,7 @@ images split by image (``train_fraction`` train, the rest validation), so the sa
 
 Everything else is :class:`~facematch.data.datamodule.FaceDataModule`'s: ``test_fold=k`` removes fold k's
 people first (they are the test people, never trained on), validation pairs are drawn from the validation
-images, and :class:`facematch.eval.template_callback.TemplateAccuracy` scores the validation images against
+images, and :class:`facematch.callbacks.template_accuracy.TemplateAccuracy` scores the validation images against
 templates of the training images (:attr:`template_sets`).
 """
 

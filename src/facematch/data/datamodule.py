@@ -205,10 +205,10 @@ class FaceDataModule(L.LightningDataModule):
             return self.feature_store, self.feature_store, view_picker
         return self.source.with_draw(None), self.source, self._transform
 
-    def attach_backbone(self, backbone, engine: Mapping[str, Any] | None = None) -> bool:
+    def attach_backbone(self, backbone, engine=None) -> bool:
         """Serve cached trunk activations instead of images when ``features.enabled`` is true, or ``auto``
         and the backbone has a frozen trunk (``arch.freeze=true``; the last ``arch.unfreeze_last`` stages
-        train on the activations), computed as ``engine`` (the ``embed`` config group) says. Call before
+        train on the activations), computed as ``engine`` (the ``embed`` group's :class:`~facematch.embedding.engine.EngineSettings`) says. Call before
         :meth:`setup`. Returns whether the fast path is on."""
         if self.train_set is not None:
             raise RuntimeError("attach_backbone() must come before setup(): the datasets are built once")

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from facematch.data.datasets import ImageDataset
-from facematch.embedding.embedder import Embedder, engine_kwargs
+from facematch.embedding.embedder import Embedder
+from facematch.embedding.engine import EngineSettings
 from facematch.errors import FacematchError
 from facematch.data.source import source_from_config
 from facematch.models.loading import load_model
@@ -42,13 +43,13 @@ class Teacher:
         """``engine``: the ``embed`` config group, the one engine setting of every embedding pass."""
         self.arch = dict(arch) if arch else None
         self.ckpt_path = ckpt_path or None
-        self.engine = dict(engine or {})
+        self.engine = EngineSettings.from_config(engine)
 
     def embedder(self, source_for: Callable[[str], object]) -> Embedder:
         """The teacher's embedder over the undegraded crops (``source_for(template)``) and the cache."""
         model = load_model(self.ckpt_path, self.arch)
         return Embedder(model.module, model.spec, source_for(model.spec.template), flip="concat",
-                        fingerprint=model.fingerprint, **engine_kwargs(self.engine))
+                        fingerprint=model.fingerprint, engine=self.engine)
 
     def embeddings(self, rels: Sequence[str], source_for: Callable[[str], object]) -> dict[str, np.ndarray]:
         """``{rel: (2, D)}``: the teacher's outputs for the plain and the mirrored original crop."""

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from facematch.embedding.embedder import Embedder, engine_kwargs
+from facematch.embedding.embedder import Embedder
+from facematch.embedding.engine import EngineSettings
 from facematch.errors import FacematchError
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ log = logging.getLogger(__name__)
 class FeatureStore:
     """Cached ``(K, D)`` trunk activations per relative image path (K = views x degradation draws)."""
 
-    def __init__(self, backbone, source, engine: Mapping[str, Any] | None = None, views: int = 2,
+    def __init__(self, backbone, source, engine: EngineSettings | None = None, views: int = 2,
                  originals: bool = False):
-        """``engine``: the ``embed`` config group (batch size, workers, device, precision, runtime, cache).
+        """``engine``: the ``embed`` config group's settings (batch size, workers, device, precision, runtime, cache).
         ``originals``: also the undegraded crop's views, after the degradation draws' (needs a degradation)."""
         if views not in (1, 2):
             raise FacematchError(
@@ -60,7 +61,7 @@ class FeatureStore:
         self.views = int(views) * self.draws
         trunk = backbone.trunk()
         self.embedders = [
-            Embedder(trunk, backbone.spec, src, flip="concat" if views == 2 else "none", **engine_kwargs(engine))
+            Embedder(trunk, backbone.spec, src, flip="concat" if views == 2 else "none", engine=engine)
             for src in sources
         ]
         cache = self.embedders[0].cache

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -31,9 +31,9 @@ from facematch.embedding.flip import check_flip, combine_views, n_views, with_mi
 from facematch.errors import FacematchError
 from facematch.models.backbones import BackboneSpec
 from facematch.models.onnx_runtime import OnnxModule
-from facematch.models.inference import InferenceModel, build, check_runtime, choose
-from facematch.utils.hardware import (DEFAULT_PRECISION, one_thread_worker, plan_workers, resolve_device,
-                                      resolve_precision)
+from facematch.models.inference import InferenceModel, build, choose
+from facematch.embedding.engine import EngineSettings
+from facematch.utils.hardware import one_thread_worker, plan_workers
 from facematch.utils.io import NO_STAMP, stamp_before_reading
 
 log = logging.getLogger(__name__)
@@ -47,23 +47,6 @@ def normalize_batch(images: np.ndarray | torch.Tensor, spec: BackboneSpec) -> to
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
     return (x - mean) / std
-
-
-def engine_kwargs(engine: Mapping[str, Any] | None) -> dict[str, Any]:
-    """:class:`Embedder` keyword arguments from the ``embed`` config group (``batch_size``, ``num_workers``,
-    ``device``, ``precision``, ``runtime``, ``cache``, ``cache_dir``, ``progress``): the one engine setting of
-    every embedding pass (evaluation, per-fold scoring, the frozen-trunk feature store)."""
-    e = dict(engine or {})
-    return dict(batch_size=int(e.get("batch_size", 128)), num_workers=e.get("num_workers", "auto"),
-                device=str(e.get("device", "auto")), precision=str(e.get("precision", DEFAULT_PRECISION)),
-                runtime=str(e.get("runtime", "auto")), cache_dir=e.get("cache_dir") if e.get("cache", True) else None,
-                progress=bool(e.get("progress", True)))
-
-
-def resolve(device: str | None = "auto", precision: str | None = DEFAULT_PRECISION) -> tuple[str, str]:
-    """``(device, precision)`` as an embedder will run them: what ``auto`` means on this machine."""
-    dev = resolve_device(device)
-    return dev, resolve_precision(precision, dev)
 
 
 class CropFiles(Dataset):
@@ -97,40 +80,42 @@ class Embedder:
     """Embeds uint8 crops (:meth:`embed_arrays`) or image paths read through ``source`` (:meth:`embed`).
 
     ``model`` maps a normalised NCHW batch to (N, D) features; it is never changed: the embedder runs an
-    inference copy on ``device`` (``auto``: the GPU when there is one) in ``precision`` (fp32 unless bf16 is
-    named; ``auto``: bf16 only where the hardware has it natively) with ``runtime``. ``source`` is a callable
-    ``rel_path -> uint8 HxWx3 crop`` of ``spec.input_size`` with a ``root`` folder (a
-    :class:`~facematch.data.source.FaceSource`).
-    ``cache_dir`` turns the on-disk cache of the model's per-view outputs on; ``tail`` (a module or callable on
-    (N, D) tensors) runs on those outputs, per view, before the flip combination.
+    inference copy as ``engine`` says (:class:`~facematch.embedding.engine.EngineSettings`, the ``embed``
+    config group: device, precision, runtime, batch size, workers, cache), with any of its fields given as
+    keywords on top (``precision="fp32"``, ``cache_dir=...``). The settings are resolved once, here
+    (:attr:`engine`: ``auto`` made concrete, fp32 for ONNX); :attr:`ran` is what ran, as recorded.
+    ``source`` is a callable ``rel_path -> uint8 HxWx3 crop`` of ``spec.input_size`` with a ``root`` folder (a
+    :class:`~facematch.data.source.FaceSource`). ``tail`` (a module or callable on (N, D) tensors) runs on the
+    model's per-view outputs (cached when the cache is on), per view, before the flip combination.
     """
 
     def __init__(self, model: nn.Module, spec: BackboneSpec, source: Any = None, *, tail: Callable | None = None,
-                 batch_size: int = 128, num_workers: int | str = "auto", flip: str = "concat",
-                 precision: str = DEFAULT_PRECISION, device: str = "auto", runtime: str = "auto",
-                 cache_dir: str | os.PathLike | None = None, fingerprint: str | None = None,
-                 progress: bool = True, save_every: int = 1024):
-        if batch_size < 1:
-            raise FacematchError(f"batch_size must be at least 1, got {batch_size}")
+                 flip: str = "concat", engine: EngineSettings | None = None, fingerprint: str | None = None,
+                 save_every: int = 1024, **settings: Any):
         self.model, self.spec, self.source, self.tail = model, spec, source, tail
-        self.batch_size = int(batch_size)
-        self.num_workers = num_workers
+        # the one resolution of the engine settings: everything below reads it, and the stats record it
+        self.engine = EngineSettings.from_config(engine, **settings).resolved(onnx=isinstance(model, OnnxModule))
+        self.batch_size, self.num_workers = self.engine.batch_size, self.engine.num_workers
+        self.runtime, self.precision, self.device_name = self.engine.runtime, self.engine.precision, self.engine.device
         self.flip = check_flip(flip)
         self.views = n_views(flip)
-        self.runtime = check_runtime(str(runtime))
-        self.device_name, self.precision = resolve(device, precision)
-        if self.runtime == "onnx" or isinstance(model, OnnxModule):  # onnxruntime computes in fp32
-            self.precision = "fp32"
         self.device = torch.device(self.device_name)
         self.bf16 = self.precision == "bf16"
-        self.progress = progress
+        self.progress = self.engine.progress
         self.save_every = max(1, int(save_every))
-        self.cache_dir, self._fingerprint = cache_dir, fingerprint
+        self.cache_dir, self._fingerprint = self.engine.cache_path, fingerprint
         self._cache: EmbeddingCache | None = None
         self.merge_cache = True  # merge the cache's parts when there are many (off on a sharded job's other ranks)
         self.stats: dict[str, Any] = {}
         self._net: InferenceModel | None = None
         self._expected = 0  # images the current job will embed (auto runtime: is tracing worth it?)
+
+    @property
+    def ran(self) -> dict[str, str]:
+        """``{"device", "precision", "runtime"}`` as this embedder runs them: what a job records. The runtime
+        is the one built (``auto``: the one chosen) once the model has run; None until then (a cache hit)."""
+        runtime = self._net.runtime if self._net is not None else None
+        return {"device": self.engine.device, "precision": self.engine.precision, "runtime": runtime}
 
     # -- cache ------------------------------------------------------------------------------------------
     @property
@@ -154,7 +139,7 @@ class Embedder:
                 self._net = choose(self.model, x, self.device, n_images=self._expected, bf16=self.bf16)
             else:
                 self._net = build(self.model, self.runtime, self.device, bf16=self.bf16, example=x)
-            self.stats["runtime"] = self._net.runtime
+            self.stats.update(self.ran)
         return self._net
 
     @torch.inference_mode()
@@ -219,7 +204,7 @@ class Embedder:
         done = cache.load(root, paths) if cache is not None else {}
         todo = [p for p in paths if p not in done]
         self.stats = {"n_images": len(paths), "cache_hits": len(paths) - len(todo), "computed": 0,
-                      "precision": self.precision, "device": self.device_name,  # what ran (cached: its key's)
+                      **self.ran,  # what ran (cached entries: their key's, which holds the precision)
                       "cache_dir": str(cache.dir) if cache else None, **(cache.stats if cache is not None else {})}
         if todo:
             self._compute(todo, done, root)
@@ -271,8 +256,7 @@ class Embedder:
                     flush()
         finally:
             torch.set_num_threads(threads)
-            if self._net is not None:
-                self.stats["runtime"] = self._net.runtime
+            self.stats.update(self.ran)
             flush()  # keep whatever was computed, also on an error or Ctrl-C
             if bar is not None:
                 bar.close()

@@ -28,7 +28,7 @@ import numpy as np
 from facematch.data.pair_files import fold_identities, identity_of, read_pairs
 from facematch.data.source import FaceSource
 from facematch.eval.identification import identification_report
-from facematch.eval.job import engine_settings, eval_source
+from facematch.eval.inputs import engine_settings, eval_source
 from facematch.eval.template_pool import template_figures
 from facematch.eval.verification import Protocol, verify
 from facematch.models.loading import EvalModel
@@ -68,12 +68,12 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> tuple[dic
         "identification": identification,
         "protocol": protocol.as_dict(),
         "embedding_cache_key": res.embed_stats.get("cache_key"),
-        "precision": res.embed_stats["precision"],  # as the scores were computed
+        "precision": res.ran["precision"],  # as the scores were computed (the embedder's resolved engine)
         "all_folds_report": res.report,  # other folds' numbers are on trained-on people: reference only
     }
     if getattr(source, "degrade", None) is not None:
         clean = verify(model, pairs, eval_source(cfg, backbone.spec.template, degraded=False), protocol,
-                       engine_settings(cfg, progress=False), what=str(cfg.data.pairs))
+                       engine, what=str(cfg.data.pairs))
         out["undegraded"] = clean.fold(fold)
     out["eval_seconds"] = time.perf_counter() - t0
     return out, embedded

@@ -1,6 +1,6 @@
 """TensorBoard's embedding projector of a set of face embeddings, each point labelled by its person and shown
 as its face (a sprite): written by ``facematch-eval`` (its run's ``tensorboard/``) and, for the held-out fold's
-people, at the end of a training run (:mod:`facematch.eval.dashboard`)."""
+people, at the end of a training run (:mod:`facematch.callbacks.dashboard`)."""
 
 from __future__ import annotations
 

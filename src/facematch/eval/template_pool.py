@@ -94,10 +94,10 @@ def measure(settings: TemplateSettings, emb: np.ndarray, paths: Sequence[str], e
     return {**out, "pool": settings.pool, "flip": flip, "min_images": settings.min_images}
 
 
-def template_figures(cfg, model, source, engine: dict, emb, paths: Sequence[str], protocol_flip: str,
+def template_figures(cfg, model, source, engine, emb, paths: Sequence[str], protocol_flip: str,
                      people: Iterable[str] | None = None) -> dict:
     """:func:`measure` as ``cfg.templates`` says, for ``model`` (an :class:`~facematch.models.loading.EvalModel`)
-    on the crops of ``source`` with the ``embed`` settings ``engine``; ``emb`` / ``paths``: the pairs'
+    on the crops of ``source`` with the engine settings ``engine`` (:class:`~facematch.embedding.engine.EngineSettings`); ``emb`` / ``paths``: the pairs'
     images as the protocol embedded them."""
     settings = instantiate_node(cfg.templates)
     root = str(cfg.data.root)

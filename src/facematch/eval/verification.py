@@ -12,13 +12,14 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from facematch.data.pair_files import Pair, pair_arrays
-from facematch.embedding.embedder import Embedder, engine_kwargs
+from facematch.embedding.embedder import Embedder
+from facematch.embedding.engine import EngineSettings
 from facematch.embedding.flip import FLIP_MODES
 from facematch.errors import FacematchError
 from facematch.eval import sharding, ten_fold
@@ -88,6 +89,9 @@ class Verification:
     cosine: np.ndarray  # (n_pairs,) raw cosine similarity
     ranked: np.ndarray  # (n_pairs,) protocol scores (each pair scored in its fold's turn)
     embed_stats: dict = field(default_factory=dict)
+    # what ran: {"device", "precision", "runtime"} as the embedder resolved them once (Embedder.ran); cached
+    # embeddings are those of this precision (it is part of their key)
+    ran: dict = field(default_factory=dict)
 
     def decisions(self) -> np.ndarray:
         """(n_pairs,) bool: each pair's verdict as the 10-fold protocol gave it (its protocol score against the
@@ -128,16 +132,15 @@ def trunk_and_tail(module) -> tuple[Any, Any]:
     return backbone.trunk(), lambda x: head_copy.project(stages(x))
 
 
-def embedder_for(model, source, flip: str, engine: Mapping[str, Any] | None = None) -> Embedder:
-    """The embedder of ``model`` (an :class:`EvalModel`) over ``source`` with the engine settings
-    (``batch_size``, ``num_workers``, ``device``, ``precision``, ``runtime``, ``cache``, ``cache_dir``,
-    ``progress``: the ``embed`` config group)."""
+def embedder_for(model, source, flip: str, engine: EngineSettings | None = None) -> Embedder:
+    """The embedder of ``model`` (an :class:`EvalModel`) over ``source`` with the engine settings (the
+    ``embed`` config group's :class:`~facematch.embedding.engine.EngineSettings`; None: its defaults)."""
     trunk, tail = trunk_and_tail(model.module)
-    return Embedder(trunk, model.spec, source, tail=tail, flip=flip, **engine_kwargs(engine))
+    return Embedder(trunk, model.spec, source, tail=tail, flip=flip, engine=engine)
 
 
 def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,
-           engine: Mapping[str, Any] | None = None, *, what: str = "the pairs") -> Verification:
+           engine: EngineSettings | None = None, *, what: str = "the pairs") -> Verification:
     """Embed every distinct image of ``pairs`` once (through the cache), score the pairs under
     ``protocol`` and compute the 10-fold and pooled metrics. In a process group of 2+ ranks, every rank
     must call it: the images are embedded across the ranks (:mod:`facematch.eval.sharding`) and every
@@ -163,4 +166,4 @@ def verify(model, pairs: Sequence[Pair], source, protocol: Protocol,
     stats = {**embed_stats, "cache_key": embedder.cache.key if embedder.cache is not None else None,
              "embed_s": t1 - t0, "protocol_s": time.perf_counter() - t1}
     return Verification(report, paths, emb, np.asarray(same, bool), np.asarray(folds),
-                        ten_fold.cosine_scores(emb[ia], emb[ib]), np.asarray(ranked), stats)
+                        ten_fold.cosine_scores(emb[ia], emb[ib]), np.asarray(ranked), stats, embedder.ran)

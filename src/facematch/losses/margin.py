@@ -9,9 +9,10 @@ by :meth:`imprint_from` when fitting starts, unless resumed), so
 ``W`` is a parameter of the LightningModule: trained by its optimizer, saved in its checkpoints, and never part
 of the embedding net that evaluation, compare, the gallery and the export use.
 
-``margin`` keeps one meaning per loss: ArcFace and sub-center ArcFace add an angular margin in **radians**
-(converted here to the degrees pml takes), CosFace subtracts a cosine margin. ``scale`` multiplies the
-logits (the s of the papers).
+``margin`` is read in the unit the loss config declares (``margin_unit`` in ``conf/loss/*.yaml``, checked
+against its range by :func:`facematch.config.check_margin`): ArcFace and sub-center ArcFace add an angular
+margin in ``radians`` (converted here to the degrees pml takes), CosFace subtracts a ``cosine`` margin.
+``scale`` multiplies the logits (the s of the papers).
 
 Imprinting: fine-tuning a pretrained net with random class weights wrecks its embedding in the first steps;
 with ``imprint`` the weights start at each class's mean L2-normalised embedding under the starting weights
@@ -25,35 +26,40 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import losses
 from torch import nn
 
 from facematch.errors import FacematchError
+
+
+#: The units a margin-softmax loss reads ``margin`` in -> the value pml's loss takes (ArcFace: degrees).
+PML_MARGIN: dict[str, Callable[[float], float]] = {"radians": math.degrees, "cosine": float}
 
 
 class ClassMarginLoss(nn.Module):
     """``loss(embeddings, labels, indices_tuple)`` of a pml margin-softmax loss built by :meth:`bind`.
 
     ``loss``: the pml class (a ``_partial_`` config: its own options, e.g. ``sub_centers``, already given);
-    ``lr``: the class weights' own learning rate (None: the optimizer's).
+    ``margin_unit``: the unit ``margin`` is in (:data:`PML_MARGIN`); ``lr``: the class weights' own learning
+    rate (None: the optimizer's).
     """
 
     scores_pairs = False  # validation pairs are people the class weights have never seen
 
-    def __init__(self, loss: Callable[..., nn.Module], margin: float, scale: float = 64.0,
+    def __init__(self, loss: Callable[..., nn.Module], margin: float, margin_unit: str, scale: float = 64.0,
                  imprint: bool | str = "auto", lr: float | None = None):
         super().__init__()
         if imprint not in (True, False, "auto"):
             raise FacematchError(f"loss.imprint={imprint!r}: use true, false or auto")
-        self.factory, self.margin, self.scale = loss, float(margin), float(scale)
+        if margin_unit not in PML_MARGIN:
+            raise FacematchError(f"margin_unit={margin_unit!r}: a margin-softmax loss reads its margin in "
+                                 f"{' | '.join(PML_MARGIN)}")
+        self.factory, self.margin, self.margin_unit, self.scale = loss, float(margin), margin_unit, float(scale)
         self.imprint, self.lr = imprint, lr
         self.inner: nn.Module | None = None
 
     def bind(self, num_classes: int, embedding_size: int) -> None:
         """Build the pml loss for ``num_classes`` classes (random class weights)."""
-        cls = getattr(self.factory, "func", self.factory)  # a partial's class
-        in_degrees = isinstance(cls, type) and issubclass(cls, losses.ArcFaceLoss)  # sub-center ArcFace too
-        margin = math.degrees(self.margin) if in_degrees else self.margin
+        margin = PML_MARGIN[self.margin_unit](self.margin)  # as pml takes it
         self.inner = self.factory(num_classes=int(num_classes), embedding_size=int(embedding_size),
                                   margin=margin, scale=self.scale)
 

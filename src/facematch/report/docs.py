@@ -245,3 +245,17 @@ def markdown_files(paths: list[Path]) -> list[Path]:
             raise FacematchError(f"no such docs file or folder: {p}")
         files += sorted(p.rglob("*.md")) if p.is_dir() else [p]
     return files
+
+
+def rewrite_docs(files: list[Path], root: Path) -> list[Path]:
+    """Re-render the marked tables and values of ``files`` from their results files; the files changed."""
+    from facematch.utils.io import atomic_write_text
+
+    changed = []
+    for md in files:
+        text = md.read_text()
+        new = rewrite(text, root)
+        if new != text:
+            atomic_write_text(md, new)
+            changed.append(md)
+    return changed

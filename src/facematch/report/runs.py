@@ -11,16 +11,16 @@ _ROWS = {"ImageBatches": "images", "PairBatches": "pairs", "TripletBatches": "tr
 
 
 def training_budget(run: Path, cfg: dict) -> dict:
-    """``_images_seen`` (images drawn per epoch x epochs run) and ``_val_auc`` (the validation AUC per
+    """``images_seen`` (images drawn per epoch x epochs run) and ``val_auc`` (the validation AUC per
     epoch, from before training where the run validated first)."""
     out = {}
     train = _train_metrics(run)
     per_epoch = (cfg.get("data") or {}).get("train_samples")
     if train and per_epoch:
-        out["_images_seen"] = int(per_epoch) * int(train.get("epochs") or 0)
+        out["images_seen"] = int(per_epoch) * int(train.get("epochs") or 0)
     curves = run / "learning_curves.json"
     if curves.is_file():
-        out["_val_auc"] = [e["val/auc"] for e in json.loads(curves.read_text()) if "val/auc" in e]
+        out["val_auc"] = [e["val/auc"] for e in json.loads(curves.read_text()) if "val/auc" in e]
     return out
 
 

@@ -1,5 +1,5 @@
 """The Markdown tables of ``facematch-report``: one row per configuration, and the published figures next
-to ours. Rows are the dicts :func:`facematch.cli.report.collect` gathers (and ``--json`` writes)."""
+to ours. Rows are :meth:`facematch.report.rows.Row.as_dict` dicts (what ``--json`` writes and results files hold)."""
 
 from __future__ import annotations
 

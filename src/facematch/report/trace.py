@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from facematch.report.docs import BLOCK, VALUE, Spec, load
+from facematch.report.docs import BLOCK, VALUE, Spec, load, stale
 from facematch.report.provenance import missing
 from facematch.report.published import FILE as PUBLISHED
 
@@ -80,3 +80,9 @@ def untraced(md_files: list[Path], root: Path) -> list[str]:
             out.append(f"{md}:{line}: {m.group()!r} is neither rendered from a results file "
                        "(<!-- value: FILE PATH -->, a table marker) nor marked <!-- quoted: SOURCE -->")
     return out
+
+
+def check_docs(files: list[Path], root: Path) -> list[str]:
+    """What ``facematch-report --check`` lists: every marked table or value of ``files`` that differs from its
+    rendering, and every figure neither rendered from a traceable results file nor marked quoted."""
+    return stale(files, root) + untraced(files, root)
