@@ -96,6 +96,22 @@ def select_on_validation(cfg, trainer, model, initial: dict, initial_state: dict
 
 
 def train(cfg: DictConfig) -> dict:
+    """One training job from a composed ``train`` config; the W&B run a logger opened is finished however the
+    job ends (success, a user error, Ctrl-C): left open, a multirun's next job would log into it."""
+    try:
+        return _train(cfg)
+    finally:
+        finish_wandb()
+
+
+def finish_wandb() -> None:
+    """Finish the open W&B run, if wandb was imported and a run is open (WandbLogger leaves it open)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def _train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     check_config(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
@@ -170,9 +186,6 @@ def train(cfg: DictConfig) -> dict:
                                                   "train_metrics": metrics})
         log_dashboard(trainer, cfg, metrics, fold_result, fold_embeddings, float(model.threshold), protocol.fars)
         print(end_of_run_summary(trainer, metrics, fold_result, out_dir, float(model.threshold)))
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:  # WandbLogger leaves its run open: a multirun's next job would log into it
-        wandb.finish()
     return metrics
 
 

@@ -25,7 +25,8 @@ TRAINED = ["adapt16_arcface", "adapt16_cosface", "adapt16_subcenter_arcface", "a
            "scratch_mobilefacenet_cpu_triplet"]
 VARIANTS = {**{f"adapt24_{r[8:]}": (r, {"data.degrade.resolution": 24}) for r in TRAINED if r.startswith("adapt16")},
             "scratch_mobilefacenet_cpu_cosface": ("scratch_mobilefacenet_cpu_arcface",
-                                                  {"loss_name": "cosface", "margin": 0.35})}
+                                                  {"loss_name": "cosface", "margin": 0.35, "margin_unit": "cosine"}),
+            "adapt16_distill_triplet_last5": ("adapt16_distill_triplet", {"arch.unfreeze_last": 5})}
 
 
 def shared_cache(tmp_path_factory) -> Path:
@@ -137,8 +138,8 @@ def test_every_new_row_is_trained_above_or_one_value_away_from_one_that_is(cfg_f
     for row, (base, changed) in VARIANTS.items():
         a, b = flat(row), flat(base)
         for cfg in (a, b):  # each margin-softmax row uses its loss's documented margin (docs/losses.md)
-            assert cfg["margin"] == {"arcface": 0.5, "subcenter_arcface": 0.5, "cosface": 0.35}.get(cfg["loss_name"],
-                                                                                              cfg["margin"]), row
+            assert cfg.get("margin") == {"arcface": 0.5, "subcenter_arcface": 0.5, "cosface": 0.35}.get(
+                cfg["loss_name"], cfg.get("margin")), row
         differ = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
         loss_keys = {k for k in differ if k.startswith(("loss.", "model.loss.", "hydra."))}
         assert differ - loss_keys == set(changed), row  # the loss class and the sweep follow the changed values
@@ -158,6 +159,8 @@ def test_the_tuned_row_composes_to_the_command_its_figures_were_measured_with(cf
 
     assert plain("experiment=adapt16_distill_triplet_last5_originals") == plain(
         "experiment=adapt16_distill_triplet", "arch.unfreeze_last=5", "data.features.originals=true")
+    assert plain("experiment=adapt16_distill_triplet_last5") == plain(
+        "experiment=adapt16_distill_triplet", "arch.unfreeze_last=5")  # the row measured as probe16_dt_last5
 
 
 def test_from_scratch_loss_rows_share_one_budget(cfg_factory):
