@@ -26,7 +26,8 @@ TRAINED = ["adapt16_arcface", "adapt16_cosface", "adapt16_subcenter_arcface", "a
 VARIANTS = {**{f"adapt24_{r[8:]}": (r, {"data.degrade.resolution": 24}) for r in TRAINED if r.startswith("adapt16")},
             "scratch_mobilefacenet_cpu_cosface": ("scratch_mobilefacenet_cpu_arcface",
                                                   {"loss_name": "cosface", "margin": 0.35, "margin_unit": "cosine"}),
-            "adapt16_distill_triplet_last5": ("adapt16_distill_triplet", {"arch.unfreeze_last": 5})}
+            "adapt16_distill_triplet_last5": ("adapt16_distill_triplet", {k: 5 for k in (  # arch and its copies
+                "arch.unfreeze_last", "data.teacher.arch.unfreeze_last", "model.net.backbone.unfreeze_last")})}
 
 
 def shared_cache(tmp_path_factory) -> Path:

@@ -222,7 +222,7 @@ def source_from_config(root: str | os.PathLike, template: str, preprocess: Mappi
 
     ``align`` is the one alignment config (``conf/align/mtcnn.yaml``: detector settings and ``cache_dir``),
     used in mode ``align``. ``align_raw`` turns ``center`` (raw photos) into ``align`` with those settings:
-    the crops ``facematch-eval`` scores (``eval.align_raw``), and what scoring after training asks for to
+    the crops ``facematch-eval`` scores (``embed.align_raw``), and what scoring after training asks for to
     score the same crops. ``prealigned`` and ``align`` are used as they are. ``degrade`` is
     ``data.degrade`` (:meth:`Degradation.from_config`), applied to every crop served.
     """

@@ -141,7 +141,7 @@ def prepare(
     settings is refused); pass ``AlignedCache.under(cache_dir, ...).root`` for the keyed folder. Runs on
     ``workers`` processes (default: all cores; a pool only for at least four chunks per worker), each with
     its own detector and one torch thread; ``workers=1`` runs in this process. Returns the manifest written
-    to ``out_root/manifest.json``.
+    to ``<out_root>/manifest.json``.
     """
     t0 = time.perf_counter()
     src_root, out_root = Path(src_root), Path(out_root)
