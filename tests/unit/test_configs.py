@@ -54,7 +54,7 @@ def test_arch_x_loss_builds(cfg_factory, arch, loss):
     assert model.net.head.in_dim == model.net.backbone.spec.embedding_dim
     assert type(model.loss) is LOSSES[loss] and model.miner is None
     if loss != "distill":  # distillation has no margin; each loss config sets its own default
-        assert model.loss.margin == cfg.margin == {"cosface": 0.35}.get(loss, 0.5)
+        assert model.loss.margin == cfg.margin == {"cosface": 0.35, "triplet": 0.2}.get(loss, 0.5)
     assert type(dm.batches) is BATCHES.get(loss, ImageBatches)
 
 
@@ -67,7 +67,9 @@ def test_triplet_loss_is_pml_on_normalised_euclidean_distance_with_a_plain_mean(
 @pytest.mark.parametrize("loss", options("loss"))
 @pytest.mark.parametrize("miner", options("miner"))
 def test_miner_objects_and_the_batches_they_need(cfg_factory, loss, miner):
-    cfg = cfg_factory("arch=mobilefacenet", f"loss={loss}", f"miner={miner}", "margin=0.3")
+    # distillation alone reads no margin, so its config has none: a miner that reads one is given it (+margin=)
+    cfg = cfg_factory("arch=mobilefacenet", f"loss={loss}", f"miner={miner}",
+                      "+margin=0.3" if loss == "distill" else "margin=0.3")
     model, dm = build(cfg)
     expected = {"none": type(None), "batch_hard": BatchHardMiner, "semi_hard": TripletMarginMiner,
                 "top_k": TopKTripletMiner}[miner]
