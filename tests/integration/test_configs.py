@@ -55,7 +55,7 @@ def test_every_experiment_instantiates(cfg_factory, experiment):
     loss = model.loss.terms["main"] if type(model.loss) is WeightedLosses else model.loss  # distill=term
     assert type(loss) is {"contrastive": ContrastiveLoss, "triplet": TripletMarginLoss, "distill": CosineDistillLoss,
                           }.get(cfg.loss_name, ClassMarginLoss)
-    assert getattr(loss, "margin", cfg.margin) == cfg.margin and model.net.backbone.spec.name == cfg.arch.name
+    assert getattr(loss, "margin", None) == cfg.get("margin") and model.net.backbone.spec.name == cfg.arch.name
     backbone = model.net.backbone
     assert model.net.head.centered == cfg.head.center and backbone.frozen == cfg.arch.freeze
     assert backbone.trainable_stages == (cfg.arch.unfreeze_last if cfg.arch.freeze else backbone.n_stages)
