@@ -50,7 +50,7 @@ def make_bin(path: Path) -> dict:
 
 def one(data: list[str], out: Path) -> dict:
     weights = weights_dir() / "mobilefacenet_casia_068.ckpt"
-    cmd = [sys.executable, "-m", "facematch.eval", "arch=mobilefacenet", f"arch.weights={weights}", *data,
+    cmd = [sys.executable, "-m", "facematch.eval.job", "arch=mobilefacenet", f"arch.weights={weights}", *data,
            "embed.cache=false", "embed.progress=false", "eval.plots=false", "eval.tensorboard=false",
            "eval.identification=false", f"hydra.run.dir={out}"]
     out.mkdir(parents=True, exist_ok=True)

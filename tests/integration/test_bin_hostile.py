@@ -51,7 +51,7 @@ def test_each_hostile_class_is_one_line_in_5_s_and_500_mb(tmp_path, name):
 def test_hostile_classes_through_facematch_eval(tmp_path, mfn_weights, name):
     path = tmp_path / f"{name}.bin"
     path.write_bytes(HOSTILE[name][0])
-    res = run_cli(["-m", "facematch.eval", "data=bin", f"data.path={path}", "arch=mobilefacenet",
+    res = run_cli(["-m", "facematch.eval.job", "data=bin", f"data.path={path}", "arch=mobilefacenet",
                    f"arch.weights={mfn_weights}", f"hydra.run.dir={tmp_path / 'run'}"])
     line = error_line(res.stderr)
     assert res.returncode == 2 and line.startswith(f"error: {path}") and HOSTILE[name][1] in line

@@ -118,7 +118,7 @@ def test_a_hostile_bin_is_one_error_line_and_nothing_runs(tmp_path, mfn_weights)
 
     path = tmp_path / "evil.bin"
     path.write_bytes(pickle.dumps(([b"x", Shell()], [True]), protocol=2))
-    res = run_cli(["-m", "facematch.eval", "data=bin", f"data.path={path}", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
+    res = run_cli(["-m", "facematch.eval.job", "data=bin", f"data.path={path}", "arch=mobilefacenet", f"arch.weights={mfn_weights}",
                    f"hydra.run.dir={tmp_path / 'run'}"])
     line = error_line(res.stderr)
     assert res.returncode == 2 and "posix.system" in line and str(path) in line and not marker.exists()

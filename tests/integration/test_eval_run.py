@@ -144,7 +144,7 @@ def test_bad_input_is_a_one_line_user_error(cfg_factory, aligned_args, override,
 
 @pytest.mark.slow
 def test_cli_runs_and_records_its_overrides(aligned_args, tmp_path):
-    r = run_cli(["-m", "facematch.eval", *aligned_args, "eval.plots=false", "eval.tensorboard=false",
+    r = run_cli(["-m", "facematch.eval.job", *aligned_args, "eval.plots=false", "eval.tensorboard=false",
                  f"hydra.run.dir={tmp_path / 'cli'}"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "10-fold accuracy" in r.stdout

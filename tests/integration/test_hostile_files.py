@@ -42,7 +42,7 @@ def test_verify_refuses_a_pack_declaring_a_pickle_field(tmp_path):
 def test_train_resume_and_eval_refuse_a_checkpoint_that_pickles_a_callable(tmp_path):
     marker, ckpt = tmp_path / "MARKER", tmp_path / "last.ckpt"
     torch.save({"state_dict": {}, "epoch": Touch(marker)}, ckpt)
-    for module, what in (("facematch.train", "resume from"), ("facematch.eval", "pass ckpt_path=PATH")):
+    for module, what in (("facematch.train", "resume from"), ("facematch.eval.job", "pass ckpt_path=PATH")):
         r = run_cli(["-m", module, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/{module}"], timeout=300)
         line = error_line(r.stderr)
         assert r.returncode == 6 and f"cannot load checkpoint {ckpt}: it pickles more than tensors" in line and what in line
