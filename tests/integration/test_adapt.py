@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from facematch.cli.report import collect, markdown
+from facematch.report.rows import collect
+from facematch.report.table import markdown
 from facematch.data.transforms import build_transform
 from facematch.eval.inputs import eval_source
 from facematch.eval.job import evaluate
@@ -58,7 +59,7 @@ def test_last_stages_row_scores_degraded_and_original_crops(cfg_factory, data_di
     from omegaconf import OmegaConf
 
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml", resolve=False)
-    rows = collect([out.parent])
+    rows = [row.as_dict() for row in collect([out.parent])]
     assert rows[0]["arch"] == "mobilefacenet (last 2)" and rows[0]["data"] == "lfw-aligned-112 @ res16"
     assert rows[0]["undegraded_accuracy_mean"] == m["undegraded"]["fold_accuracy"]
     assert "| undegraded acc |" in markdown(rows)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from facematch.cli.report import collect, main as report_main
+from facematch.cli.report import main as report_main
+from facematch.report.rows import collect
 from facematch.train import train
 from tests.helpers import FAST, mini_pairs
 
@@ -41,7 +42,7 @@ def test_frozen_fast_path_per_fold_and_report(cfg_factory, data_dir, mfn_weights
     # the second fold reused the cached backbone features
     assert len(list((tmp_path / "cache" / "embeddings").iterdir())) == 1
 
-    rows = collect([tmp_path / "sweep"])
+    rows = [row.as_dict() for row in collect([tmp_path / "sweep"])]
     assert len(rows) == 1 and rows[0]["n_folds"] == 2 and rows[0]["exp"] == "unit"
     assert rows[0]["loss"] == "contrastive" and rows[0]["pretrained on"] == "CASIA-WebFace"
     assert rows[0]["val_scores"] == "protocol"
