@@ -2,7 +2,7 @@
 
 Job k of a per-fold multirun trained on people outside LFW View 2 fold k. Every image of ``pairs.txt`` is
 embedded with its trained model, from the crops ``facematch-eval`` scores for the same data config
-(:func:`facematch.eval.job.eval_source`), and the 10-fold protocol runs on them; only fold k's result is
+(:func:`facematch.eval.inputs.eval_source`), and the 10-fold protocol runs on them; only fold k's result is
 kept: its threshold and mean feature come from the other nine folds, its accuracy from fold k, whose people
 the model never saw. ``facematch-report`` combines the ten jobs.
 
