@@ -1,6 +1,7 @@
-"""Documented cross-references exist: every file path, experiment name (``experiment=NAME``) and config key
-(``data.x.y`` in backticks or as ``key=value``) that README.md, docs/*.md, the comments of conf/ and the
-docstrings and comments of src/ mention names something the repository has. Each check also fails on a
+"""Documented cross-references exist: every file path, module or object (``facematch.eval.job.evaluate``),
+experiment name (``experiment=NAME``) and config key (``data.x.y`` in backticks or as ``key=value``) that
+README.md, docs/*.md, the comments of conf/ and the docstrings and comments of src/ mention names something
+the repository has. Each check also fails on a
 made-up name (the ``*_is_caught`` tests), so it cannot pass by finding nothing."""
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ EXAMPLES = {"galleries/staff/.lock"}
 PATH = re.compile(r"(?<![\w./$~{<-])((?:[\w.-]+/)+[\w.-]*\.(?:py|yaml|md|json|toml|lock|sh|png))(?![\w/])")
 LINK = re.compile(r"\]\(([^)\s#:]+)(?:#[^)]*)?\)")
 EXPERIMENT = re.compile(r"experiment=([\w,*-]+)")
+MODULE = re.compile(r"(?<![\w.])(facematch(?:\.\w+)+)")
+#: The page that lists old names beside new ones: the first column of its tables holds the old names.
+OLD_NAMES_PAGE = REPO / "docs" / "configuration-changes.md"
 
 
 def config_groups() -> list[str]:
@@ -58,8 +62,15 @@ def yaml_comments(path: Path) -> str:
     return "\n".join(line.split("#", 1)[1] for line in path.read_text(encoding="utf-8").splitlines() if "#" in line)
 
 
+def markdown_text(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    if path == OLD_NAMES_PAGE:  # "| old | new |" rows: the old name is history, the new one must exist
+        text = "\n".join(re.sub(r"^\|[^|]*\|", "|", line) if line.startswith("|") else line for line in text.splitlines())
+    return text
+
+
 def sources() -> list[tuple[Path, str]]:
-    out = [(p, p.read_text(encoding="utf-8")) for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]]
+    out = [(p, markdown_text(p)) for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]]
     out += [(p, yaml_comments(p)) for p in sorted(CONF.rglob("*.yaml"))]
     out += [(p, python_text(p)) for p in sorted((REPO / "src").rglob("*.py"))]
     return out
@@ -128,16 +139,37 @@ def missing_keys(text: str, keys: set[str]) -> list[str]:
     return sorted(k for k in found if not re.search(r"\.(py|yaml|md|json)$", k) and not known(k))
 
 
+def missing_modules(text: str) -> list[str]:
+    """``facematch.a.b[.name]`` whose module (the longest prefix that is a file or package under src/) does not
+    exist, or whose first name after it the module does not define or import."""
+    out = []
+    for ref in sorted({m.group(1) for m in MODULE.finditer(text)}):
+        parts = ref.split(".")
+        for n in range(len(parts), 0, -1):
+            base = REPO.joinpath("src", *parts[:n])
+            module = next((f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()), None)
+            if module is not None:
+                break
+        if module is None or n == 1:
+            out.append(ref)
+        elif n < len(parts):
+            name = parts[n]
+            if not re.search(rf"^\s*(?:def|class)\s+{name}\b|^\s*{name}\s*[:=]|^\s*(?:from\s+\S+\s+)?import\s+.*\b{name}\b",
+                             module.read_text(encoding="utf-8"), re.M):
+                out.append(ref)
+    return out
+
+
 SOURCES = sources()
 
 
-@pytest.mark.parametrize("kind", ["paths", "experiments", "keys"])
+@pytest.mark.parametrize("kind", ["paths", "modules", "experiments", "keys"])
 def test_documented_references_exist(kind):
     names, keys = experiments(), config_keys()
     problems = []
     for path, text in SOURCES:
         found = {"paths": lambda: missing_paths(text, path), "experiments": lambda: missing_experiments(text, names),
-                 "keys": lambda: missing_keys(text, keys)}[kind]()
+                 "keys": lambda: missing_keys(text, keys), "modules": lambda: missing_modules(text)}[kind]()
         problems += [f"{path.relative_to(REPO)}: {ref}" for ref in found]
     assert not problems, f"{len(problems)} documented {kind} that do not exist:\n" + "\n".join(problems)
 
@@ -175,3 +207,13 @@ def test_a_made_up_config_key_is_caught():
     assert missing_keys("data.features.made_up=true", keys) == ["data.features.made_up"]
     assert missing_keys("`data.source` `eval.align_raw`", keys) == ["data.source", "eval.align_raw"]
     assert missing_keys("`data.features.batch_size` (the old name)", keys) == []  # a renamed key's old name
+
+
+def test_a_made_up_module_or_object_is_caught():
+    assert missing_modules("facematch.eval.job.evaluate, facematch.embedding.engine.EngineSettings, "
+                           ":mod:`facematch.report.rows`") == []
+    assert missing_modules("facematch.eval.run") == ["facematch.eval.run"]  # a module that moved
+    assert missing_modules("facematch.eval.job.no_such_function") == ["facematch.eval.job.no_such_function"]
+    assert missing_modules("facematch.nowhere.thing") == ["facematch.nowhere.thing"]
+    old_page = markdown_text(OLD_NAMES_PAGE)
+    assert "facematch.eval.run" not in old_page and "facematch.miners.top_k" in old_page  # history kept apart

@@ -7,7 +7,7 @@ own download cache, while WebDataset's tar shards are sequential streams (random
 tar index and re-implemented caching). litdata is also the Lightning ecosystem's format, already in the
 dependency set, and its ``BinaryWriter`` writes chunks in-process, deterministically.
 
-Layout of a packed folder ``OUT`` (written by :mod:`facematch.faces.pack`):
+Layout of a packed folder ``OUT`` (written by :mod:`facematch.data.pack`):
 
 - ``OUT/part-NNNNN/``: one litdata dataset per part of ``part_size`` images (``index.json`` +
   ``chunk-0-K.bin``); item ``i`` of the whole set is item ``i - first`` of its part. Parts make ``pack``
