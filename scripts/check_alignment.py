@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from facematch.data.pair_files import read_pairs
-from facematch.eval.embed import Embedder
+from facematch.embedding.embedder import Embedder
 from facematch.errors import cli_errors
 from facematch.faces.align import align_landmarks, fallback_landmarks
 from facematch.faces.crop_cache import AlignedCache

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from facematch.utils.quiet import THIRD_PARTY_WARNINGS
+from facematch.quiet import THIRD_PARTY_WARNINGS
 from tests.helpers import compose
 
 TESTS = Path(__file__).resolve().parent
@@ -25,7 +25,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_configure(config):
-    """The third-party warnings the entry points filter (facematch.utils.quiet) are filtered in every test too;
+    """The third-party warnings the entry points filter (facematch.quiet) are filtered in every test too;
     any other warning shows in the summary."""
     for message, category in THIRD_PARTY_WARNINGS:
         config.addinivalue_line("filterwarnings", f"ignore:{message}:{category}")

@@ -78,7 +78,9 @@ def build_site(out: Path, data: Path, weights: Path, people: list[str] | None = 
     files that differ from the published ones (the archive; ``pairs_text`` in place of pairs.txt).
     ``bad_figshare``: figshare serves a corrupted pairs.txt and no pairsDevTest.txt (a 404)."""
     from facematch.data.lfw_files import LFW_ARCHIVES, LFW_PAIRS
-    from facematch.models.published_weights import MOBILEFACENET_CASIA
+    from facematch.models.backbones import published_weights
+
+    MOBILEFACENET_CASIA = published_weights()["mobilefacenet"]
 
     figshare, umass = out / "figshare", out / "umass"
     for d in (figshare, umass):

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Callable, TypeVar
 
+from facematch.quiet import filter_third_party_warnings
+
 F = TypeVar("F", bound=Callable)
 
 
@@ -63,9 +65,7 @@ def report_and_exit(err: FacematchError) -> None:
 def run_or_exit(fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)``, with a FacematchError turned into one line and its exit code (the Hydra
     entry points' edge; ``cli_errors`` is the same for argparse entry points). Third-party warnings facematch
-    cannot fix are filtered here, once (:mod:`facematch.utils.quiet`)."""
-    from facematch.utils.quiet import filter_third_party_warnings
-
+    cannot fix are filtered here, once (:mod:`facematch.quiet`)."""
     filter_third_party_warnings()
     try:
         return fn(*args, **kwargs)

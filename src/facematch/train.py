@@ -47,7 +47,7 @@ def fetch_inputs(cfg: DictConfig) -> None:
     ``$FACEMATCH_WEIGHTS_DIR``) and LFW (into ``$FACEMATCH_DATA_DIR/lfw``, when the config reads it there).
     When neither can be had, one line names both."""
     from facematch.data.lfw_files import ensure_lfw
-    from facematch.models.weights import fetch_pretrained
+    from facematch.models.backbones import fetch_pretrained
 
     failed = []
     for step in (lambda: fetch_pretrained(**to_container(cfg.arch)),

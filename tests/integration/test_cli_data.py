@@ -390,7 +390,7 @@ def test_downloaded_weights_and_lfw_run_the_main_command_quietly(server, site, t
     monkeypatch.setattr(sys, "argv", argv)
     capsys.readouterr()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the entry point's own filter (facematch.utils.quiet) still applies
+        warnings.simplefilter("error")  # the entry point's own filter (facematch.quiet) still applies
         facematch.train.main()
     captured = capsys.readouterr()
     assert "Warning" not in captured.out + captured.err

@@ -45,12 +45,12 @@ def test_eval_writes_metrics_plots_tensorboard_then_hits_cache(cfg_factory, alig
     assert "10-fold accuracy" in table and "VAL @ FAR 1e-3" in table
 
     # Second run: every embedding comes from the cache; the model must not run at all.
-    from facematch.models.mobilefacenet import MobileFaceNet
+    from facematch.models.backbones.mobilefacenet import network_classes
 
     def boom(self, x):
         raise AssertionError("backbone forward called on a warm cache")
 
-    monkeypatch.setattr(MobileFaceNet, "forward", boom)
+    monkeypatch.setattr(network_classes().MobileFaceNet, "forward", boom)
     again = evaluate(cfg_factory(*aligned_args, config_name="eval", out="second"))
     assert again["embedding_cache_hit"] is True and again["embedding_cache"]["computed"] == 0
     assert again["accuracy_mean"] == m["accuracy_mean"] and again["auc"] == m["auc"]

@@ -16,7 +16,7 @@ from facematch.data.source import FaceSource
 from facematch.models.inference import MAX_COSINE_GAP
 from facematch.models.loading import build_arch_model
 from facematch.models.onnx_export import export_model
-from facematch.models.onnx_runtime import load_onnx_model
+from facematch.models.onnx_file import load_onnx_model
 from tests.helpers import tiny_pairs
 
 CROPS = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Abdullah_Gul/Abdullah_Gul_0001.jpg",

@@ -146,7 +146,7 @@ def bare_onnx(path, h=4, w=4):
 
 
 def test_onnx_model_without_metadata_runs_with_the_stated_input(tmp_path):
-    from facematch.models.onnx_runtime import load_onnx_model
+    from facematch.models.onnx_file import load_onnx_model
 
     path = bare_onnx(tmp_path / "bare.onnx")
     with pytest.raises(WeightsError, match="has no facematch metadata: state its input: embed.input.size"):

@@ -96,14 +96,15 @@ def test_resnet50_state_dict_loads_and_matches_torchvision(tmp_path):
 
 
 def test_resnet50_imagenet_offline_names_both_ways(monkeypatch, tmp_path):
-    from facematch.models import backbones as bb
+    import torch
+
     from facematch.models.backbones import build_backbone
 
     def offline(*a, **k):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(bb.torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(bb.torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError) as err:
         build_backbone("resnet50", pretrained="imagenet")
     assert "arch.pretrained=imagenet" in str(err.value) and "arch.weights=FILE" in str(err.value)

@@ -1,4 +1,4 @@
-"""Fetching published files (facematch/utils/fetch.py, data/lfw_files.py, models/weights.py) against local
+"""Fetching published files (facematch/utils/fetch.py, data/lfw_files.py, models/weights.py + models/backbones/) against local
 servers (127.0.0.1, in this process) serving synthetic bytes: mirror fallback on a corrupt file or an HTTP
 error, resuming a partial transfer, the hash override, and the one line an offline run gets."""
 
@@ -109,15 +109,15 @@ def test_missing_reference_crops_name_the_option_facematch_can_fetch(offline, tm
 
 
 def test_missing_weights_offline_name_the_command_and_the_variable(offline, tmp_path):
-    from facematch.models.weights import mobilefacenet_pretrained_file
+    from facematch.models.backbones import BACKBONES
 
     with pytest.raises(WeightsError) as exc:
-        mobilefacenet_pretrained_file("casia-webface")
+        BACKBONES["mobilefacenet"].pretrained_file("casia-webface")
     line = str(exc.value)
     assert f"`facematch-data download mobilefacenet --dest {tmp_path / 'weights'}`" in line
     assert "FACEMATCH_WEIGHTS_DIR" in line and "github: connection refused" in line
-    with pytest.raises(FacematchError, match="choose casia-webface"):
-        mobilefacenet_pretrained_file("vggface2")
+    with pytest.raises(FacematchError, match="choose one of: casia-webface or null"):
+        BACKBONES["mobilefacenet"].pretrained_file("vggface2")
 
 
 def test_the_main_command_offline_with_both_missing_is_one_line_naming_both(offline, cfg_factory):

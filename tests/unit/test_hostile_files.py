@@ -26,7 +26,8 @@ from facematch.faces.images import load_image
 from facematch.gallery.store import MANIFEST, Gallery
 from facematch.models.backbones import build_backbone
 from facematch.models.loading import load_checkpoint_model
-from facematch.models.onnx_runtime import OnnxModule, read_onnx
+from facematch.models.onnx_file import read_onnx
+from facematch.models.onnx_runtime import OnnxModule
 from facematch.models.weights import check_checkpoint
 
 
@@ -106,7 +107,7 @@ def test_onnx_external_data_must_stay_inside_the_models_folder(tmp_path):
 
 
 def test_onnx_model_over_the_size_bound_is_refused(tmp_path, monkeypatch):
-    import facematch.models.onnx_runtime as rt
+    import facematch.models.onnx_file as rt
 
     path = onnx_with_external(tmp_path, "weights.bin")
     monkeypatch.setattr(rt, "MAX_ONNX_BYTES", 64)

@@ -1,4 +1,4 @@
-"""The package's rooms: lower layers never import higher ones (not even inside a function), every module
+"""The package's layers (docs/layout.md): lower layers never import higher ones (not even inside a function), every module
 has a layer, and no module is over 300 lines (``import facematch`` changing nothing: tests/integration/test_allocator.py)."""
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ import facematch
 
 SRC = Path(facematch.__file__).resolve().parent
 
-#: Lowest first (docs: ARCHITECTURE.md). A module is placed by its longest listed prefix. The calibration
-#: package spans two: its store is read by models (ONNX metadata), its computation runs the eval job. The
-#: alignment templates are the crop geometry a backbone declares (its template and input size): pure data
-#: that imports nothing above utils, read by models as well as by faces.
+#: Lowest first, as docs/layout.md draws them. Each entry is a package (or a module directly under facematch/),
+#: and every module of a package stands at its package's layer: no module is ranked apart from its package.
 LAYERS = [
-    ("facematch.utils", "facematch.errors", "facematch.paths", "facematch.config"),
-    ("facematch.models", "facematch.losses", "facematch.calibration.store", "facematch.faces.templates"),
+    ("facematch.utils", "facematch.errors", "facematch.quiet", "facematch.paths", "facematch.config"),
     ("facematch.faces",),
+    ("facematch.models", "facematch.losses"),
     ("facematch.embedding",),
     ("facematch.data",),
     ("facematch.lit",),
@@ -37,16 +35,15 @@ def module_name(path: Path) -> str:
 
 
 def layer(module: str) -> int | None:
-    matches = [p for p in RANK if module == p or module.startswith(p + ".")]
-    return RANK[max(matches, key=len)] if matches else None
+    """The layer of ``module``: that of its package, ``facematch.<first name>``."""
+    return RANK.get(".".join(module.split(".")[:2]))
 
 
 def imported(path: Path) -> list[tuple[int, str]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            out.append((node.lineno, max(names, key=lambda n: (layer(n) is not None, len(n)))))
+            out.append((node.lineno, node.module))
         elif isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
     return [(line, name) for line, name in out if name.startswith("facematch.")]
@@ -55,10 +52,20 @@ def imported(path: Path) -> list[tuple[int, str]]:
 MODULES = sorted(p for p in SRC.rglob("*.py") if p != SRC / "__init__.py")
 
 
-def test_layer_rule_sees_an_upward_import():
-    assert layer("facematch.calibration.store") < layer("facematch.embedding.cache") < layer("facematch.data.shards")
-    assert layer("facematch.calibration.compute") == layer("facematch.eval.job")
+def test_layers_rank_packages_not_modules():
+    assert all(entry.count(".") == 1 for entry in RANK), "rank packages (facematch.X), not single modules"
+    assert layer("facematch.calibration.store") == layer("facematch.calibration.compute") == layer("facematch.eval.job")
+    assert layer("facematch.faces.templates") == layer("facematch.faces.detect") < layer("facematch.models.base")
+    assert layer("facematch.models.backbones.mobilefacenet") == layer("facematch.models.onnx_file")
+    assert layer("facematch.embedding.cache") < layer("facematch.data.shards") < layer("facematch.eval.job")
     assert layer("facematch.cli.compare") > layer("facematch.app.server") > layer("facematch.eval.job")
+
+
+def test_layer_rule_sees_an_upward_import(tmp_path):
+    low = tmp_path / "low.py"
+    low.write_text("from facematch.eval.job import evaluate\nimport facematch.cli.compare\nfrom facematch.utils import io\n")
+    own = layer("facematch.models.weights")
+    assert [name for _, name in imported(low) if (layer(name) or 0) > own] == ["facematch.eval.job", "facematch.cli.compare"]
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))

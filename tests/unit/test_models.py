@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from facematch.errors import WeightsError
-from facematch.models import backbones as bb
 from facematch.models.backbones import build_backbone
 from facematch.models.heads import LinearHead, MLPHead
 from facematch.models.loading import load_checkpoint_model
@@ -69,7 +68,7 @@ def test_pretrained_offline_fails_fast_with_instructions(monkeypatch, tmp_path):
     def offline(*a, **k):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(bb.torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError, match="arch.weights=FILE"):
         build_backbone("inception_resnet_v1", pretrained="vggface2")
 

@@ -16,7 +16,8 @@ from facematch.models.backbones import BACKBONES
 from facematch.models.inference import MAX_COSINE_GAP, RUNTIMES, build, check_runtime, choose
 from facematch.models.loading import build_arch_model
 from facematch.models.onnx_export import FORMAT, KEYS, NOT_CALIBRATED, PREFIX, export_model
-from facematch.models.onnx_runtime import OnnxModule, load_onnx_model
+from facematch.models.onnx_file import load_onnx_model
+from facematch.models.onnx_runtime import OnnxModule
 
 CPU = torch.device("cpu")
 

@@ -1,7 +1,7 @@
 """The model options of the practitioner commands (compare, calibrate, gallery, export, app), in one place.
 
-``--arch NAME [--weights W]`` (a bare backbone; MobileFaceNet's default weights are looked up in
-``$FACEMATCH_WEIGHTS_DIR``), ``--ckpt C`` (a ``facematch-train`` checkpoint) or ``--onnx FILE`` (a
+``--arch NAME [--weights W]`` (a bare backbone of the registry, :mod:`facematch.models.backbones`; the
+weights it declares as its default are looked up in ``$FACEMATCH_WEIGHTS_DIR``), ``--ckpt C`` (a ``facematch-train`` checkpoint) or ``--onnx FILE`` (a
 ``facematch-export`` file, run by onnxruntime), how it runs (``--device``,
 ``--precision``, ``--runtime``, ``--flip``), MTCNN's ``--min-face-size``, and the decision threshold: the
 model's calibrated operating point (:mod:`facematch.calibration.store`) unless ``--threshold`` overrides it.
@@ -13,18 +13,17 @@ import argparse
 from pathlib import Path
 
 from facematch.errors import FacematchError, WeightsError
+from facematch.models.backbones import BACKBONES, declaration
+from facematch.models.backbones import default_weights as default_weights_file
 from facematch.utils.hardware import DEFAULT_PRECISION, PRECISIONS
-
-#: Default weights file per backbone, looked up in $FACEMATCH_WEIGHTS_DIR when --weights is not given.
-DEFAULT_WEIGHTS = {"mobilefacenet": "mobilefacenet_casia_068.ckpt"}
-
 
 def add_weights_arguments(p: argparse.ArgumentParser, *, onnx: bool = True) -> None:
     """Which model: ``--arch [--weights]``, ``--ckpt`` and (``onnx``) ``--onnx``."""
-    p.add_argument("--arch", default="mobilefacenet", help="backbone (default: mobilefacenet)")
-    p.add_argument("--weights", default=None,
-                   help="backbone weights file (default for mobilefacenet: $FACEMATCH_WEIGHTS_DIR/"
-                        "mobilefacenet_casia_068.ckpt)")
+    p.add_argument("--arch", default="mobilefacenet", help="backbone (default: mobilefacenet; one of: "
+                   f"{', '.join(BACKBONES)})")
+    defaults = ", ".join(f"{n}: $FACEMATCH_WEIGHTS_DIR/{d.default_weights}" for n, d in BACKBONES.items()
+                         if d.default_weights)
+    p.add_argument("--weights", default=None, help=f"backbone weights file (default for {defaults})")
     p.add_argument("--ckpt", default=None, help="a facematch-train checkpoint (backbone + head); overrides --arch")
     if onnx:
         p.add_argument("--onnx", default=None, metavar="FILE",
@@ -70,7 +69,7 @@ def default_weights(arch: str, weights: str | None) -> str:
         return weights
     from facematch.paths import weights_dir
 
-    name = DEFAULT_WEIGHTS.get(arch)
+    name = default_weights_file(arch)
     if name is None:
         raise WeightsError(f"no default weights for {arch}; pass --weights PATH or --ckpt PATH")
     path = weights_dir() / name
@@ -92,10 +91,7 @@ def check_model_file(args: argparse.Namespace) -> str | None:
         if not Path(args.ckpt).expanduser().is_file():
             raise WeightsError(f"checkpoint not found: {args.ckpt} (--ckpt PATH to a facematch-train .ckpt file)")
         return None
-    from facematch.models.backbones import BACKBONES
-
-    if args.arch not in BACKBONES:
-        raise FacematchError(f"unknown backbone '{args.arch}'; choose one of: {', '.join(BACKBONES)}")
+    declaration(args.arch)  # an unknown backbone: one line naming the known ones
     weights = default_weights(args.arch, args.weights)
     if not Path(weights).expanduser().is_file():
         raise WeightsError(f"weights file not found: {weights} (check --weights PATH)")
@@ -103,12 +99,12 @@ def check_model_file(args: argparse.Namespace) -> str | None:
 
 
 def load_model(args: argparse.Namespace):
-    """The :class:`~facematch.models.loading.EvalModel` the options name."""
+    """The :class:`~facematch.models.base.EvalModel` the options name."""
     from facematch.models.loading import build_arch_model, load_checkpoint_model
 
     weights = check_model_file(args)
     if getattr(args, "onnx", None):
-        from facematch.models.onnx_runtime import load_onnx_model
+        from facematch.models.onnx_file import load_onnx_model
 
         return load_onnx_model(args.onnx, stated_input(args))
     return load_checkpoint_model(args.ckpt) if args.ckpt else build_arch_model(args.arch, weights)

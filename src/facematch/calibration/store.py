@@ -167,7 +167,7 @@ def candidate_files(fingerprint: str, weights: str | None = None) -> list[Path]:
 
 
 def find_calibration(model) -> tuple[Calibration | None, list[str]]:
-    """``(calibration or None, notes)`` for an :class:`~facematch.models.loading.EvalModel`: the first
+    """``(calibration or None, notes)`` for an :class:`~facematch.models.base.EvalModel`: the first
     stored calibration whose fingerprint is the model's; ``notes`` say what was passed over and why."""
     notes: list[str] = []
     embedded = getattr(model, "calibration", None)

@@ -2,7 +2,8 @@
 hash-checked, safely extracted.
 
 The files, their hashes and their mirrors: :mod:`facematch.data.lfw_files` (LFW: figshare then UMass; the
-deep-funneled archive at UMass only) and :mod:`facematch.models.weights` (MobileFaceNet); the fetching
+deep-funneled archive at UMass only) and the backbones' declarations (:mod:`facematch.models.backbones`:
+the weights files facematch publishes, read without importing torch); the fetching
 (pooch, resumable transfers, mirror fallback, ``FACEMATCH_MIRROR_<NAME>``): :mod:`facematch.utils.fetch`;
 safe extraction: :mod:`facematch.utils.archives`. ``--base-url URL`` replaces every mirror with one folder
 holding the files under their own names.
@@ -16,12 +17,12 @@ from pathlib import Path
 
 from facematch.data.lfw_files import DEFAULT_ARCHIVE, LFW_ARCHIVES, LFW_PAIRS, fetch_lfw
 from facematch.errors import FacematchError
-from facematch.models.published_weights import MOBILEFACENET_CASIA
+from facematch.models.backbones import published_weights
 from facematch.utils.fetch import FetchError, fetch_file
 from facematch.utils.io import sha256_file
 
 #: ``facematch-data download NAME``: weights files (``arch.weights=DEST/<name>``).
-WEIGHTS = {"mobilefacenet": MOBILEFACENET_CASIA}
+WEIGHTS = published_weights()
 #: sha256 of the LFW protocol files.
 LFW_PAIRS_SHA256 = {name: remote.hash for name, remote in LFW_PAIRS.items()}
 

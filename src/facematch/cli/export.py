@@ -88,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         raise FacematchError(f"--opset {args.opset} is not an ONNX opset")
     check_model_file(args)
     model = load_model(args)
+    from facematch.calibration.store import find_calibration
     from facematch.models.onnx_export import export_model
 
-    ex = export_model(model, args.out, opset=args.opset)
+    cal, notes = find_calibration(model)
+    ex = export_model(model, args.out, opset=args.opset, calibration=cal, calibration_notes=notes)
     gap = None
     if args.check:
         from facematch.models.inference import MAX_COSINE_GAP
-        from facematch.models.onnx_runtime import load_onnx_model
+        from facematch.models.onnx_file import load_onnx_model
 
         gap = cosine_gap(model, load_onnx_model(ex.path))
         if not gap <= MAX_COSINE_GAP:

@@ -38,7 +38,7 @@ from facematch.data.transforms import build_transform
 from facematch.errors import FacematchError
 from facematch.data.shards import is_url
 from facematch.data.source import source_from_config
-from facematch.models.backbones import BackboneSpec
+from facematch.models.base import BackboneSpec
 from facematch.utils.hardware import one_thread_worker
 
 log = logging.getLogger(__name__)

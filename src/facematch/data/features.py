@@ -2,7 +2,7 @@
 disk, served instead of images.
 
 With ``arch.freeze=true`` the backbone splits into a frozen trunk and its last ``arch.unfreeze_last``
-stages (:meth:`~facematch.models.backbones.Backbone.trunk` / ``tail``). The trunk's output for an image
+stages (:meth:`~facematch.models.base.Backbone.trunk` / ``tail``). The trunk's output for an image
 never changes during training, so computing it every epoch is wasted work: the DataModule serves
 ``(K, D)`` flat trunk activations per image from a :class:`FeatureStore`, and the LightningModule runs the
 trainable stages and the head on them (with every stage frozen, the activations are the backbone's

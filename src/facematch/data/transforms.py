@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from facematch.models.backbones import BackboneSpec
+from facematch.models.base import BackboneSpec
 
 
 def _to_image(crop):

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from facematch.models.backbones import BackboneSpec
+from facematch.models.base import BackboneSpec
 
 from facematch.utils.io import NO_STAMP, atomic_write, atomic_write_text, digest, resolved, stamp_problem
 

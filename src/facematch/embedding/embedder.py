@@ -29,7 +29,7 @@ from facematch.embedding.cache import MERGE_ABOVE, EmbeddingCache, make_cache_ke
 from facematch.models.loading import state_dict_sha256
 from facematch.embedding.flip import check_flip, combine_views, n_views, with_mirrors
 from facematch.errors import FacematchError
-from facematch.models.backbones import BackboneSpec
+from facematch.models.base import BackboneSpec
 from facematch.models.onnx_runtime import OnnxModule
 from facematch.models.inference import InferenceModel, build, choose
 from facematch.embedding.engine import EngineSettings

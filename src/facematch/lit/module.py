@@ -18,7 +18,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
 from facematch.errors import FacematchError
-from facematch.models.backbones import Backbone
+from facematch.models.base import Backbone
 from facematch.models.heads import EmbeddingHead
 from facematch.models.net import EmbeddingNet
 

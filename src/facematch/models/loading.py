@@ -1,7 +1,7 @@
 """The model an evaluation scores: a training checkpoint (backbone + head) or a bare backbone.
 
 Both give an :class:`EvalModel`: a module mapping a normalised NCHW batch to features, the backbone's
-:class:`~facematch.models.backbones.BackboneSpec`, a fingerprint of its weights (the embedding cache key)
+:class:`~facematch.models.base.BackboneSpec`, a fingerprint of its weights (the embedding cache key)
 and a JSON-ready description. Both are built the way training builds them, by instantiating config nodes.
 
 - ``load_checkpoint_model(path)``: a checkpoint written by ``facematch-train``. The backbone and head are
@@ -13,7 +13,7 @@ and a JSON-ready description. Both are built the way training builds them, by in
   sha256 of the backbone and head weights (names, dtypes, shapes and bytes), so two files holding the same
   weights share cached embeddings.
 - ``load_model(..., onnx_path)``: a file written by ``facematch-export``, run by onnxruntime
-  (:func:`facematch.models.onnx_runtime.load_onnx_model`), with the fingerprint of the weights it came from.
+  (:func:`facematch.models.onnx_file.load_onnx_model`), with the fingerprint of the weights it came from.
 - ``arch_model(arch)`` / ``build_arch_model(name, weights, pretrained)``: a backbone from an ``arch``
   config node. Output: the raw backbone features (no head: with the default identity head it would only
   L2-normalise, which the protocol does itself after the optional mean subtraction, as the reference LFW
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,9 +33,9 @@ from torch import nn
 
 from facematch.config import instantiate_node
 from facematch.errors import FacematchError, WeightsError
-from facematch.models.backbones import Backbone, BackboneSpec
-from facematch.models.weights import torch_load_weights
+from facematch.models.base import Backbone, EvalModel
 from facematch.models.net import BackboneHead, EmbeddingNet
+from facematch.models.weights import torch_load_weights
 from facematch.utils.io import sha256_file
 
 BUILD_BACKBONE = "facematch.models.backbones.build_backbone"
@@ -62,16 +61,6 @@ def weights_fingerprint(backbone: Backbone) -> tuple[str, str]:
     if path:
         return sha256_file(Path(path).expanduser()), "weights_file"
     return state_dict_sha256(backbone.state_dict()), "state_dict"
-
-
-@dataclass
-class EvalModel:
-    module: nn.Module  # normalised NCHW float batch -> (N, D) features
-    spec: BackboneSpec
-    fingerprint: str  # sha256 hex, the weights part of the embedding cache key
-    description: dict[str, Any] = field(default_factory=dict)
-    train_config: dict | None = None  # the resolved training config, for checkpoints
-    calibration: dict | None = None  # operating points stored in the model file (calibration/store.py)
 
 
 def arch_model(arch: Mapping[str, Any]) -> EvalModel:
@@ -196,7 +185,7 @@ def load_model(ckpt_path: str | None, arch: Mapping[str, Any] | None, onnx_path:
     if onnx_path:
         if ckpt_path:
             raise FacematchError("pass ckpt_path=PATH or onnx_path=FILE.onnx, not both")
-        from facematch.models.onnx_runtime import load_onnx_model
+        from facematch.models.onnx_file import load_onnx_model  # onnx and onnxruntime: read only when asked for
 
         return load_onnx_model(onnx_path, onnx_input)
     if ckpt_path:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facematch.models.backbones import Backbone, BackboneSpec
+from facematch.models.base import Backbone, BackboneSpec
 from facematch.models.heads import EmbeddingHead
 
 

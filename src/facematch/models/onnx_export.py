@@ -1,4 +1,4 @@
-"""An :class:`~facematch.models.loading.EvalModel` -> an ONNX file that carries its own preprocessing.
+"""An :class:`~facematch.models.base.EvalModel` -> an ONNX file that carries its own preprocessing.
 
 What is exported is exactly what ``EvalModel.module`` computes: a normalised NCHW float batch -> (N, D)
 features (a bare backbone's raw features, or a checkpoint's backbone + head projection before its L2
@@ -6,7 +6,8 @@ normalisation), with a dynamic batch axis. Everything a runtime needs to feed it
 into the model's ``metadata_props`` (:data:`KEYS`, each value JSON): input size and layout, the pixel
 normalisation (on 0..1 RGB, as :func:`facematch.embedding.embedder.normalize_batch` applies it), the
 alignment template, the embedding size, the original PyTorch weights' fingerprint (so the calibrations and
-caches keyed by it keep working) and the calibration found at export time.
+caches keyed by it keep working) and the calibration the caller found for it (``facematch-export`` looks it
+up: :func:`facematch.calibration.store.find_calibration`).
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript), the default and maintained
 exporter of torch >= 2.9. The legacy TorchScript exporter (``dynamo=False``) also exports all three
@@ -25,7 +26,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -95,12 +96,11 @@ def opset_of(proto) -> int:
     return int(next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0))
 
 
-def export_metadata(model, proto) -> dict[str, Any]:
-    """The facematch metadata of ``model`` (an EvalModel) exported as ``proto`` (values not yet JSON)."""
-    from facematch.calibration.store import find_calibration
-
+def export_metadata(model, proto, cal=None, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The facematch metadata of ``model`` (an EvalModel) exported as ``proto`` (values not yet JSON), with
+    its calibration ``cal`` (a :class:`~facematch.calibration.store.Calibration`, or None and the ``notes``
+    saying why there is none)."""
     spec = model.spec
-    cal, notes = find_calibration(model)
     return {
         "format": FORMAT,
         "arch": spec.name,
@@ -142,15 +142,17 @@ class Exported:
         return self.metadata["calibration"] is not None
 
 
-def export_model(model, out: str | os.PathLike, *, opset: int | None = None) -> Exported:
-    """Export ``model`` (an EvalModel) to ``out``: ONNX + facematch metadata, checked by ``onnx.checker``,
-    written atomically (a reader never sees half a file)."""
+def export_model(model, out: str | os.PathLike, *, opset: int | None = None, calibration=None,
+                 calibration_notes: Sequence[str] = ()) -> Exported:
+    """Export ``model`` (an EvalModel) to ``out``: ONNX + facematch metadata (with ``calibration``, its
+    operating points, when given), checked by ``onnx.checker``, written atomically (a reader never sees
+    half a file)."""
     import onnx
 
     from facematch.utils.io import atomic_write_bytes
 
     proto = module_to_onnx(model.module, tuple(model.spec.input_size), opset=opset)
-    meta = export_metadata(model, proto)
+    meta = export_metadata(model, proto, calibration, calibration_notes)
     set_metadata(proto, meta)
     onnx.checker.check_model(proto)  # in memory: under the 2 GB protobuf limit (the largest backbone: ~95 MB)
     data = proto.SerializeToString()

@@ -5,7 +5,7 @@ The statement (:data:`INPUT_KEYS`): ``size`` (H, W; one number for a square), ``
 0..255 pixel scale the model zoos state them (``(x - 127.5) / 127.5``: mean 127.5, std 127.5; one number or
 one per channel, in the model's channel order), ``channels`` (RGB or BGR: the order the model takes) and
 ``template`` (the alignment its training crops had; insightface's: arcface_112x112). It becomes the model's
-:class:`~facematch.models.backbones.BackboneSpec`, so the crops, the normalisation and the caches follow it
+:class:`~facematch.models.base.BackboneSpec`, so the crops, the normalisation and the caches follow it
 like any backbone's; the embedding size is read from the graph (or from one run when it is symbolic). The
 weights' fingerprint is the sha256 of the file and the statement, so caches never mix two statements.
 """
@@ -17,7 +17,11 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 from facematch.errors import WeightsError
+from facematch.models.base import BackboneSpec, EvalModel
+from facematch.models.onnx_runtime import OnnxModule
 
 INPUT_KEYS = ("size", "mean", "std", "channels", "template")
 CHANNELS = ("RGB", "BGR")
@@ -66,14 +70,8 @@ def check_statement(stated: Mapping[str, Any], p: Path) -> dict:
 
 
 def load_stated_onnx(p: Path, data: bytes, proto, stated: Mapping[str, Any], graph_io):
-    """An :class:`~facematch.models.loading.EvalModel` running the bare ONNX model ``p`` (``data``,
-    ``proto``) on inputs made as ``stated`` says; ``graph_io`` is :func:`.onnx_runtime._graph_io`."""
-    import torch
-
-    from facematch.models.backbones import BackboneSpec
-    from facematch.models.loading import EvalModel
-    from facematch.models.onnx_runtime import OnnxModule
-
+    """An :class:`~facematch.models.base.EvalModel` running the bare ONNX model ``p`` (``data``,
+    ``proto``) on inputs made as ``stated`` says; ``graph_io`` is :func:`.onnx_file._graph_io`."""
     st = check_statement(stated, p)
     in_dims, out_dim = graph_io(proto, p)
     if len(in_dims) != 4 or (isinstance(in_dims[1], int) and in_dims[1] != 3):

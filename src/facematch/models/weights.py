@@ -1,5 +1,6 @@
-"""Weight files: loading state dicts (always ``weights_only=True``), matching them to a network, and the
-named downloads (facenet-pytorch's, torchvision's ImageNet) with the one line an offline run gets.
+"""Weight files: loading state dicts (always ``weights_only=True``), matching them to a network, and getting
+a backbone's named weights (a library's download, or a file facematch publishes from its mirrors) with the
+one line an offline run gets. Which weights a backbone has: its module in :mod:`facematch.models.backbones`.
 """
 
 from __future__ import annotations
@@ -7,16 +8,13 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Callable
-
 import torch
 from torch import nn
 
-from facematch.errors import FacematchError, WeightsError
+from facematch.errors import WeightsError
 from facematch.paths import weights_dir
-from facematch.utils.fetch import FetchError, fetch_file
+from facematch.utils.fetch import FetchError, Remote, fetch_file
 from facematch.utils.locks import folder_lock
-from facematch.models.published_weights import MOBILEFACENET_CASIA, MOBILEFACENET_PRETRAINED  # noqa: F401
 
 
 def torch_load_weights(p: Path, what: str, fix: str, mmap: bool = False):
@@ -88,12 +86,6 @@ def load_strict(net: nn.Module, state: dict[str, torch.Tensor], source: str, ign
     net.load_state_dict(state, strict=True)
 
 
-FACENET_URLS = {
-    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
-    "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
-}
-
-
 def cached_download(url: str, what: str, fix: str, folder: Path, timeout_s: float = 20.0) -> Path:
     """The file of ``url`` in ``folder`` (where its library caches it), downloading it (bounded by a
     timeout) when missing. Offline, one :class:`WeightsError` line: "could not download <what> (<cause>); <fix>"."""
@@ -117,30 +109,9 @@ OFFLINE_COMMAND = ("facematch-train arch=mobilefacenet arch.weights=$FACEMATCH_W
                    "arch.freeze=true loss=triplet data=lfw_photos_mtcnn data.test_fold=0 trainer.max_epochs=1")
 
 
-def facenet_pretrained_file(name: str, timeout_s: float = 20.0) -> Path:
-    """The cached facenet-pytorch weights file (where facenet-pytorch caches it: ``$TORCH_HOME/checkpoints``),
-    downloading it (bounded by a timeout) when missing. Offline, one line naming ``arch.weights=FILE`` and
-    the command that trains offline."""
-    if name not in FACENET_URLS:
-        raise FacematchError(
-            f"arch.pretrained={name!r} is unknown; choose vggface2, casia-webface or null"
-        )
-    url = FACENET_URLS[name]
-    return cached_download(
-        url, f"the {name} Inception-ResNet-v1 weights",
-        f"fetch {url} on a machine with internet and pass arch.weights=FILE, or train offline with: {OFFLINE_COMMAND}",
-        Path(torch.hub.get_dir()).parent / "checkpoints", timeout_s)
-
-
-
-
-def mobilefacenet_pretrained_file(name: str, progress: bool = True) -> Path:
-    """``$FACEMATCH_WEIGHTS_DIR/<file>`` of a named MobileFaceNet checkpoint, fetched there when missing (one
-    line naming the command and the variable when it cannot be)."""
-    if name not in MOBILEFACENET_PRETRAINED:
-        raise FacematchError(f"arch.pretrained={name!r} is unknown for mobilefacenet; choose "
-                             f"{', '.join(MOBILEFACENET_PRETRAINED)} or null (or pass arch.weights=PATH)")
-    remote = MOBILEFACENET_PRETRAINED[name]
+def published_file(remote: Remote, what: str, download: str, progress: bool = True) -> Path:
+    """``$FACEMATCH_WEIGHTS_DIR/<file>`` of a weights file facematch publishes (``remote``), fetched there when
+    missing (one line naming ``facematch-data download <download>`` and the variable when it cannot be)."""
     target = weights_dir() / remote.name
     if target.is_file():
         return target
@@ -149,25 +120,6 @@ def mobilefacenet_pretrained_file(name: str, progress: bool = True) -> Path:
             return target if target.is_file() else fetch_file(remote, weights_dir(), progress)
     except FetchError as err:
         raise WeightsError(
-            f"the MobileFaceNet {name} weights are not in {weights_dir()}/ and could not be fetched "
-            f"({'; '.join(err.reasons)}); run `facematch-data download mobilefacenet --dest {weights_dir()}` where "
+            f"the {what} weights are not in {weights_dir()}/ and could not be fetched "
+            f"({'; '.join(err.reasons)}); run `facematch-data download {download} --dest {weights_dir()}` where "
             f"there is internet, or set FACEMATCH_WEIGHTS_DIR to a folder holding {remote.name}") from None
-
-
-def fetch_pretrained(name: str, weights: str | None = None, pretrained: str | None = None, **_) -> None:
-    """Find (or download) the named pretrained weights of an ``arch`` config before anything else runs, so
-    that an offline run without ``arch.weights`` stops at once with its one line, not after minutes."""
-    if pretrained and not weights and name in PRETRAINED_FILES:
-        PRETRAINED_FILES[name](pretrained)
-
-
-def _imagenet_file(pretrained: str) -> Path | None:
-    from facematch.models.resnet import imagenet_file
-
-    return imagenet_file() if pretrained == "imagenet" else None
-
-
-PRETRAINED_FILES: dict[str, Callable[[str], Path | None]] = {
-    "inception_resnet_v1": facenet_pretrained_file, "resnet50": _imagenet_file,
-    "mobilefacenet": mobilefacenet_pretrained_file,
-}

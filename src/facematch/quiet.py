@@ -13,7 +13,7 @@ THIRD_PARTY_WARNINGS = (
     # (a FutureWarning raised through typing_extensions); the call is inside Lightning's CombinedLoader.
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", "FutureWarning"),
     # Lightning's fit loop flags every module in eval mode at the start of training. A frozen backbone keeps its
-    # BatchNorm and Dropout layers in eval mode on purpose (models.backbones.Backbone.train): frozen statistics.
+    # BatchNorm and Dropout layers in eval mode on purpose (models.base.Backbone.train): frozen statistics.
     (r"Found \d+ module\(s\) in eval mode at the start of training", "UserWarning"),
 )
 

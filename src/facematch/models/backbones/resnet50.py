@@ -1,23 +1,19 @@
-"""torchvision's ResNet-50 as a facematch backbone: random, ImageNet (``arch.pretrained=imagenet``) or a local
-torchvision state dict (``arch.weights=FILE``); pooled (2048-d) or its last feature map flattened.
+"""torchvision's ResNet-50 as a facematch backbone (``arch=resnet50``): random, ImageNet
+(``arch.pretrained=imagenet``) or a local torchvision state dict (``arch.weights=FILE``); ImageNet
+normalisation; pooled (2048-d) or its last feature map flattened.
 
 The crop size comes from the alignment template (``arch.template``): ``arcface_112x112`` for the aligned
 LFW crops, ``box_224x224`` for loose face crops as torchvision trained it on (VGGFace2's resized crops), a
 smaller ``box_SxS`` for CPU runs. ``pool=false`` keeps the 2048 x h x w map of the last stage, flattened,
-as the FaceNet reproduction's head reads it (h = w = 7 at 224).
+as the FaceNet reproduction's head reads it (h = w = 7 at 224). Its 17 stages (``arch.unfreeze_last=N``):
+the stem (conv1, bn1, ReLU, max-pool), the 16 bottleneck blocks of layer1..layer4 (the last with the pool).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from facematch.errors import FacematchError
-from facematch.faces.templates import get_template
-from facematch.models.backbones import IMAGENET_NORM, Backbone, BackboneSpec
-from facematch.models.weights import OFFLINE_COMMAND, cached_download, load_state_dict_file, load_strict
+from facematch.models.declaration import BackboneDeclaration
 
 # torchvision's ResNet50_Weights.IMAGENET1K_V1: what ``resnet50(pretrained=True)`` loaded, as the original did.
 IMAGENET_WEIGHTS = "IMAGENET1K_V1"
@@ -31,10 +27,13 @@ def feature_side(side: int) -> int:
     return side
 
 
-def imagenet_file(timeout_s: float = 20.0):
+def imagenet_file(timeout_s: float = 20.0) -> Path:
     """torchvision's ImageNet ResNet-50 weights file (its URL, ``$TORCH_HOME/hub/checkpoints``; downloaded
     when missing)."""
+    import torch
     from torchvision.models import ResNet50_Weights
+
+    from facematch.models.weights import OFFLINE_COMMAND, cached_download
 
     url = ResNet50_Weights[IMAGENET_WEIGHTS].url
     return cached_download(
@@ -44,16 +43,17 @@ def imagenet_file(timeout_s: float = 20.0):
         Path(torch.hub.get_dir()) / "checkpoints", timeout_s)  # where torchvision caches it
 
 
-def resnet50_backbone(weights: str | None, pretrained: str | None, template: str = "arcface_112x112",
-                      pool: bool = True) -> Backbone:
+def build(weights: str | None, pretrained: str | None, template: str = "arcface_112x112", pool: bool = True):
     """ResNet-50 without its classifier. ``weights`` (a torchvision state dict; ``fc.*`` ignored) wins over
     ``pretrained`` (``imagenet``)."""
+    from torch import nn
     from torchvision.models import resnet50
 
-    if pretrained and pretrained != "imagenet":
-        raise FacematchError(f"arch.pretrained={pretrained!r} is unknown for resnet50; choose imagenet or null "
-                             "(or pass a torchvision state dict with arch.weights=FILE)")
-    path = weights or (imagenet_file() if pretrained else None)
+    from facematch.faces.templates import get_template
+    from facematch.models.base import IMAGENET_NORM, Backbone, BackboneSpec
+    from facematch.models.weights import load_state_dict_file, load_strict
+
+    path = weights or (DECLARATION.pretrained_file(pretrained) if pretrained else None)
     net = resnet50(weights=None)
     net.fc = nn.Identity()  # before loading: the classifier's fc.* in the file are ignored
     if path:
@@ -68,3 +68,9 @@ def resnet50_backbone(weights: str | None, pretrained: str | None, template: str
               *net.layer4[:-1], last]
     spec = BackboneSpec("resnet50", size, template, embedding_dim=dim, **IMAGENET_NORM)
     return Backbone(spec, net, stages)
+
+
+DECLARATION = BackboneDeclaration(
+    "resnet50", build, "torchvision ResNet-50 trunk, crop from arch.template, 2048-d (ImageNet weights)",
+    pretrained={"imagenet": imagenet_file})
+DECLARATIONS = (DECLARATION,)

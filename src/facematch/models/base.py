@@ -1,17 +1,22 @@
-"""Backbone registry and the one interface everything else asks: input size, template, normalisation,
-embedding size. Weight files are always loaded with ``weights_only=True`` (:mod:`facematch.models.weights`).
+"""The types every backbone and every evaluation shares: :class:`BackboneSpec` (input size, template,
+normalisation, embedding size: the one interface everything else asks), :class:`Backbone` (a network cut
+into stages), :class:`EvalModel` (what an evaluation scores) and the pixel normalisations.
+
+The backbones themselves, one module each, are in :mod:`facematch.models.backbones` (the registry).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from facematch.errors import FacematchError
-from facematch.models.weights import facenet_pretrained_file, load_state_dict_file, load_strict, mobilefacenet_pretrained_file
+
+FACENET_NORM = dict(mean=(127.5 / 255,) * 3, std=(128 / 255,) * 3)  # (x - 127.5) / 128
+IMAGENET_NORM = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 
 @dataclass(frozen=True)
@@ -45,15 +50,8 @@ class Stages(nn.Module):
 class Backbone(nn.Module):
     """A feature extractor with its :class:`BackboneSpec` and its stages: modules whose composition, in
     order, is the forward pass (the last one returns the (N, D) features), so the backbone can be cut
-    between any two of them. What a stage is, per backbone (``arch.unfreeze_last=N`` trains the last N):
-
-    - ``mobilefacenet`` (20): ``conv1``, ``dw_conv1``, the 15 bottlenecks, ``conv2``, ``linear7`` (the global
-      depthwise conv), ``linear1`` (the 1x1 projection to 128-d);
-    - ``resnet50`` (17): the stem (conv1, bn1, ReLU, max-pool), the 16 bottleneck blocks of layer1..layer4
-      (the last with the global average pool);
-    - ``inception_resnet_v1`` (31): conv2d_1a, 2a, 2b (+ max-pool), 3b, 4a, 4b, the 5 blocks of repeat_1,
-      mixed_6a, the 10 of repeat_2, mixed_7a, the 5 of repeat_3, block8 (+ average pool, dropout),
-      last_linear, last_bn.
+    between any two of them (``arch.unfreeze_last=N`` trains the last N). What a stage is, per backbone:
+    the docstring of its module in :mod:`facematch.models.backbones`.
     """
 
     def __init__(self, spec: BackboneSpec, net: nn.Module, stages: list[nn.Module]):
@@ -141,93 +139,14 @@ class Backbone(nn.Module):
         return self
 
 
-# ---------------------------------------------------------------------------------------------------
-# the three backbones
+@dataclass
+class EvalModel:
+    """The model an evaluation scores (:mod:`facematch.models.loading`): a checkpoint, a bare backbone or an
+    ONNX file, as one module with the spec of the crops it takes."""
 
-FACENET_NORM = dict(mean=(127.5 / 255,) * 3, std=(128 / 255,) * 3)  # (x - 127.5) / 128
-IMAGENET_NORM = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-
-
-def _inception_resnet_v1(weights: str | None, pretrained: str | None) -> Backbone:
-    from facenet_pytorch import InceptionResnetV1
-
-    class _Embed(nn.Module):
-        """facenet-pytorch's model without its final L2 normalisation (the head normalises)."""
-
-        def __init__(self):
-            super().__init__()
-            self.model = InceptionResnetV1(pretrained=None, classify=False)
-
-        def forward(self, x):
-            m = self.model
-            for name in ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
-                         "conv2d_4b", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8",
-                         "avgpool_1a", "dropout"):
-                x = getattr(m, name)(x)
-            return m.last_bn(m.last_linear(x.flatten(1)))
-
-    net = _Embed()
-    path = weights or (facenet_pretrained_file(pretrained) if pretrained else None)
-    if path:
-        load_strict(net.model, load_state_dict_file(path), str(path), ignore_prefixes=("logits.",))
-    m = net.model
-    stages = [m.conv2d_1a, m.conv2d_2a, nn.Sequential(m.conv2d_2b, m.maxpool_3a), m.conv2d_3b, m.conv2d_4a,
-              m.conv2d_4b, *m.repeat_1, m.mixed_6a, *m.repeat_2, m.mixed_7a, *m.repeat_3,
-              nn.Sequential(m.block8, m.avgpool_1a, m.dropout, nn.Flatten(1)), m.last_linear, m.last_bn]
-    spec = BackboneSpec("inception_resnet_v1", (160, 160), "facenet_160", embedding_dim=512, **FACENET_NORM)
-    return Backbone(spec, net, stages)
-
-
-def _resnet50(weights: str | None, pretrained: str | None, **options) -> Backbone:
-    from facematch.models.resnet import resnet50_backbone
-
-    return resnet50_backbone(weights, pretrained, **options)
-
-
-def _mobilefacenet(weights: str | None, pretrained: str | None) -> Backbone:
-    from facematch.models.mobilefacenet import MobileFaceNet
-
-    net = MobileFaceNet()
-    path = weights or (mobilefacenet_pretrained_file(pretrained) if pretrained else None)
-    if path:
-        load_strict(net, load_state_dict_file(path), str(path))
-    spec = BackboneSpec("mobilefacenet", (112, 96), "sphereface_112x96", embedding_dim=128, **FACENET_NORM)
-    backbone = Backbone(spec, net, net.stages())
-    backbone.weights_path = str(path) if path else None
-    return backbone
-
-
-BACKBONES: dict[str, Callable[..., Backbone]] = {
-    "inception_resnet_v1": _inception_resnet_v1,
-    "resnet50": _resnet50,
-    "mobilefacenet": _mobilefacenet,
-}
-
-
-def build_backbone(
-    name: str,
-    weights: str | None = None,
-    pretrained: str | None = None,
-    freeze: bool = False,
-    unfreeze_last: int = 0,
-    **options,
-) -> Backbone:
-    """Build backbone ``name``.
-
-    ``weights``: a local state-dict file; ``pretrained``: a named download (facenet-pytorch, torchvision);
-    ``freeze``: train only what sits on top (the embedding head), except the last ``unfreeze_last`` stages;
-    ``options``: what one backbone's own config adds (resnet50: ``template``, ``pool``).
-    """
-    if name not in BACKBONES:
-        raise FacematchError(f"unknown backbone '{name}'; choose one of: {', '.join(BACKBONES)}")
-    try:
-        backbone = BACKBONES[name](weights or None, pretrained or None, **options)
-    except TypeError as err:
-        if options and "unexpected keyword" in str(err):
-            raise FacematchError(f"arch.{next(iter(options))} is not an option of {name}; "
-                                 f"its options are in conf/arch/{name}.yaml") from None
-        raise
-    backbone.weights_path = str(weights) if weights else getattr(backbone, "weights_path", None)
-    if freeze:
-        backbone.freeze(int(unfreeze_last))
-    return backbone
+    module: nn.Module  # normalised NCHW float batch -> (N, D) features
+    spec: BackboneSpec
+    fingerprint: str  # sha256 hex, the weights part of the embedding cache key
+    description: dict[str, Any] = field(default_factory=dict)
+    train_config: dict | None = None  # the resolved training config, for checkpoints
+    calibration: dict | None = None  # operating points stored in the model file (calibration/store.py)
