@@ -17,11 +17,11 @@ SRC = Path(facematch.__file__).resolve().parent
 LAYERS = [
     ("facematch.utils", "facematch.errors", "facematch.quiet", "facematch.paths", "facematch.config"),
     ("facematch.faces",),
-    ("facematch.models", "facematch.losses"),
+    ("facematch.models", "facematch.losses", "facematch.miners"),
     ("facematch.embedding",),
     ("facematch.data",),
     ("facematch.lit",),
-    ("facematch.eval", "facematch.calibration"),
+    ("facematch.eval", "facematch.calibration", "facematch.callbacks"),
     ("facematch.report",),
     ("facematch.app", "facematch.gallery"),
     ("facematch.cli", "facematch.train"),
