@@ -25,7 +25,8 @@ ROOTS = [REPO, REPO / "src", REPO / "src" / "facematch", CONF, REPO / "docs"]
 EXTERNAL = {
     "Code/": "the second original project's code (docs/facenet.md)",
     "sklearn/": "scikit-learn's source",
-    "utilities/": "a third-party module named by a warning filter (utils/quiet.py)",
+    "utilities/": "a third-party module named by a warning filter (quiet.py)",
+    "recognition/": "insightface's arcface_torch, whose key names models/backbones/iresnet.py follows",
 }
 #: Example paths in sample output (docs/concurrency.md's gallery-lock message).
 EXAMPLES = {"galleries/staff/.lock"}
