@@ -18,12 +18,13 @@ SRC = Path(facematch.__file__).resolve().parent
 #: that imports nothing above utils, read by models as well as by faces.
 LAYERS = [
     ("facematch.utils", "facematch.errors", "facematch.paths", "facematch.config"),
-    ("facematch.models", "facematch.losses", "facematch.calibration.store", "facematch.faces.templates"),
+    ("facematch.models", "facematch.losses", "facematch.calibration.store", "facematch.faces.templates",
+     "facematch.quality.head", "facematch.quality.store", "facematch.quality.discard"),
     ("facematch.faces",),
     ("facematch.embedding",),
     ("facematch.data",),
     ("facematch.lit",),
-    ("facematch.eval", "facematch.calibration"),
+    ("facematch.eval", "facematch.calibration", "facematch.quality"),
     ("facematch.report",),
     ("facematch.app", "facematch.gallery"),
     ("facematch.cli", "facematch.train"),
