@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: The discard fractions every curve is evaluated at: 0 to 50 % in 0.5 % steps.
+#: The discard fractions every curve is evaluated at: 0 to 0.5 in steps of 0.005.
 FRACTIONS = np.round(np.arange(0, 101) * 0.005, 6)
 
 

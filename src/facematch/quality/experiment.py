@@ -12,7 +12,7 @@ error-versus-discard curves and choose the default threshold (``facematch-eval e
 - Scores: ``learned``, ``norm`` (the plain-view feature's norm), ``resolution`` (the oracle: each face's true
   height), ``random`` (mean of seeded random orders).
 - Default threshold (:func:`default_threshold`): the learned score at the largest discard fraction whose
-  discarded genuine comparisons would mostly (>= 50 %) have been false non-matches at FMR 1e-3.
+  discarded genuine comparisons would mostly (at least half) have been false non-matches at FMR 1e-3.
 - The shipped head: fold ``shipped_fold``'s (trained on the people outside that fold).
 """
 
@@ -104,7 +104,7 @@ def face_scores(model, source, pairs, settings: QualitySettings, heads: dict, ca
 
 
 def default_threshold(sim, same, quality, threshold: float, fractions=FRACTIONS) -> dict:
-    """The largest discard fraction whose discarded genuine comparisons are >= 50 % false non-matches at
+    """The largest discard fraction whose discarded genuine comparisons are at least half false non-matches at
     ``threshold``; the quality of the first comparison kept there is the default (module docstring)."""
     order = discard_order(quality)
     g = same[order]
@@ -138,11 +138,18 @@ def run_quality(model, source, pairs, settings: QualitySettings = QualitySetting
             rows.append({"score": name, "fmr": fmr, "threshold": t, "fnmr_full": float(c[0]),
                          "fnmr_at_20": float(c[FRACTIONS <= settings.f_max + 1e-12][-1]),
                          "auc_20": area(c, FRACTIONS, settings.f_max)})
+    table = []
+    for name in SCORES:  # one row per score, the FMRs side by side (the docs table)
+        row = {"score": name}
+        for r in (r for r in rows if r["score"] == name):
+            tag = f"{r['fmr']:.0e}".replace("e-0", "e-")
+            row.update({f"auc_{tag}": r["auc_20"], f"fnmr0_{tag}": r["fnmr_full"], f"fnmr20_{tag}": r["fnmr_at_20"]})
+        table.append(row)
     f = s["faces"]["learned"]
     t3 = fmr_threshold(sim, same, settings.fmrs[0])
     default = default_threshold(sim, same, pair_quality(f[0::2], f[1::2]), t3)
     ship = heads[settings.shipped_fold]
-    return {"rows": rows, "curves": {f"{n}@{fmr:g}": c.tolist() for (n, fmr), c in curves.items()},
+    return {"rows": rows, "table": table, "curves": {f"{n}@{fmr:g}": c.tolist() for (n, fmr), c in curves.items()},
             "fractions": FRACTIONS.tolist(), "default": {**default, "score": "learned", "fmr": settings.fmrs[0]},
             "settings": asdict(settings), "n_pairs": len(pairs), "heads": heads, "shipped": ship,
             "seconds": time.perf_counter() - t0}
