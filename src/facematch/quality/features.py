@@ -50,10 +50,13 @@ def embed_specs(model, source, specs: Sequence[Spec], *, flip: str = "concat", c
             return z["views"]
     emb = Embedder(model.module, model.spec, flip=flip, batch_size=batch_size, progress=False)
     t0, out = time.perf_counter(), []
-    for i in range(0, len(specs), CHUNK):
-        out.append(emb.forward_views(np.stack([crop(source, s) for s in specs[i: i + CHUNK]])))
-    views = np.concatenate(out) if out else np.zeros((0, 1, 0), np.float32)
-    log.info("quality: %d %s embedded in %.1f s", len(specs), what, time.perf_counter() - t0)
+    row = {}  # the same crop (an undegraded image in several pairs) is embedded once
+    keys = [row.setdefault(repr(spec_key(s)), len(row)) for s in specs]
+    unique = list({repr(spec_key(s)): s for s in specs}.values())
+    for i in range(0, len(unique), CHUNK):
+        out.append(emb.forward_views(np.stack([crop(source, s) for s in unique[i: i + CHUNK]])))
+    views = (np.concatenate(out) if out else np.zeros((0, 1, 0), np.float32))[np.asarray(keys, np.int64)]
+    log.info("quality: %d %s (%d distinct) embedded in %.1f s", len(specs), what, len(unique), time.perf_counter() - t0)
     if path is not None:
         buf = io.BytesIO()
         np.savez(buf, views=views)
