@@ -61,3 +61,15 @@ def test_random_discarding_keeps_the_error_rate(synthetic):
     t = fmr_threshold(scores, same, 0.01)
     r = random_curve(scores, same, t, repeats=200)
     assert np.all(np.abs(r[:41] - r[0]) < 0.03) and r[0] == pytest.approx(fnmr_curve(scores, same, quality, t)[0])
+
+
+def test_default_threshold_is_where_genuine_comparisons_start_to_fail_mostly():
+    from facematch.quality.experiment import default_threshold
+
+    q = np.arange(1000) / 1000.0  # genuine comparisons only; below quality 0.3 they all fail, above none
+    same = np.ones(1000, bool)
+    sim = np.where(q < 0.3, 0.0, 1.0)
+    d = default_threshold(sim, same, q, threshold=0.5, window=100)
+    # the highest run of 100 that is half failures starts at 0.25 (0.25..0.349: 50 fail); its middle is 0.3
+    assert d["threshold"] == pytest.approx(0.3) and d["local_fnmr"] == pytest.approx(0.5)
+    assert d["fraction"] == pytest.approx(0.3)

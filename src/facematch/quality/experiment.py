@@ -11,8 +11,8 @@ error-versus-discard curves and choose the default threshold (``facematch-eval e
   (:mod:`.discard`).
 - Scores: ``learned``, ``norm`` (the plain-view feature's norm), ``resolution`` (the oracle: each face's true
   height), ``random`` (mean of seeded random orders).
-- Default threshold (:func:`default_threshold`): the learned score at the largest discard fraction whose
-  discarded genuine comparisons would mostly (at least half) have been false non-matches at FMR 1e-3.
+- Default threshold (:func:`default_threshold`): the learned pair quality below which genuine comparisons
+  fail more often than they succeed at FMR 1e-3 (a run of ``window`` of them, sorted by quality).
 - The shipped head: fold ``shipped_fold``'s (trained on the people outside that fold).
 """
 
@@ -55,13 +55,17 @@ class QualitySettings:
     fmrs: tuple[float, ...] = (1e-3, 1e-2)
     f_max: float = 0.2
     shipped_fold: int = 0
+    threshold_window: int = 200
 
     @classmethod
     def from_config(cls, cfg) -> "QualitySettings":
         cfg = dict(cfg or {})
-        return cls(TrainCrops(**dict(cfg.get("train") or {})), MixedSettings(**dict(cfg.get("mixed") or {})),
+        train = {k: (tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else v)
+                 for k, v in dict(cfg.get("train") or {}).items()}
+        return cls(TrainCrops(**train), MixedSettings(**dict(cfg.get("mixed") or {})),
                    FitSettings(**dict(cfg.get("fit") or {})), tuple(cfg.get("fmrs") or (1e-3, 1e-2)),
-                   float(cfg.get("f_max", 0.2)), int(cfg.get("shipped_fold", 0)))
+                   float(cfg.get("f_max", 0.2)), int(cfg.get("shipped_fold", 0)),
+                   int(cfg.get("threshold_window", 200)))
 
 
 def fold_heads(model, source, pairs, settings: QualitySettings, cache_dir=None) -> dict:
@@ -103,20 +107,20 @@ def face_scores(model, source, pairs, settings: QualitySettings, heads: dict, ca
                                           "resolution": true_resolution(heights.reshape(-1), model.spec.input_size[0])}}
 
 
-def default_threshold(sim, same, quality, threshold: float, fractions=FRACTIONS) -> dict:
-    """The largest discard fraction whose discarded genuine comparisons are at least half false non-matches at
-    ``threshold``; the quality of the first comparison kept there is the default (module docstring)."""
-    order = discard_order(quality)
-    g = same[order]
-    miss = (same & (sim < threshold))[order]
-    best = None
-    for f in fractions[1:]:
-        k = int(round(f * len(order)))
-        if g[:k].sum() and miss[:k].sum() / g[:k].sum() >= 0.5:
-            best = (float(f), k)
-    f, k = best or (float(fractions[1]), int(round(fractions[1] * len(order))))
-    return {"threshold": float(np.asarray(quality, np.float64)[order][k]), "fraction": f,
-            "discarded_fnmr": float(miss[:k].sum() / max(g[:k].sum(), 1))}
+def default_threshold(sim, same, quality, threshold: float, window: int = 200) -> dict:
+    """The default quality threshold: the genuine comparisons sorted by pair quality, the highest-quality run
+    of ``window`` consecutive ones that is at least half false non-matches at ``threshold``; the default is
+    the pair quality at its middle (below it, a genuine comparison fails more often than it succeeds)."""
+    quality = np.asarray(quality, np.float64)
+    genuine = np.flatnonzero(same)
+    order = genuine[discard_order(quality[genuine])]
+    misses = np.concatenate([[0], np.cumsum(sim[order] < threshold)])
+    local = (misses[window:] - misses[:-window]) / window  # the run starting at each genuine comparison
+    hits = np.flatnonzero(local >= 0.5)
+    i = int(hits[-1]) if len(hits) else 0
+    t = float(quality[order][i + window // 2])
+    return {"threshold": t, "window": window, "local_fnmr": float(local[i]),
+            "fraction": float(np.mean(quality < t))}
 
 
 def run_quality(model, source, pairs, settings: QualitySettings = QualitySettings(), cache_dir=None) -> dict:
@@ -147,7 +151,7 @@ def run_quality(model, source, pairs, settings: QualitySettings = QualitySetting
         table.append(row)
     f = s["faces"]["learned"]
     t3 = fmr_threshold(sim, same, settings.fmrs[0])
-    default = default_threshold(sim, same, pair_quality(f[0::2], f[1::2]), t3)
+    default = default_threshold(sim, same, pair_quality(f[0::2], f[1::2]), t3, settings.threshold_window)
     ship = heads[settings.shipped_fold]
     return {"rows": rows, "table": table, "curves": {f"{n}@{fmr:g}": c.tolist() for (n, fmr), c in curves.items()},
             "fractions": FRACTIONS.tolist(), "default": {**default, "score": "learned", "fmr": settings.fmrs[0]},

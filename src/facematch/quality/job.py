@@ -23,18 +23,22 @@ from facematch.utils.hardware import machine_info
 
 log = logging.getLogger(__name__)
 
-RULE = ("the learned score at the largest discard fraction (0.5 % steps) whose discarded genuine comparisons "
-        "of the mixed-quality LFW pairs are at least 50 % false non-matches at FMR {fmr:g}")
+RULE = ("the learned pair quality at the middle of the highest-quality run of {window} consecutive genuine "
+        "comparisons (sorted by pair quality) of the mixed-quality LFW pairs that is at least half false "
+        "non-matches at FMR {fmr:g}, the threshold fixed on the full set")
 
 
 def quality_report(node, model, source, pairs, pairs_file: str, out_dir: Path, *, plots: bool = True) -> dict:
     """Run the experiment with ``node`` (``eval.quality``) settings; the summary that metrics.json keeps."""
-    settings = QualitySettings.from_config({k: v for k, v in dict(node).items() if k != "enabled"})
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    settings = QualitySettings.from_config({k: v for k, v in plain.items() if k != "enabled"})
     r = run_quality(model, source, pairs, settings, cache_dir=cache_dir())
     heads, shipped = r.pop("heads"), r.pop("shipped")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     d = r["default"]
-    rule = RULE.format(fmr=d["fmr"])
+    rule = RULE.format(fmr=d["fmr"], window=d["window"])
     qm = QualityModel(model.fingerprint, shipped, d["threshold"], rule, "learned",
                       {"arch": model.spec.name, "feature": "plain view, before normalisation"},
                       {"pairs": pairs_file, "preprocess": source.key,
