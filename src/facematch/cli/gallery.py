@@ -120,7 +120,8 @@ def cmd_search(args) -> int:
     decision = decision_threshold(args, model, fe.settings, search=True)
     gate = quality_gate(args, model)
     if not args.json:
-        print(f"{decision['text']}; {gate.text}; gallery {args.gallery}: {len(gallery.names)} people, {len(gallery)} faces")
+        print(f"{decision['text']}; gallery {args.gallery}: {len(gallery.names)} people, {len(gallery)} faces; "
+              f"{gate.text}")
     if len(args.photos) == 1:  # one photo: its error is the command's (one line, its exit code)
         print_result(search_photo(fe, gallery, args.photos[0], top_k=args.top, threshold=decision,
                                   select=args.select, all_faces=args.all_faces, quality=gate), args.json)
