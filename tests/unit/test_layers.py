@@ -21,7 +21,7 @@ LAYERS = [
     ("facematch.embedding",),
     ("facematch.data",),
     ("facematch.lit",),
-    ("facematch.eval", "facematch.calibration", "facematch.callbacks"),
+    ("facematch.eval", "facematch.calibration", "facematch.callbacks", "facematch.quality"),
     ("facematch.report",),
     ("facematch.app", "facematch.gallery"),
     ("facematch.cli", "facematch.train"),

@@ -40,6 +40,7 @@ class AppState:
     top_k: int = 5
     lock: threading.Lock = field(default_factory=threading.Lock)
     search_decision: dict | None = None  # the gallery search's threshold (1:N, when calibrated)
+    quality: Any = None  # a facematch.app.quality.QualityGate: each face's quality, the "cannot decide" threshold
 
     @property
     def max_upload_bytes(self) -> int:
@@ -100,12 +101,14 @@ def run_compare(state: AppState, uploads: list[tuple[bytes, str]], select: str |
     with state.lock:
         photos = [faces_of(state, im, name, select) for im, name in zip(images, names)]
         similarity = pair_similarity(state.embedder, photos)
+        gate = state.quality
+        quality = gate.scores(state.embedder, [p.faces[0].crop for p in photos]) if gate is not None else []
     d = state.decision
-    same = accepted(similarity, d["threshold"])
+    same = None if gate is not None and any(gate.too_low(q) for q in quality) else accepted(similarity, d["threshold"])
     figure = compare_png(photos, similarity, same, d["text"])
     return pages.compare_result(same=same, similarity=similarity, threshold=d["threshold"], threshold_text=d["text"],
                                 figure_png=figure, photos=photos, crops_png=[png_bytes(p.faces[0].crop) for p in photos],
-                                names=names)
+                                names=names, quality=quality, quality_text=gate.text if gate is not None else "")
 
 
 def run_search(state: AppState, upload: tuple[bytes, str], top_k: int, all_faces: bool) -> str:
@@ -122,7 +125,8 @@ def run_search(state: AppState, upload: tuple[bytes, str], top_k: int, all_faces
         except MultipleFacesError:
             raise MultipleFacesError(f"{name} shows several faces of similar size; crop it to one person, or "
                                      "tick 'search every face in the photo'") from None
-        r = search_faces(state.embedder, gallery, photo, top_k=top_k, threshold=state.search_decision)
+        r = search_faces(state.embedder, gallery, photo, top_k=top_k, threshold=state.search_decision,
+                         quality=state.quality)
     faces = []
     for f in r["faces"]:
         x0, y0, x1, y1 = (float(v) for v in f["box"])

@@ -119,13 +119,19 @@ def photo_rows(photos: Sequence, crops_png: Sequence[bytes], names: Sequence[str
             "<th>detector prob.</th><th>aligned crop</th></tr>" + "".join(rows) + "</table>")
 
 
-def compare_result(*, same: bool, similarity: float, threshold: float, threshold_text: str, figure_png: bytes,
-                   photos: Sequence, crops_png: Sequence[bytes], names: Sequence[str]) -> str:
+def compare_result(*, same: bool | None, similarity: float, threshold: float, threshold_text: str, figure_png: bytes,
+                   photos: Sequence, crops_png: Sequence[bytes], names: Sequence[str], quality: Sequence[dict] = (),
+                   quality_text: str = "") -> str:
+    """``same`` None: a face's quality is below the threshold (no verdict); ``quality``: each face's scores."""
     cls, words = ("same", "same person") if same else ("different", "different people")
-    op = "&ge;" if same else "&lt;"
+    if same is None:
+        cls, words = "unknown", "cannot decide: face quality too low"
+    op = "" if same is None else ("&ge; " if same else "&lt; ") + f"{threshold:.4g}"
+    rated = ", ".join(f"{esc(n)} <b>{q['quality']:.4f}</b>" for n, q in zip(names, quality) if "quality" in q)
+    rated = f'<span id="quality">face quality: {rated} ({esc(quality_text)})</span>' if rated else ""
     return f"""<section class="result" id="results"><p class="verdict {cls}" id="decision">{words}</p>
-<p class="numbers"><span>similarity <b id="similarity">{similarity:.4f}</b> {op} {threshold:.4g}</span>
-<span id="threshold">{esc(threshold_text)}</span></p>
+<p class="numbers"><span>similarity <b id="similarity">{similarity:.4f}</b> {op}</span>
+<span id="threshold">{esc(threshold_text)}</span>{rated}</p>
 {img(figure_png, "side-by-side comparison", cls="figure", id_="figure")}
 {photo_rows(photos, crops_png, names)}</section>"""
 
@@ -135,7 +141,7 @@ def search_result(*, name: str, threshold: float, threshold_text: str, figure_pn
     """``faces``: ``{"crop_png", "box", "identity", "similarity", "matches": [{"name", "similarity", "png"}]}``."""
     blocks = []
     for i, f in enumerate(faces):
-        known = f["identity"] != "unknown"
+        known = f["identity"] not in ("unknown", "cannot decide: face quality too low")
         matches = "".join(
             f'<div class="match{"" if m["similarity"] >= threshold else " below"}">'
             f'{img(m.get("png"), "enrolled face of " + str(m["name"]))}<div>{esc(m["name"])}</div>'
@@ -143,7 +149,8 @@ def search_result(*, name: str, threshold: float, threshold_text: str, figure_pn
         box = ", ".join(f"{v:.0f}" for v in f["box"])
         blocks.append(f"""<div class="face"><div>{img(f.get("crop_png"), f"face {i + 1}")}<div class="hint">face {i + 1} ({box})</div></div>
 <div><p class="verdict {'same' if known else 'unknown'} identity" id="identity-{i + 1}">{esc(f["identity"])}</p>
-<p class="numbers">best similarity <b>{f["similarity"]:.4f}</b> {'&ge;' if known else '&lt;'} {threshold:.4g}</p>
+<p class="numbers">best similarity <b>{f["similarity"]:.4f}</b> {'&ge;' if known else '&lt;'} {threshold:.4g}{
+    f' &middot; face quality <b>{f["quality"]:.4f}</b>' if "quality" in f else ""}</p>
 <div class="matches">{matches}</div></div></div>""")
     return f"""<section class="result" id="results"><p class="numbers"><span>{esc(name)}: top matches of {len(faces)} face(s)</span>
 <span id="threshold">{esc(threshold_text)}</span></p>

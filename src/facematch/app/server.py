@@ -29,6 +29,7 @@ from pathlib import Path
 from facematch.app import pages
 from facematch.app.actions import (DEFAULT_MAX_UPLOAD_MB, MAX_TOP_K, SELECTS, AppState, UploadError, read_upload,
                                    run_compare, run_search)
+from facematch.app.quality import add_quality_arguments, quality_gate
 from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
 from facematch.utils.allocator import tune as tune_allocator
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest photo accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
     add_model_arguments(p)
     add_threshold_arguments(p)
+    add_quality_arguments(p)
     return p
 
 
@@ -81,7 +83,7 @@ def load_state(args: argparse.Namespace) -> AppState:
         gallery.check_model(model.fingerprint, fe.settings)
     search = decision_threshold(args, model, fe.settings, search=True) if gallery is not None else None
     return AppState(fe, decision, model_text, gallery, float(args.max_upload_mb), int(args.top_k),
-                    search_decision=search)
+                    search_decision=search, quality=quality_gate(args, model))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import os
 import sys
 from pathlib import Path
 
+from facematch.app.quality import CANNOT_DECIDE, add_quality_arguments, quality_gate
 from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
 from facematch.embedding.photos import accepted, pair_similarity
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("img2", help="second photo")
     add_model_arguments(p)
     add_threshold_arguments(p)
+    add_quality_arguments(p)
     p.add_argument("--json", action="store_true",
                    help='print {"similarity", "same", "threshold", "operating_point", ...} as JSON')
     p.add_argument("--select", choices=("largest", "nearest_center"), default=None,
@@ -76,14 +78,19 @@ def compare(args: argparse.Namespace) -> dict:
     decision = decision_threshold(args, model, fe.settings)  # before detection: a missing calibration fails fast
     photos = [fe.faces(img, p, args.select) for img, p in zip(images, paths)]
     sim = pair_similarity(fe, photos)
-    return {"similarity": sim, "same": accepted(sim, decision["threshold"]), "decision": decision,
-            "photos": photos, "arch": model.spec.name}
+    gate = quality_gate(args, model)
+    quality = gate.scores(fe, [p.faces[0].crop for p in photos])
+    low = [q for q in quality if gate.too_low(q)]  # issue 33: too poor a face -> no verdict
+    return {"similarity": sim, "same": None if low else accepted(sim, decision["threshold"]), "decision": decision,
+            "photos": photos, "arch": model.spec.name, "quality": quality, "gate": gate}
 
 
 def result_json(r: dict) -> dict:
     d = r["decision"]
     out = {"similarity": round(r["similarity"], 6), "same": r["same"], "threshold": round(d["threshold"], 6),
-           "threshold_source": d["source"]}
+           "threshold_source": d["source"], "quality": r["quality"], "min_quality": r["gate"].threshold}
+    if r["same"] is None:
+        out["verdict"] = CANNOT_DECIDE
     if d["source"] == "calibration":
         out.update(operating_point=d["operating_point"], far=d["far"], tar=d["tar"])
     return out
@@ -101,15 +108,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result_json(r)))
     else:
-        verdict = "same person" if r["same"] else "different people"
-        op = ">=" if r["same"] else "<"
-        print(f"similarity {r['similarity']:.4f} {op} {r['decision']['threshold']:.4g}: {verdict}")
-        print(f"  {r['decision']['text']}")
+        print_text(r)
         notes = [f"{os.path.basename(p.path)}: {p.n_detected} faces, used the {args.select or 'largest'}"
                  for p in r["photos"] if p.n_detected > 1]
         if notes:
             print("(" + "; ".join(notes) + ")", file=sys.stderr)
     return 0
+
+
+def print_text(r: dict) -> None:
+    gate, names = r["gate"], [os.path.basename(p.path) for p in r["photos"]]
+    if r["same"] is None:
+        low = ", ".join(f"{n} {q['quality']:.4f}" for n, q in zip(names, r["quality"]) if gate.too_low(q))
+        print(f"similarity {r['similarity']:.4f}: {CANNOT_DECIDE} (quality {low} < {gate.threshold:.4g})")
+    else:
+        verdict = "same person" if r["same"] else "different people"
+        op = ">=" if r["same"] else "<"
+        print(f"similarity {r['similarity']:.4f} {op} {r['decision']['threshold']:.4g}: {verdict}")
+    print(f"  {r['decision']['text']}")
+    if any(r["quality"]):
+        rated = ", ".join(f"{n} {q['quality']:.4f} (norm {q['norm']:.2f})" for n, q in zip(names, r["quality"]))
+        print(f"  face quality: {rated}; {gate.text}")
 
 
 if __name__ == "__main__":

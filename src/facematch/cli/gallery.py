@@ -27,6 +27,7 @@ import json
 import os
 import sys
 
+from facematch.app.quality import add_quality_arguments, quality_gate
 from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
 from facematch.errors import DataNotFoundError, FacematchError, cli_errors
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", choices=INDEX_KINDS, default=None, help="override the gallery's index for this search")
     add_model_arguments(s)
     add_threshold_arguments(s)
+    add_quality_arguments(s)
 
     r = sub.add_parser("remove", help="delete a person from a gallery")
     r.add_argument("name")
@@ -116,17 +118,19 @@ def cmd_search(args) -> int:
     model, fe = _model(args)
     gallery.check_model(model.fingerprint, fe.settings)
     decision = decision_threshold(args, model, fe.settings, search=True)
+    gate = quality_gate(args, model)
     if not args.json:
-        print(f"{decision['text']}; gallery {args.gallery}: {len(gallery.names)} people, {len(gallery)} faces")
+        print(f"{decision['text']}; gallery {args.gallery}: {len(gallery.names)} people, {len(gallery)} faces; "
+              f"{gate.text}")
     if len(args.photos) == 1:  # one photo: its error is the command's (one line, its exit code)
         print_result(search_photo(fe, gallery, args.photos[0], top_k=args.top, threshold=decision,
-                                  select=args.select, all_faces=args.all_faces), args.json)
+                                  select=args.select, all_faces=args.all_faces, quality=gate), args.json)
         return 0
     code = 0
     for path in args.photos:  # several: a bad one is reported in its place, the others still searched
         try:
             r = search_photo(fe, gallery, path, top_k=args.top, threshold=decision, select=args.select,
-                             all_faces=args.all_faces)
+                             all_faces=args.all_faces, quality=gate)
         except FacematchError as err:
             code = err.exit_code
             r = {"photo": path, "error": str(err)}
@@ -145,7 +149,8 @@ def print_result(r: dict, as_json: bool) -> None:
     for n, f in enumerate(r["faces"], 1):
         x0, y0, x1, y1 = (int(round(v)) for v in f["box"])
         sim = "" if f["similarity"] is None else f" {f['similarity']:.4f}"
-        print(f"  face {n} at ({x0},{y0})-({x1},{y1}): {f['identity']}{sim}")
+        rated = f" (quality {f['quality']:.4f})" if "quality" in f else ""
+        print(f"  face {n} at ({x0},{y0})-({x1},{y1}): {f['identity']}{sim}{rated}")
         for rank, m in enumerate(f["matches"], 1):
             print(f"    {rank}. {m['similarity']:.4f}  {m['name']}")
 

@@ -40,8 +40,10 @@ def font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def verdict(same: bool) -> str:
-    """The words of a decision, shared by the CLI's picture and the app's page."""
+def verdict(same: bool | None) -> str:
+    """The words of a decision, shared by the CLI's picture and the app's page (None: a face too poor to decide on)."""
+    if same is None:
+        return "cannot decide: face quality too low"
     return "same person" if same else "different people"
 
 
@@ -112,10 +114,10 @@ def compare_image(photos: Sequence, similarity: float, same: bool, threshold_tex
         draw.rectangle((cx - 1, cy - 1, cx + CROP_SIDE, cy + CROP_SIDE), outline=(200, 200, 200))
         x += w + PAD
     y = PAD + name_h + PHOTO_HEIGHT + PAD + CROP_SIDE + PAD
-    colour = SAME_COLOUR if same else DIFFERENT_COLOUR
+    colour = MUTED if same is None else SAME_COLOUR if same else DIFFERENT_COLOUR
     draw.text((PAD, y), verdict(same).upper(), fill=colour, font=f_big)
     y += verdict_h
-    line = f"similarity {similarity:.4f} {'>=' if same else '<'} threshold"
+    line = f"similarity {similarity:.4f}" + ("" if same is None else f" {'>=' if same else '<'} threshold")
     draw.text((PAD, y), _fit_text(draw, line, f_small, width - 2 * PAD), fill=INK, font=f_small)
     draw.text((PAD, y + small_h), _fit_text(draw, threshold_text, f_small, width - 2 * PAD), fill=MUTED, font=f_small)
     return canvas

@@ -117,6 +117,10 @@ def _evaluate(cfg: DictConfig) -> dict:
         write_tensorboard(out_dir / "tensorboard", metrics, res, emb, labels, figures, cfg, source, paths)
         metrics["timings"]["tensorboard_s"] = time.perf_counter() - t3
     write_pair_scores(out_dir / "pair_scores.tsv", pairs, res)
+    if cfg.eval.quality.enabled:  # issue 33: quality scores, error-versus-discard curves (facematch.quality)
+        from facematch.quality.job import quality_report
+        metrics["quality"] = quality_report(cfg.eval.quality, model, source, pairs, pairs_file, out_dir,
+                                            plots=bool(cfg.eval.plots))
     metrics["seconds"] = time.perf_counter() - t0
     write_json(out_dir / "metrics.json", metrics)
     print(summary_table(metrics, out_dir), flush=True)
