@@ -33,37 +33,45 @@ def probe_12px(lfw_root, tmp_path_factory):
     return str(out)
 
 
-def compare(*args):
-    r = run_cli(["-m", "facematch.cli.compare", *map(str, args)])
-    assert r.returncode == 0, r.stderr
-    return r
+def compare(capsys, *args) -> dict:
+    """facematch-compare in this process (the command line itself is run once below, as a child): its JSON."""
+    from facematch.cli.compare import main
+
+    capsys.readouterr()
+    assert main([*map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
 
 
-def test_12px_probe_cannot_be_decided_full_resolution_can(lfw_root, mfn_weights, probe_12px):
+def test_12px_probe_cannot_be_decided_full_resolution_can(lfw_root, mfn_weights, probe_12px, capsys):
     from facematch.quality.store import SHIPPED_DIR, read_quality
     from facematch.utils.io import sha256_file
 
     shipped = read_quality(SHIPPED_DIR / f"{sha256_file(mfn_weights)}.json")
     gallery = lfw_root / GALLERY
-    low = json.loads(compare(probe_12px, gallery, "--weights", mfn_weights, "--json").stdout)
+    low = compare(capsys, probe_12px, gallery, "--weights", mfn_weights)
     assert low["same"] is None and low["verdict"] == "cannot decide: face quality too low"
     assert low["min_quality"] == pytest.approx(shipped.threshold)
     assert low["quality"][0]["quality"] < shipped.threshold <= low["quality"][1]["quality"]
-    text = compare(probe_12px, gallery, "--weights", mfn_weights).stdout
+    child = run_cli(["-m", "facematch.cli.compare", probe_12px, str(gallery), "--weights", str(mfn_weights)])
+    assert child.returncode == 0, child.stderr
+    text = child.stdout
     assert "cannot decide: face quality too low" in text and f"{low['quality'][0]['quality']:.4f}" in text
-    full = json.loads(compare(lfw_root / PROBE, gallery, "--weights", mfn_weights, "--json").stdout)
+    full = compare(capsys, lfw_root / PROBE, gallery, "--weights", mfn_weights)
     assert full["same"] is True and "verdict" not in full
     assert min(q["quality"] for q in full["quality"]) >= shipped.threshold
     # the user's threshold: off decides anyway (on a similarity); a malformed one is one error line
-    forced = json.loads(compare(probe_12px, gallery, "--weights", mfn_weights, "--json", "--min-quality", "off").stdout)
+    forced = compare(capsys, probe_12px, gallery, "--weights", mfn_weights, "--min-quality", "off")
     assert forced["same"] in (True, False) and forced["quality"] == low["quality"]
-    bad = run_cli(["-m", "facematch.cli.compare", probe_12px, str(gallery), "--weights", str(mfn_weights),
-                   "--min-quality", "high"])
-    assert bad.returncode != 0 and bad.stderr.strip().startswith("error: --min-quality 'high' is not a number")
-    assert "Traceback" not in bad.stderr
+    from facematch.cli.compare import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([probe_12px, str(gallery), "--weights", str(mfn_weights), "--min-quality", "high"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code != 0 and err.startswith("error: --min-quality 'high' is not a number")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
-def test_gallery_search_and_web_page_refuse_the_12px_probe(lfw_root, mfn_weights, probe_12px, tmp_path):
+def test_gallery_search_and_web_page_refuse_the_12px_probe(lfw_root, mfn_weights, probe_12px, tmp_path, capsys):
     """The same gate in facematch-gallery search (the face's identity) and on the web page (the verdict)."""
     import re
     import shutil
@@ -80,10 +88,10 @@ def test_gallery_search_and_web_page_refuse_the_12px_probe(lfw_root, mfn_weights
             shutil.copy(lfw_root / name / f"{name}_{i:04d}.jpg", people / name)
     assert gallery_main(["enroll", str(people), "--out", str(tmp_path / "g"), "--weights", str(mfn_weights),
                          "--no-progress"]) == 0
-    search = ["-m", "facematch.cli.gallery", "search", "--gallery", str(tmp_path / "g"), "--weights", str(mfn_weights),
-              "--json"]
-    low = json.loads(run_cli([*search, probe_12px]).stdout)["faces"][0]
-    full = json.loads(run_cli([*search, str(lfw_root / PROBE)]).stdout)["faces"][0]
+    search = ["search", "--gallery", str(tmp_path / "g"), "--weights", str(mfn_weights), "--json"]
+    capsys.readouterr()
+    assert gallery_main([*search, probe_12px, str(lfw_root / PROBE)]) == 0
+    low, full = (json.loads(line)["faces"][0] for line in capsys.readouterr().out.splitlines() if line.startswith("{"))
     assert low["identity"] == "cannot decide: face quality too low" and full["identity"] == "Anders_Fogh_Rasmussen"
     assert low["quality"] < full["quality"]
 
