@@ -25,6 +25,7 @@ import yaml
 
 from facematch.utils.allocator import tune as tune_allocator
 from facematch.errors import FacematchError, cli_errors
+from facematch.eval.cross_quality import combine_fold_figures
 from facematch.eval.metrics import score_metrics
 from facematch.report.provenance import stamp
 from facematch.report.published import for_config
@@ -149,6 +150,7 @@ def combine_folds(jobs: list[dict], threshold: float) -> dict:
     clean = [m["undegraded"]["fold_accuracy"] for m in jobs if m.get("undegraded")]
     extra = {"undegraded_accuracy_mean": float(np.mean(clean)), "undegraded_accuracy_std": float(np.std(clean))} \
         if len(clean) == len(jobs) else {}
+    extra.update(combine_fold_figures(jobs))  # one side degraded (facematch.eval.cross_quality)
     # identification among each fold's own (unseen) people, averaged over the folds
     ident = [m["identification"] for m in jobs if "rank_5" in (m.get("identification") or {})]
     if len(ident) == len(jobs):

@@ -30,6 +30,7 @@ from facematch.config import check_config, instantiate_node, to_container, write
 from facematch.data.identities import missing_root_error
 from facematch.data.pair_files import identity_of, read_pairs, sniff_format
 from facematch.errors import FacematchError
+from facematch.eval import cross_jobs
 from facematch.models.loading import load_model
 from facematch.eval.sharding import is_rank_zero, process_group_from_env
 from facematch.eval.template_pool import template_figures
@@ -99,8 +100,10 @@ def _evaluate(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
     check_config(cfg)
     from facematch.data.lfw_files import ensure_lfw
+    from facematch.data.xqlfw import ensure_xqlfw
 
     ensure_lfw(cfg.data.get("root"), cfg.data.get("pairs"))  # LFW read from the data folder: fetched when missing
+    ensure_xqlfw(cfg.data.get("root"), cfg.data.get("pairs"))  # XQLFW: never fetched, one line when missing
     protocol: Protocol = instantiate_node(cfg.protocol)
     out_dir = _output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +119,10 @@ def _evaluate(cfg: DictConfig) -> dict:
     log.info("%d pairs, preprocessing %s", len(pairs), source.key)
     engine = engine_settings(cfg)
     res = verify(model, pairs, source, protocol, engine, what=pairs_file)
+    cross: dict[str, Any] = {}
+    if source.degrade is not None and cross_jobs.side(cfg) == "second":  # one side degraded: the cross figures
+        res, cross = cross_jobs.eval_cross(pairs, res, eval_source(cfg, spec.template, degraded=False), model,
+                                           protocol, engine, pairs_file)
     if not is_rank_zero():  # sharded: rank 0 writes everything
         return dict(res.report)
     emb, paths, embed_stats = res.emb, res.paths, res.embed_stats
@@ -137,7 +144,7 @@ def _evaluate(cfg: DictConfig) -> dict:
     figures = make_plots(out_dir, res, emb, labels, cfg, protocol) if cfg.eval.plots else {}
     plots_s = time.perf_counter() - t2
     device, precision = embed_stats["device"], embed_stats["precision"]  # as the embeddings were computed
-    metrics: dict[str, Any] = dict(res.report)
+    metrics: dict[str, Any] = dict(res.report) | cross
     metrics.update({k: ident[k] for k in ("rank_1", "rank_5", "knn_accuracy") if k in ident})
     metrics.update({k: v for k, v in (ident.get("template") or {}).items() if k.startswith("template_rank_")})
     metrics.update({
