@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from facematch.app import pages
+from facematch.app.probe_model import cross_similarity
 from facematch.embedding.photos import accepted, pair_similarity
 from facematch.errors import FacematchError, MultipleFacesError
 
@@ -40,6 +41,7 @@ class AppState:
     top_k: int = 5
     lock: threading.Lock = field(default_factory=threading.Lock)
     search_decision: dict | None = None  # the gallery search's threshold (1:N, when calibrated)
+    probe: Any = None  # --probe-ckpt: the second photo / the photo searched embedded by it (app/probe_model.py)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -99,7 +101,8 @@ def run_compare(state: AppState, uploads: list[tuple[bytes, str]], select: str |
     names = [name for _, name in uploads]
     with state.lock:
         photos = [faces_of(state, im, name, select) for im, name in zip(images, names)]
-        similarity = pair_similarity(state.embedder, photos)
+        similarity = pair_similarity(state.embedder, photos) if state.probe is None else \
+            cross_similarity(state.embedder, state.probe, photos)
     d = state.decision
     same = accepted(similarity, d["threshold"])
     figure = compare_png(photos, similarity, same, d["text"])
@@ -122,7 +125,8 @@ def run_search(state: AppState, upload: tuple[bytes, str], top_k: int, all_faces
         except MultipleFacesError:
             raise MultipleFacesError(f"{name} shows several faces of similar size; crop it to one person, or "
                                      "tick 'search every face in the photo'") from None
-        r = search_faces(state.embedder, gallery, photo, top_k=top_k, threshold=state.search_decision)
+        r = search_faces(state.embedder, gallery, photo, top_k=top_k, threshold=state.search_decision,
+                         probe_embedder=state.probe)
     faces = []
     for f in r["faces"]:
         x0, y0, x1, y1 = (float(v) for v in f["box"])

@@ -25,7 +25,7 @@ def identify(matches: list[dict], threshold: float) -> tuple[str, float | None]:
 
 
 def search_photo(face_embedder, gallery, path: str | os.PathLike, *, top_k: int = 5, threshold: dict,
-                 select: str | None = None, all_faces: bool = False) -> dict:
+                 select: str | None = None, all_faces: bool = False, probe_embedder=None) -> dict:
     """Search the face of ``path`` (every face with ``all_faces``; ``select`` as ``facematch-compare``)::
 
         {"photo": path, "threshold": t, "decision": threshold (the dict given),
@@ -36,16 +36,18 @@ def search_photo(face_embedder, gallery, path: str | os.PathLike, *, top_k: int 
     A photo with no face (or, without ``select`` / ``all_faces``, several of similar size) raises the
     :class:`~facematch.errors.FacematchError` of :meth:`FaceEmbedder.photo`."""
     gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)  # before any detection
-    photo = face_embedder.photo(path, select=select, all_faces=all_faces)
-    return search_faces(face_embedder, gallery, photo, top_k=top_k, threshold=threshold)
+    photo = (probe_embedder or face_embedder).photo(path, select=select, all_faces=all_faces)
+    return search_faces(face_embedder, gallery, photo, top_k=top_k, threshold=threshold, probe_embedder=probe_embedder)
 
 
-def search_faces(face_embedder, gallery, photo, *, top_k: int = 5, threshold: dict) -> dict:
+def search_faces(face_embedder, gallery, photo, *, top_k: int = 5, threshold: dict, probe_embedder=None) -> dict:
     """:func:`search_photo` of faces already found (a :class:`~facematch.embedding.photos.PhotoFaces`, e.g.
-    of an uploaded image): the same dict, ``"photo"`` being ``photo.path``."""
+    of an uploaded image): the same dict, ``"photo"`` being ``photo.path``. ``probe_embedder``: the photo's
+    faces embedded by this model (``--probe-ckpt``, :mod:`facematch.app.probe_model`) against the gallery
+    enrolled with ``face_embedder``'s."""
     gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)
     t = float(threshold["threshold"])
-    (emb,) = face_embedder.embed([photo])
+    (emb,) = (probe_embedder or face_embedder).embed([photo])
     faces = []
     for face, matches in zip(photo.faces, gallery.search(emb, top_k) if len(emb) else []):
         identity, best = identify(matches, t)
