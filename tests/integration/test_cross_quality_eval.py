@@ -66,3 +66,10 @@ def test_xqlfw_missing_is_one_line(cfg_factory, mfn_args, tmp_path, monkeypatch)
     monkeypatch.setenv("FACEMATCH_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(FacematchError, match=r"XQLFW not found: no .*xqlfw_aligned_112\. facematch does not fetch it"):
         evaluate(cfg_factory(*mfn_args, "data=xqlfw", config_name="eval", out="missing"))
+
+
+def test_one_side_without_a_degradation_is_one_line(cfg_factory, data_dir, mfn_args, tmp_path):
+    pairs = tiny_pairs(data_dir, tmp_path / "pairs.txt")
+    with pytest.raises(FacematchError, match=r"data.degrade.side=second .* data.degrade changes nothing"):
+        evaluate(cfg_factory(*mfn_args, "data=lfw_aligned112", f"data.root={data_dir / 'lfw-aligned-112'}",
+                             f"data.pairs={pairs}", "data.degrade.side=second", config_name="eval", out="none"))

@@ -118,9 +118,13 @@ def _evaluate(cfg: DictConfig) -> dict:
     pairs = read_pairs(pairs_file, n_folds=int(protocol.n_folds))
     log.info("%d pairs, preprocessing %s", len(pairs), source.key)
     engine = engine_settings(cfg)
+    one_side = cross_jobs.side(cfg) == "second"  # one side degraded: the cross figures
+    if one_side and source.degrade is None:
+        raise FacematchError("data.degrade.side=second degrades the second image of each pair, but data.degrade "
+                             "changes nothing; set e.g. data.degrade.resolution=16")
     res = verify(model, pairs, source, protocol, engine, what=pairs_file)
     cross: dict[str, Any] = {}
-    if source.degrade is not None and cross_jobs.side(cfg) == "second":  # one side degraded: the cross figures
+    if one_side:
         res, cross = cross_jobs.eval_cross(pairs, res, eval_source(cfg, spec.template, degraded=False), model,
                                            protocol, engine, pairs_file)
     if not is_rank_zero():  # sharded: rank 0 writes everything
