@@ -100,3 +100,24 @@ def test_gallery_search_with_a_probe_model(lfw_root, mfn_weights, probe_ckpt, sm
     for name, rel in (("George_W_Bush", BUSH_A), ("Colin_Powell", POWELL)):
         enrolled = teacher.embed([teacher.photo(str(lfw_root / rel))])[0][0]
         assert sims[name] == pytest.approx(float(enrolled @ probe), abs=1e-4)
+
+
+def test_web_page_compares_with_the_probe_model(lfw_root, mfn_weights, probe_ckpt, small_face, capsys):
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from facematch.app.server import build_parser, create_app, load_state
+
+    gallery_photo = str(lfw_root / BUSH_A)
+    cli = _json(capsys, [gallery_photo, small_face, "--probe-ckpt", str(probe_ckpt), "--threshold", "0.3", "--json"])
+    state = load_state(build_parser().parse_args(["--weights", str(mfn_weights), "--threshold", "0.3",
+                                                  "--probe-ckpt", str(probe_ckpt)]))
+    assert "probe side" in state.model_text and "student.ckpt" in state.model_text
+    with TestClient(create_app(state), raise_server_exceptions=False) as client:
+        files = {"photo1": ("a.jpg", open(gallery_photo, "rb").read(), "image/jpeg"),
+                 "photo2": ("b.png", open(small_face, "rb").read(), "image/png")}
+        r = client.post("/compare", files=files)
+    assert r.status_code == 200
+    shown = float(re.search(r'id="similarity"[^>]*>([^<]*)<', r.text).group(1))
+    assert shown == pytest.approx(cli["similarity"], abs=1e-3)
