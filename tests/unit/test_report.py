@@ -48,6 +48,25 @@ def test_eval_rows_name_the_images_they_were_scored_on(tmp_path):
     assert table.count("(raw cos)") == 1 and rows["crop"]["val_scores"] == "raw cosine"
 
 
+def test_one_side_degraded_rows_say_so(tmp_path):
+    aligned = {"root": "/d/lfw-aligned-112", "preprocess": {"mode": "prealigned"}}
+    _eval_run(tmp_path / "both", {**aligned, "degrade": {"resolution": 16, "side": "both"}})
+    _eval_run(tmp_path / "second", {**aligned, "degrade": {"resolution": 16, "side": "second"}})
+    rows = {r["_path"].split("/")[-2]: r for r in collect([tmp_path])}
+    assert rows["both"]["data"] == "lfw-aligned-112 @ res16"
+    assert rows["second"]["data"] == "lfw-aligned-112 @ res16 (2nd image only)"
+
+
+def test_per_fold_cross_quality_figures_are_combined():
+    jobs = [{"fold": k, "fold_accuracy": 0.9, "fold_scores": [0.5, 0.1], "fold_same": [1, 0],
+             "cross": {"fold_accuracy": a}, "cross_teacher": {"fold_accuracy": b}} for k, (a, b) in
+            enumerate(((0.92, 0.94), (0.90, 0.93)))]
+    row = combine_folds(jobs, 0.6)
+    assert row["cross_accuracy_mean"] == pytest.approx(0.91) and row["cross_accuracy_std"] == pytest.approx(0.01)
+    assert row["cross_teacher_accuracy_mean"] == pytest.approx(0.935)
+    assert "symmetric_accuracy_mean" not in row  # only where every fold has it
+
+
 def _train_fold_run(path, fold: int, loss_name: str, miner_name: str):
     (path / ".hydra").mkdir(parents=True)
     cfg = {"task_name": "train", "exp_name": "exp3", "loss_name": loss_name, "miner_name": miner_name,

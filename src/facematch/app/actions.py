@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from facematch.app import pages
+from facematch.app.probe_model import cross_similarity
 from facematch.embedding.photos import accepted, pair_similarity
 from facematch.errors import FacematchError, MultipleFacesError
 
@@ -41,6 +42,7 @@ class AppState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     search_decision: dict | None = None  # the gallery search's threshold (1:N, when calibrated)
     quality: Any = None  # a facematch.app.quality.QualityGate: each face's quality, the "cannot decide" threshold
+    probe: Any = None  # --probe-ckpt: the second photo / the photo searched embedded by it (app/probe_model.py)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -100,7 +102,8 @@ def run_compare(state: AppState, uploads: list[tuple[bytes, str]], select: str |
     names = [name for _, name in uploads]
     with state.lock:
         photos = [faces_of(state, im, name, select) for im, name in zip(images, names)]
-        similarity = pair_similarity(state.embedder, photos)
+        similarity = pair_similarity(state.embedder, photos) if state.probe is None else \
+            cross_similarity(state.embedder, state.probe, photos)
         gate = state.quality
         quality = gate.scores(state.embedder, [p.faces[0].crop for p in photos]) if gate is not None else []
     d = state.decision
@@ -126,7 +129,7 @@ def run_search(state: AppState, upload: tuple[bytes, str], top_k: int, all_faces
             raise MultipleFacesError(f"{name} shows several faces of similar size; crop it to one person, or "
                                      "tick 'search every face in the photo'") from None
         r = search_faces(state.embedder, gallery, photo, top_k=top_k, threshold=state.search_decision,
-                         quality=state.quality)
+                         quality=state.quality, probe_embedder=state.probe)
     faces = []
     for f in r["faces"]:
         x0, y0, x1, y1 = (float(v) for v in f["box"])

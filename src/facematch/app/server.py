@@ -29,6 +29,7 @@ from pathlib import Path
 from facematch.app import pages
 from facematch.app.actions import (DEFAULT_MAX_UPLOAD_MB, MAX_TOP_K, SELECTS, AppState, UploadError, read_upload,
                                    run_compare, run_search)
+from facematch.app.probe_model import add_probe_arguments, probe_embedder
 from facematch.app.quality import add_quality_arguments, quality_gate
 from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     add_threshold_arguments(p)
     add_quality_arguments(p)
+    add_probe_arguments(p)
     return p
 
 
@@ -76,14 +78,17 @@ def load_state(args: argparse.Namespace) -> AppState:
     gallery = open_gallery(args.gallery) if args.gallery else None
     model = load_model(args)
     fe = face_embedder(args, model)
+    probe = probe_embedder(args, fe)  # --probe-ckpt: the second photo and the photo searched embedded by it
     decision = decision_threshold(args, model, fe.settings)
     what = model.description.get("ckpt_path") or model.description.get("weights") or ""
     model_text = f"{fe.settings['arch']}" + (f" ({Path(what).name})" if what else "") + f" on {fe.settings['device']}"
     if gallery is not None:
         gallery.check_model(model.fingerprint, fe.settings)
     search = decision_threshold(args, model, fe.settings, search=True) if gallery is not None else None
+    if probe is not None:
+        model_text += f"; probe side (second photo, photo searched): {Path(args.probe_ckpt).name}"
     return AppState(fe, decision, model_text, gallery, float(args.max_upload_mb), int(args.top_k),
-                    search_decision=search, quality=quality_gate(args, model))
+                    search_decision=search, quality=quality_gate(args, model), probe=probe)
 
 
 # ---------------------------------------------------------------------------------------------------

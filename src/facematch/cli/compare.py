@@ -4,6 +4,7 @@
     facematch-compare a.jpg b.jpg --arch mobilefacenet --weights W.ckpt --json
     facematch-compare a.jpg b.jpg --ckpt outputs/runs/train/.../checkpoints/last.ckpt --threshold 0.3
     facematch-compare a.jpg b.jpg --show side_by_side.png
+    facematch-compare id_photo.jpg camera_face.jpg --probe-ckpt student.ckpt --threshold 0.3   # small 2nd face
 
 Each photo goes the one path of :class:`facematch.embedding.photos.FaceEmbedder` (decode, MTCNN, 5-point
 alignment onto the model's template, the embedding ``facematch-eval`` computes with flip test ``concat``).
@@ -36,6 +37,7 @@ from pathlib import Path
 from facematch.app.quality import CANNOT_DECIDE, add_quality_arguments, quality_gate
 from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
+from facematch.app.probe_model import add_probe_arguments, cross_similarity, probe_embedder
 from facematch.embedding.photos import accepted, pair_similarity
 from facematch.errors import DataNotFoundError, cli_errors
 from facematch.utils.allocator import tune as tune_allocator
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     add_threshold_arguments(p)
     add_quality_arguments(p)
+    add_probe_arguments(p)
     p.add_argument("--json", action="store_true",
                    help='print {"similarity", "same", "threshold", "operating_point", ...} as JSON')
     p.add_argument("--select", choices=("largest", "nearest_center"), default=None,
@@ -75,10 +78,15 @@ def compare(args: argparse.Namespace) -> dict:
     check_model_file(args)
     model = load_model(args)
     fe = face_embedder(args, model)
+    probe = probe_embedder(args, fe)  # --probe-ckpt: the second photo embedded by a model for small faces
     decision = decision_threshold(args, model, fe.settings)  # before detection: a missing calibration fails fast
-    photos = [fe.faces(img, p, args.select) for img, p in zip(images, paths)]
-    sim = pair_similarity(fe, photos)
-    gate = quality_gate(args, model)
+    if probe is None:
+        photos = [fe.faces(img, p, args.select) for img, p in zip(images, paths)]
+        sim = pair_similarity(fe, photos)
+    else:
+        photos = [fe.faces(images[0], paths[0], args.select), probe.faces(images[1], paths[1], args.select)]
+        sim = cross_similarity(fe, probe, photos)
+    gate = quality_gate(args, model)  # each face rated by the gallery-side model's quality head
     quality = gate.scores(fe, [p.faces[0].crop for p in photos])
     low = [q for q in quality if gate.too_low(q)]  # issue 33: too poor a face -> no verdict
     return {"similarity": sim, "same": None if low else accepted(sim, decision["threshold"]), "decision": decision,

@@ -27,6 +27,7 @@ import json
 import os
 import sys
 
+from facematch.app.probe_model import add_probe_arguments, probe_embedder
 from facematch.app.quality import add_quality_arguments, quality_gate
 from facematch.app.model_args import (add_model_arguments, add_threshold_arguments, check_model_file,
                                       decision_threshold, face_embedder, load_model)
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which face when a photo has several of similar size (default: refuse it, exit 4)")
     s.add_argument("--index", choices=INDEX_KINDS, default=None, help="override the gallery's index for this search")
     add_model_arguments(s)
+    add_probe_arguments(s)
     add_threshold_arguments(s)
     add_quality_arguments(s)
 
@@ -117,6 +119,7 @@ def cmd_search(args) -> int:
         raise FacematchError(f"--top {args.top}: give at least 1")
     model, fe = _model(args)
     gallery.check_model(model.fingerprint, fe.settings)
+    probe = probe_embedder(args, fe)  # --probe-ckpt: the photos searched embedded by a model for small faces
     decision = decision_threshold(args, model, fe.settings, search=True)
     gate = quality_gate(args, model)
     if not args.json:
@@ -124,13 +127,14 @@ def cmd_search(args) -> int:
               f"{gate.text}")
     if len(args.photos) == 1:  # one photo: its error is the command's (one line, its exit code)
         print_result(search_photo(fe, gallery, args.photos[0], top_k=args.top, threshold=decision,
-                                  select=args.select, all_faces=args.all_faces, quality=gate), args.json)
+                                  select=args.select, all_faces=args.all_faces, quality=gate, probe_embedder=probe),
+                     args.json)
         return 0
     code = 0
     for path in args.photos:  # several: a bad one is reported in its place, the others still searched
         try:
             r = search_photo(fe, gallery, path, top_k=args.top, threshold=decision, select=args.select,
-                             all_faces=args.all_faces, quality=gate)
+                             all_faces=args.all_faces, quality=gate, probe_embedder=probe)
         except FacematchError as err:
             code = err.exit_code
             r = {"photo": path, "error": str(err)}

@@ -39,7 +39,19 @@ from facematch.errors import FacematchError
 Range = tuple[float, float] | None
 
 #: The keys of ``data.degrade``.
-DEGRADE_KEYS = ("resolution", "blur", "jpeg", "grayscale", "draws", "seed")
+DEGRADE_KEYS = ("resolution", "blur", "jpeg", "grayscale", "draws", "seed", "side")
+#: ``data.degrade.side``: which images of a scored pair are degraded. both: every image (the symmetric
+#: protocol); second: the second image of each pair only, the first untouched (the cross-quality protocol,
+#: :mod:`facematch.eval.cross_quality`). Not part of a crop's settings: a degraded crop is the same either way.
+SIDES = ("both", "second")
+
+
+def degrade_side(cfg: Mapping | None) -> str:
+    """``data.degrade.side`` (``both`` when unset), checked."""
+    side = str((cfg or {}).get("side") or "both")
+    if side not in SIDES:
+        raise FacematchError(f"data.degrade.side={side!r} is not a side (choose {' | '.join(SIDES)})")
+    return side
 
 
 def _range(name: str, value: Any, low: float, high: float) -> Range:
@@ -70,6 +82,8 @@ class Degradation:
     def from_config(cls, cfg: Mapping | None) -> "Degradation | None":
         """``data.degrade`` -> a Degradation, or None when it changes nothing (every step off)."""
         cfg = dict(cfg or {})
+        degrade_side(cfg)  # checked here too; which side is the scoring's business, not the crop's
+        cfg.pop("side", None)
         unknown = sorted(set(cfg) - set(DEGRADE_KEYS))
         if unknown:
             raise FacematchError(f"data.degrade.{unknown[0]} is not a degradation option (valid: {', '.join(DEGRADE_KEYS)})")

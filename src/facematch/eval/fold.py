@@ -27,6 +27,7 @@ import numpy as np
 
 from facematch.data.pair_files import fold_identities, identity_of, read_pairs
 from facematch.data.source import FaceSource
+from facematch.eval.cross_jobs import fold_cross
 from facematch.eval.identification import identification_report
 from facematch.eval.inputs import engine_settings, eval_source
 from facematch.eval.template_pool import template_figures
@@ -75,6 +76,8 @@ def score_fold(backbone, head, cfg: DictConfig, protocol: Protocol) -> tuple[dic
         clean = verify(model, pairs, eval_source(cfg, backbone.spec.template, degraded=False), protocol,
                        engine, what=str(cfg.data.pairs))
         out["undegraded"] = clean.fold(fold)
+        out.update(fold_cross(cfg, pairs, res, clean, lambda t: eval_source(cfg, t, degraded=False), protocol,
+                              engine, fold))  # one side degraded: facematch.eval.cross_jobs
     out["eval_seconds"] = time.perf_counter() - t0
     return out, embedded
 

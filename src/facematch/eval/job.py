@@ -39,6 +39,7 @@ from facematch.eval.figures import make_plots, write_tensorboard
 from facematch.eval.inputs import engine_settings, eval_source
 from facematch.eval.metrics_file import job_metrics, summary_table
 from facematch.eval.pair_scores import write_pair_scores
+from facematch.eval import cross_jobs
 from facematch.eval.sharding import is_rank_zero, process_group_from_env
 from facematch.eval.template_pool import template_figures
 from facematch.eval.verification import Protocol, verify
@@ -76,8 +77,10 @@ def _evaluate(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
     check_config(cfg)
     from facematch.data.lfw_files import ensure_lfw
+    from facematch.data.xqlfw import ensure_xqlfw
 
     ensure_lfw(cfg.data.get("root"), cfg.data.get("pairs"))  # LFW read from the data folder: fetched when missing
+    ensure_xqlfw(cfg.data.get("root"), cfg.data.get("pairs"))  # XQLFW: never fetched, one line when missing
     protocol: Protocol = instantiate_node(cfg.protocol)
     out_dir = _output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +93,15 @@ def _evaluate(cfg: DictConfig) -> dict:
     pairs = read_pairs(pairs_file, n_folds=int(protocol.n_folds))
     log.info("%d pairs, preprocessing %s", len(pairs), source.key)
     engine = engine_settings(cfg)
+    one_side = cross_jobs.side(cfg) == "second"  # one side degraded: the cross figures
+    if one_side and source.degrade is None:
+        raise FacematchError("data.degrade.side=second degrades the second image of each pair, but data.degrade "
+                             "changes nothing; set e.g. data.degrade.resolution=16")
     res = verify(model, pairs, source, protocol, engine, what=pairs_file)
+    cross: dict[str, Any] = {}
+    if one_side:
+        res, cross = cross_jobs.eval_cross(pairs, res, eval_source(cfg, spec.template, degraded=False), model,
+                                           protocol, engine, pairs_file)
     if not is_rank_zero():  # sharded: rank 0 writes everything
         return dict(res.report)
     emb, paths = res.emb, res.paths
@@ -111,7 +122,7 @@ def _evaluate(cfg: DictConfig) -> dict:
     t2 = time.perf_counter()
     figures = make_plots(out_dir, res, emb, labels, cfg, protocol) if cfg.eval.plots else {}
     plots_s = time.perf_counter() - t2
-    metrics = job_metrics(cfg, res, ident, model, protocol, source, pairs_file, figures, plots_s)
+    metrics = job_metrics(cfg, res, ident, model, protocol, source, pairs_file, figures, plots_s) | cross
     if cfg.eval.tensorboard:
         t3 = time.perf_counter()
         write_tensorboard(out_dir / "tensorboard", metrics, res, emb, labels, figures, cfg, source, paths)

@@ -25,7 +25,7 @@ def identify(matches: list[dict], threshold: float) -> tuple[str, float | None]:
 
 
 def search_photo(face_embedder, gallery, path: str | os.PathLike, *, top_k: int = 5, threshold: dict,
-                 select: str | None = None, all_faces: bool = False, quality=None) -> dict:
+                 select: str | None = None, all_faces: bool = False, quality=None, probe_embedder=None) -> dict:
     """Search the face of ``path`` (every face with ``all_faces``; ``select`` as ``facematch-compare``)::
 
         {"photo": path, "threshold": t, "decision": threshold (the dict given),
@@ -36,20 +36,24 @@ def search_photo(face_embedder, gallery, path: str | os.PathLike, *, top_k: int 
     A photo with no face (or, without ``select`` / ``all_faces``, several of similar size) raises the
     :class:`~facematch.errors.FacematchError` of :meth:`FaceEmbedder.photo`."""
     gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)  # before any detection
-    photo = face_embedder.photo(path, select=select, all_faces=all_faces)
-    return search_faces(face_embedder, gallery, photo, top_k=top_k, threshold=threshold, quality=quality)
+    photo = (probe_embedder or face_embedder).photo(path, select=select, all_faces=all_faces)
+    return search_faces(face_embedder, gallery, photo, top_k=top_k, threshold=threshold, quality=quality,
+                        probe_embedder=probe_embedder)
 
 
-def search_faces(face_embedder, gallery, photo, *, top_k: int = 5, threshold: dict, quality=None) -> dict:
+def search_faces(face_embedder, gallery, photo, *, top_k: int = 5, threshold: dict, quality=None,
+                 probe_embedder=None) -> dict:
     """:func:`search_photo` of faces already found (a :class:`~facematch.embedding.photos.PhotoFaces`, e.g.
     of an uploaded image): the same dict, ``"photo"`` being ``photo.path``. With ``quality`` (a
     :class:`~facematch.app.quality.QualityGate`) each face also has its ``quality`` and ``norm``, and a face
-    below the gate's threshold is :data:`~facematch.app.quality.CANNOT_DECIDE` instead of an identity."""
+    below the gate's threshold is :data:`~facematch.app.quality.CANNOT_DECIDE` instead of an identity.
+    ``probe_embedder``: the photo's faces embedded by this model (``--probe-ckpt``,
+    :mod:`facematch.app.probe_model`) against the gallery enrolled with ``face_embedder``'s."""
     from facematch.app.quality import CANNOT_DECIDE
 
     gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)
     t = float(threshold["threshold"])
-    (emb,) = face_embedder.embed([photo])
+    (emb,) = (probe_embedder or face_embedder).embed([photo])
     faces = []
     rated = quality.scores(face_embedder, [f.crop for f in photo.faces]) if quality is not None else [{}] * len(emb)
     for face, matches, q in zip(photo.faces, gallery.search(emb, top_k) if len(emb) else [], rated):

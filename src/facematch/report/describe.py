@@ -34,12 +34,14 @@ def _data(cfg: dict) -> str:
     old_default = (cfg.get("eval") or {}).get("align_raw", True) if cfg.get("task_name") == "eval" else False
     if mode == "center" and (cfg.get("embed") or {}).get("align_raw", old_default):
         mode = "align"
-    from facematch.data.degrade import Degradation
+    from facematch.data.degrade import Degradation, degrade_side
 
     degrade = Degradation.from_config(data.get("degrade"))
     originals = degrade is not None and (data.get("features") or {}).get("originals")  # trained on both
+    one_side = degrade is not None and degrade_side(data.get("degrade")) == "second"  # the cross-quality protocol
     return (name + {"align": " (own alignment)", "center": " (centre crop)"}.get(mode, "")
-            + (f" @ {degrade.name()}" if degrade is not None else "") + (" + originals" if originals else ""))
+            + (f" @ {degrade.name()}" if degrade is not None else "") + (" (2nd image only)" if one_side else "")
+            + (" + originals" if originals else ""))
 
 
 def _arch(arch: dict, trained: bool) -> str:

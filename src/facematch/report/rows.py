@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from facematch.errors import FacematchError
+from facematch.eval.cross_quality import combine_fold_figures
 from facematch.eval.metrics import score_metrics
 from facematch.report.describe import describe
 from facematch.report.published import for_config
@@ -106,6 +107,7 @@ def combine_folds(fold_jobs: Sequence[FoldJob]) -> dict:
     clean = [m["undegraded"]["fold_accuracy"] for m in jobs if m.get("undegraded")]
     extra = {"undegraded_accuracy_mean": float(np.mean(clean)), "undegraded_accuracy_std": float(np.std(clean))} \
         if len(clean) == len(jobs) else {}
+    extra.update(combine_fold_figures(jobs))  # one side degraded (facematch.eval.cross_quality)
     # identification among each fold's own (unseen) people, averaged over the folds
     ident = [m["identification"] for m in jobs if "rank_5" in (m.get("identification") or {})]
     if len(ident) == len(jobs):
