@@ -52,7 +52,7 @@ def test_one_side_degraded_rows_say_so(tmp_path):
     aligned = {"root": "/d/lfw-aligned-112", "preprocess": {"mode": "prealigned"}}
     _eval_run(tmp_path / "both", {**aligned, "degrade": {"resolution": 16, "side": "both"}})
     _eval_run(tmp_path / "second", {**aligned, "degrade": {"resolution": 16, "side": "second"}})
-    rows = {r["_path"].split("/")[-2]: r for r in collect([tmp_path])}
+    rows = {r.path.split("/")[-2]: r.as_dict() for r in collect([tmp_path])}
     assert rows["both"]["data"] == "lfw-aligned-112 @ res16"
     assert rows["second"]["data"] == "lfw-aligned-112 @ res16 (2nd image only)"
 
@@ -61,7 +61,7 @@ def test_per_fold_cross_quality_figures_are_combined():
     jobs = [{"fold": k, "fold_accuracy": 0.9, "fold_scores": [0.5, 0.1], "fold_same": [1, 0],
              "cross": {"fold_accuracy": a}, "cross_teacher": {"fold_accuracy": b}} for k, (a, b) in
             enumerate(((0.92, 0.94), (0.90, 0.93)))]
-    row = combine_folds(jobs, 0.6)
+    row = combine_folds([FoldJob(m, 0.6) for m in jobs])
     assert row["cross_accuracy_mean"] == pytest.approx(0.91) and row["cross_accuracy_std"] == pytest.approx(0.01)
     assert row["cross_teacher_accuracy_mean"] == pytest.approx(0.935)
     assert "symmetric_accuracy_mean" not in row  # only where every fold has it
