@@ -33,6 +33,7 @@ class QualityGate:
     model: QualityModel | None
     threshold: float | None  # None: never refuse
     text: str
+    verdict: str = CANNOT_DECIDE  # the answer instead of a verdict (an identity, same/different) for a poor face
 
     def scores(self, embedder, crops) -> list[dict]:
         """``[{"quality": learned, "norm": feature norm}, ...]`` of aligned uint8 crops (empty: no head)."""

@@ -12,23 +12,10 @@ import os
 from typing import Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from facematch.eval import metrics
-from facematch.utils.io import atomic_write
-
-
-def _new_figure(size=(6.0, 4.5)) -> tuple[Figure, object]:
-    fig = Figure(figsize=size, dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot(1, 1, 1)
-
-
-def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
-    if path is not None:
-        atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
-    return fig
+from facematch.utils.figures import blank_figure, new_figure, save_figure
 
 
 def roc_plot(
@@ -43,7 +30,7 @@ def roc_plot(
     floor = 0.5 / max(int((~y).sum()), 1)
     auc = metrics.roc_auc(s, y)
     eer, _ = metrics.equal_error_rate(s, y)
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     ax.plot(np.maximum(roc["fpr"], floor), roc["tpr"], lw=1.5, label=f"AUC {auc:.4f}, EER {eer:.4f}")
     for far in fars:
         v = metrics.val_at_far(s, y, far)
@@ -57,7 +44,7 @@ def roc_plot(
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def f1_plot(
@@ -73,7 +60,7 @@ def f1_plot(
     t, f1s = metrics.f1_curve(scores, same, thresholds)
     best_t, best_f1 = metrics.best_f1_threshold(scores, same)
     fixed = metrics.metrics_at_threshold(scores, same, threshold)
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     ax.plot(t, f1s, lw=1.5, color="C0", label="F1")
     ax.axvline(threshold, color="C1", ls="--", label=f"fixed {threshold:g}: F1 {fixed['f1']:.4f}")
     ax.axvline(best_t, color="C2", ls=":", label=f"best {best_t:.3f}: F1 {best_f1:.4f}")
@@ -84,7 +71,7 @@ def f1_plot(
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def score_histogram(
@@ -100,7 +87,7 @@ def score_histogram(
     s = np.asarray(scores, np.float64).ravel()
     y = np.asarray(same).ravel().astype(bool)
     edges = np.histogram_bin_edges(s, bins=bins)
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     ax.hist(s[y], bins=edges, density=True, alpha=0.55, color="C2", label=f"same ({int(y.sum())})")
     ax.hist(s[~y], bins=edges, density=True, alpha=0.55, color="C3", label=f"different ({int((~y).sum())})")
     if threshold is not None:
@@ -109,7 +96,7 @@ def score_histogram(
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def most_frequent_identities(labels, n_identities: int) -> np.ndarray:
@@ -150,7 +137,7 @@ def tsne_plot(
     xy = TSNE(
         n_components=2, perplexity=perp, metric="cosine", init="pca", random_state=seed, method=method
     ).fit_transform(x)
-    fig, ax = _new_figure(size=(7.0, 6.0))
+    fig, ax = new_figure(size=(7.0, 6.0))
     markers = "o^sDvP*X"
     for i, ident in enumerate(keep_ids):
         m = yk == ident
@@ -161,7 +148,7 @@ def tsne_plot(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or f"t-SNE of {n} embeddings, {len(keep_ids)} identities (perplexity {perp:g})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_curves_plot(history: Sequence[dict], path: str | os.PathLike, title: str = "learning curves") -> Figure:
@@ -169,8 +156,7 @@ def learning_curves_plot(history: Sequence[dict], path: str | os.PathLike, title
     per epoch. ``history`` rows: ``{"epoch", "val/auc", "val/loss", "train/loss_epoch",
     "train/active_triplets"}`` (missing keys are skipped); an ``epoch`` of -1
     is the model before training (``validate_first``)."""
-    fig = Figure(figsize=(9.0, 3.8), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = blank_figure((9.0, 3.8))
     ax_auc, ax_loss = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
 
     def series(key):
@@ -197,4 +183,4 @@ def learning_curves_plot(history: Sequence[dict], path: str | os.PathLike, title
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # a loss without validation pairs (ArcFace) may have no curve yet
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)

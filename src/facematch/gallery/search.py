@@ -46,11 +46,10 @@ def search_faces(face_embedder, gallery, photo, *, top_k: int = 5, threshold: di
     """:func:`search_photo` of faces already found (a :class:`~facematch.embedding.photos.PhotoFaces`, e.g.
     of an uploaded image): the same dict, ``"photo"`` being ``photo.path``. With ``quality`` (a
     :class:`~facematch.app.quality.QualityGate`) each face also has its ``quality`` and ``norm``, and a face
-    below the gate's threshold is :data:`~facematch.app.quality.CANNOT_DECIDE` instead of an identity.
+    below the gate's threshold is the gate's ``verdict`` ("cannot decide: face quality too low") instead of an
+    identity.
     ``probe_embedder``: the photo's faces embedded by this model (``--probe-ckpt``,
     :mod:`facematch.app.probe_model`) against the gallery enrolled with ``face_embedder``'s."""
-    from facematch.app.quality import CANNOT_DECIDE
-
     gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)
     t = float(threshold["threshold"])
     (emb,) = (probe_embedder or face_embedder).embed([photo])
@@ -59,7 +58,7 @@ def search_faces(face_embedder, gallery, photo, *, top_k: int = 5, threshold: di
     for face, matches, q in zip(photo.faces, gallery.search(emb, top_k) if len(emb) else [], rated):
         identity, best = identify(matches, t)
         if quality is not None and quality.too_low(q):
-            identity = CANNOT_DECIDE
+            identity = quality.verdict
         faces.append({"box": face.as_dict()["box"], "identity": identity, "similarity": best,
                       "matches": matches, **q})
     return {"photo": str(photo.path), "threshold": t, "decision": dict(threshold), "n_detected": photo.n_detected,

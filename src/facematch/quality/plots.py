@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facematch.eval.plots import _new_figure, _save
+from facematch.utils.figures import new_figure, save_figure
 
 LABELS = {"learned": "learned (CR head)", "norm": "feature norm", "resolution": "true resolution (oracle)",
           "random": "random"}
@@ -15,7 +15,7 @@ STYLES = {"learned": "-", "norm": "--", "resolution": ":", "random": "-."}
 
 def discard_plot(result: dict, fmr: float, path: str | Path, f_max: float = 0.5):
     """FNMR at FMR ``fmr`` (threshold fixed on the full set) against the fraction discarded, per score."""
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     x = np.asarray(result["fractions"])
     keep = x <= f_max + 1e-12
     for name, label in LABELS.items():
@@ -28,4 +28,4 @@ def discard_plot(result: dict, fmr: float, path: str | Path, f_max: float = 0.5)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
