@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from facematch.errors import FacematchError, WeightsError
+from facematch.utils import stored
 from facematch.utils.io import atomic_write_bytes, atomic_write_text, stamp_before_reading
 
 FORMAT = "facematch-calibration/1"
@@ -155,15 +156,14 @@ def read_calibration(path: str | os.PathLike) -> Calibration:
 
 
 def sidecar_path(weights: str | os.PathLike) -> Path:
-    return Path(str(Path(weights).expanduser()) + SIDECAR_SUFFIX)
+    return stored.sidecar_path(str(weights), SIDECAR_SUFFIX)
 
 
 def candidate_files(fingerprint: str, weights: str | None = None) -> list[Path]:
     """Where a calibration of ``fingerprint`` may be, in lookup order (module docstring, 2-4)."""
     from facematch.paths import calibration_dir
 
-    files = [sidecar_path(weights)] if weights else []
-    return files + [calibration_dir() / f"{fingerprint}.json", SHIPPED_DIR / f"{fingerprint}.json"]
+    return stored.candidate_files(fingerprint, weights, SIDECAR_SUFFIX, calibration_dir(), SHIPPED_DIR)
 
 
 def find_calibration(model) -> tuple[Calibration | None, list[str]]:
@@ -179,19 +179,9 @@ def find_calibration(model) -> tuple[Calibration | None, list[str]]:
             notes.append(f"{cal.origin}: its calibration is of other weights (ignored)")
         except FacematchError as err:
             notes.append(str(err))
-    for f in candidate_files(model.fingerprint, model.description.get("weights")):
-        if not f.is_file():
-            continue
-        try:
-            cal = read_calibration(f)
-        except FacematchError as err:
-            notes.append(str(err))
-            continue
-        if cal.fingerprint != model.fingerprint:
-            notes.append(f"{f}: calibrated other weights (sha256 {cal.fingerprint[:12]}...; ignored)")
-            continue
-        return cal, notes
-    return None, notes
+    files = candidate_files(model.fingerprint, model.description.get("weights"))
+    return stored.first_for_weights(files, read_calibration, model.fingerprint, "calibrated other weights",
+                                    notes), notes
 
 
 def write_into_checkpoint(path: str | os.PathLike, cal: Calibration) -> Path:

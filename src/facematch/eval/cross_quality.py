@@ -27,54 +27,20 @@ import numpy as np
 
 from facematch.data.pair_files import Pair
 from facematch.errors import FacematchError
-from facematch.eval.metrics import _as_same, _check_pairs, l2_normalize, score_metrics
-from facematch.eval.ten_fold import DISTANCES, best_accuracy_threshold, cosine_scores, pair_scores
+from facematch.eval.metrics import _as_same, score_metrics
+from facematch.eval.ten_fold import cosine_scores, ten_fold_verification
 from facematch.eval.verification import Protocol, Verification
 
 
 def one_sided_ten_fold(gallery, probe, same, folds, distance: str = "cosine", subtract_mean: bool = False,
                        thresholds=None, tie: str = "middle") -> dict:
-    """The 10-fold protocol on pairs (``gallery[i]``, ``probe[i]``) whose sides differ in quality (or model).
-
-    For every fold ``k``: with ``subtract_mean``, ``mu_g`` = the mean of ``gallery`` over the pairs outside
-    fold ``k`` and ``mu_p`` the same of ``probe``; pair ``i`` scores ``distance(g_i - mu_g, p_i - mu_p)``
-    (L2-normalised after the subtraction). The threshold maximising accuracy on the pairs outside ``k``
-    (``best_accuracy_threshold``) is applied to fold ``k``. Returns the keys of ``ten_fold_verification``."""
-    g, p = _check_pairs(gallery, probe)
-    y = _as_same(same)
-    f = np.asarray(folds).reshape(-1)
-    if not (g.shape[0] == y.size == f.size):
-        raise ValueError(f"lengths differ: {g.shape[0]} pairs, {y.size} labels, {f.size} folds")
-    if distance not in DISTANCES:
-        raise ValueError(f"unknown distance {distance!r}; expected one of {DISTANCES}")
-    fold_ids = np.unique(f)
-    if fold_ids.size < 2:
-        raise ValueError("the 10-fold protocol needs at least 2 distinct folds")
-    accs, thrs = [], []
-    protocol_scores = np.empty(y.size, dtype=np.float64)
-    for k in fold_ids:
-        test = f == k
-        train = ~test
-        if subtract_mean:
-            gk = l2_normalize(g - g[train].mean(axis=0, keepdims=True))
-            pk = l2_normalize(p - p[train].mean(axis=0, keepdims=True))
-        else:
-            gk, pk = (l2_normalize(g), l2_normalize(p)) if distance == "sq_l2" else (g, p)
-        scores = pair_scores(gk, pk, distance)
-        thr, _ = best_accuracy_threshold(scores[train], y[train], thresholds, tie)
-        accs.append(float(np.mean((scores[test] >= thr) == y[test])))
-        thrs.append(thr)
-        protocol_scores[test] = scores[test]
-    return {
-        "fold_accuracies": accs,
-        "accuracy_mean": float(np.mean(accs)),
-        "accuracy_std": float(np.std(accs, ddof=0)),
-        "std_ddof": 0,
-        "fold_thresholds": thrs,
-        "threshold_mean": float(np.mean(thrs)),
-        "folds": [v.item() if hasattr(v, "item") else v for v in fold_ids],
-        "protocol_scores": protocol_scores,
-    }
+    """The 10-fold protocol on pairs (``gallery[i]``, ``probe[i]``) whose sides differ in quality (or model):
+    :func:`~facematch.eval.ten_fold.ten_fold_verification` with each side's own mean. For every fold ``k``:
+    with ``subtract_mean``, ``mu_g`` = the mean of ``gallery`` over the pairs outside fold ``k`` and ``mu_p``
+    the same of ``probe``; pair ``i`` scores ``distance(g_i - mu_g, p_i - mu_p)`` (L2-normalised after the
+    subtraction). The threshold maximising accuracy on the pairs outside ``k`` is applied to fold ``k``."""
+    return ten_fold_verification(gallery, probe, same, folds, distance, subtract_mean, thresholds, tie,
+                                 per_side_mean=True)
 
 
 def _rows(emb: np.ndarray, paths: Sequence[str], rels: Sequence[str], what: str) -> np.ndarray:

@@ -78,6 +78,7 @@ def ten_fold_verification(
     subtract_mean: bool = False,
     thresholds=None,
     tie: str = "middle",
+    per_side_mean: bool = False,
 ) -> dict:
     """The LFW View 2 protocol (also works for any number of folds >= 2).
 
@@ -87,7 +88,8 @@ def ten_fold_verification(
     1. training pairs = all pairs whose fold is not ``k``;
     2. if ``subtract_mean``: ``mu`` = mean over the training pairs' features of *both* sides
        (an image used in several pairs counts several times, as in the reference scripts); subtract
-       ``mu`` from every feature, then L2-normalise. Otherwise the features are scored as given (L2-normalised
+       ``mu`` from every feature, then L2-normalise; with ``per_side_mean`` (the cross-quality protocol, whose
+       two sides differ in quality or model) each side's own mean over the training pairs instead. Otherwise the features are scored as given (L2-normalised
        first for ``sq_l2``, as insightface's verification does);
     3. score with ``distance``; choose the threshold maximising accuracy on the training pairs
        (:func:`best_accuracy_threshold` over ``thresholds``, same-iff-``score >= t``, tie rule ``tie``);
@@ -118,7 +120,10 @@ def ten_fold_verification(
     for k in fold_ids:
         test = f == k
         train = ~test
-        if subtract_mean:
+        if subtract_mean and per_side_mean:  # sides of different quality (or models): each its own mean
+            mu_a, mu_b = a[train].mean(axis=0, keepdims=True), b[train].mean(axis=0, keepdims=True)
+            scores = pair_scores(l2_normalize(a - mu_a), l2_normalize(b - mu_b), distance)
+        elif subtract_mean:
             mu = np.concatenate([a[train], b[train]]).mean(axis=0, keepdims=True)
             scores = pair_scores(l2_normalize(a - mu), l2_normalize(b - mu), distance)
         else:

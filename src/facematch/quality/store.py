@@ -26,6 +26,7 @@ import numpy as np
 
 from facematch.errors import FacematchError
 from facematch.quality.head import QualityHead
+from facematch.utils import stored
 from facematch.utils.io import atomic_write_text
 
 FORMAT = "facematch-quality/1"
@@ -90,26 +91,15 @@ def quality_dir() -> Path:
 
 
 def candidate_files(fingerprint: str, weights: str | None = None) -> list[Path]:
-    files = [Path(str(Path(weights).expanduser()) + SIDECAR_SUFFIX)] if weights else []
-    return files + [quality_dir() / f"{fingerprint}.json", SHIPPED_DIR / f"{fingerprint}.json"]
+    return stored.candidate_files(fingerprint, weights, SIDECAR_SUFFIX, quality_dir(), SHIPPED_DIR)
 
 
 def find_quality(model) -> tuple[QualityModel | None, list[str]]:
-    """``(quality model or None, notes)`` for an :class:`~facematch.models.loading.EvalModel`."""
+    """``(quality model or None, notes)`` for an :class:`~facematch.models.base.EvalModel`."""
     notes: list[str] = []
-    for f in candidate_files(model.fingerprint, model.description.get("weights")):
-        if not f.is_file():
-            continue
-        try:
-            q = read_quality(f)
-        except FacematchError as err:
-            notes.append(str(err))
-            continue
-        if q.fingerprint != model.fingerprint:
-            notes.append(f"{f}: the quality head of other weights (ignored)")
-            continue
-        return q, notes
-    return None, notes
+    files = candidate_files(model.fingerprint, model.description.get("weights"))
+    return stored.first_for_weights(files, read_quality, model.fingerprint, "the quality head of other weights",
+                                    notes), notes
 
 
 def write_quality(q: QualityModel, out: str | os.PathLike | None = None, provenance: dict | None = None) -> Path:
