@@ -19,8 +19,9 @@ from facematch.train import build, train
 from tests.helpers import FAST, config_options as options, run_cli
 
 
-# packed: tests/integration/test_packed.py; bin (insightface validation files, evaluation only): test_bin_sets.py
-@pytest.mark.parametrize("data", [d for d in options("data") if d not in ("packed", "bin")])
+# packed: tests/integration/test_packed.py; bin (insightface validation files, evaluation only): test_bin_sets.py;
+# xqlfw (not distributed here): test_cross_quality_eval.py, on a folder made in its layout
+@pytest.mark.parametrize("data", [d for d in options("data") if d not in ("packed", "bin", "xqlfw")])
 def test_data_options_instantiate(cfg_factory, data, data_dir):
     extra = ["data.root=" + str(data_dir / "vggface2-samples" / "tight_crop")] if data == "vggface2" else []
     cfg = cfg_factory(f"data={data}", "arch=mobilefacenet", "data.val_fraction=0.34", "data.num_workers=0", *extra)

@@ -27,7 +27,11 @@ VARIANTS = {**{f"adapt24_{r[8:]}": (r, {"data.degrade.resolution": 24}) for r in
             "scratch_mobilefacenet_cpu_cosface": ("scratch_mobilefacenet_cpu_arcface",
                                                   {"loss_name": "cosface", "margin": 0.35, "margin_unit": "cosine"}),
             "adapt16_distill_triplet_last5": ("adapt16_distill_triplet", {k: 5 for k in (  # arch and its copies
-                "arch.unfreeze_last", "data.teacher.arch.unfreeze_last", "model.net.backbone.unfreeze_last")})}
+                "arch.unfreeze_last", "data.teacher.arch.unfreeze_last", "model.net.backbone.unfreeze_last")}),
+            "adapt16_distill_last5_originals": ("adapt16_distill", {**{k: 5 for k in (
+                "arch.unfreeze_last", "data.teacher.arch.unfreeze_last", "model.net.backbone.unfreeze_last")},
+                "data.features.originals": True})}
+VARIANTS["adapt24_distill_last5_originals"] = ("adapt16_distill_last5_originals", {"data.degrade.resolution": 24})
 
 
 def shared_cache(tmp_path_factory) -> Path:
