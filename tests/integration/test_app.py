@@ -155,10 +155,10 @@ def test_file_names_are_escaped(client):
 
 
 def test_unexpected_error_is_generic(client, state, photos, monkeypatch, caplog):
-    def broken(photos):
+    def broken(crops):
         raise RuntimeError("boom inside the model")
 
-    monkeypatch.setattr(state.embedder, "embed", broken)
+    monkeypatch.setattr(state.embedder, "views", broken)  # the one forward pass of a compare
     r = client.post("/compare", files={"photo1": upload(photos["a"]), "photo2": upload(photos["b"])})
     assert r.status_code == 500 and "something went wrong" in element(r.text, "error")
     assert "boom" not in r.text and "Traceback" not in r.text

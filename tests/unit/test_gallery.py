@@ -231,6 +231,15 @@ class FakeEmbedder:
     def vec(self, seed):
         return unit(np.random.default_rng(seed), 1, self.d)[0]
 
+    def views(self, crops):
+        return np.stack([self.vec(int(c[0, 0, 0])) for c in crops])[:, None]
+
+    def embed_crops(self, crops, views=None):
+        if not len(crops):
+            return np.zeros((0, self.d), np.float32)
+        self.embedded += len(crops)
+        return (self.views(crops) if views is None else views)[:, 0]
+
     def embed(self, photos):
         out = []
         for p in photos:

@@ -162,8 +162,11 @@ class FakeEmbedder:
     def faces(self, image, name, select=None, all_faces=False):
         return PhotoFaces(name, image, [Face(np.array([0, 0, 8, 8], np.float32), np.zeros((5, 2)), 0.99, crop())], 1)
 
-    def embed(self, photos):
-        return [vec(self.seed)[None] for _ in photos]
+    def views(self, crops):
+        return np.stack([vec(self.seed) for _ in crops])[:, None]
+
+    def embed_crops(self, crops, views=None):
+        return (self.views(crops) if views is None else views)[:, 0]
 
 
 def test_the_web_page_reloads_a_gallery_that_changed(gallery):

@@ -102,10 +102,12 @@ def run_compare(state: AppState, uploads: list[tuple[bytes, str]], select: str |
     names = [name for _, name in uploads]
     with state.lock:
         photos = [faces_of(state, im, name, select) for im, name in zip(images, names)]
-        similarity = pair_similarity(state.embedder, photos) if state.probe is None else \
+        crops = [p.faces[0].crop for p in photos]
+        views = state.embedder.views(crops) if state.probe is None else None  # one pass: embeddings and quality
+        similarity = pair_similarity(state.embedder, photos, views) if state.probe is None else \
             cross_similarity(state.embedder, state.probe, photos)
         gate = state.quality
-        quality = gate.scores(state.embedder, [p.faces[0].crop for p in photos]) if gate is not None else []
+        quality = gate.scores(state.embedder, crops, views) if gate is not None else []
     d = state.decision
     same = None if gate is not None and any(gate.too_low(q) for q in quality) else accepted(similarity, d["threshold"])
     figure = compare_png(photos, similarity, same, d["text"])

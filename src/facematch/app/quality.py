@@ -35,11 +35,13 @@ class QualityGate:
     text: str
     verdict: str = CANNOT_DECIDE  # the answer instead of a verdict (an identity, same/different) for a poor face
 
-    def scores(self, embedder, crops) -> list[dict]:
-        """``[{"quality": learned, "norm": feature norm}, ...]`` of aligned uint8 crops (empty: no head)."""
+    def scores(self, embedder, crops, views: np.ndarray | None = None) -> list[dict]:
+        """``[{"quality": learned, "norm": feature norm}, ...]`` of aligned uint8 crops (empty: no head), from
+        their ``views`` (:meth:`FaceEmbedder.views <facematch.embedding.photos.FaceEmbedder.views>`, the pass
+        that embedded them) when given."""
         if self.model is None or not len(crops):
             return [{} for _ in crops]
-        views = embedder.embedder.forward_views(np.stack([np.asarray(c, np.uint8) for c in crops]))
+        views = embedder.views(crops) if views is None else views
         s = self.model.scores(views[:, 0])
         return [{"quality": round(float(q), 4), "norm": round(float(n), 4)} for q, n in zip(s["learned"], s["norm"])]
 

@@ -80,14 +80,16 @@ def compare(args: argparse.Namespace) -> dict:
     fe = face_embedder(args, model)
     probe = probe_embedder(args, fe)  # --probe-ckpt: the second photo embedded by a model for small faces
     decision = decision_threshold(args, model, fe.settings)  # before detection: a missing calibration fails fast
+    gate = quality_gate(args, model)  # each face rated by the gallery-side model's quality head
+    views = None  # one forward pass serves the embeddings and the quality scores
     if probe is None:
         photos = [fe.faces(img, p, args.select) for img, p in zip(images, paths)]
-        sim = pair_similarity(fe, photos)
+        views = fe.views([p.faces[0].crop for p in photos])
+        sim = pair_similarity(fe, photos, views)
     else:
         photos = [fe.faces(images[0], paths[0], args.select), probe.faces(images[1], paths[1], args.select)]
         sim = cross_similarity(fe, probe, photos)
-    gate = quality_gate(args, model)  # each face rated by the gallery-side model's quality head
-    quality = gate.scores(fe, [p.faces[0].crop for p in photos])
+    quality = gate.scores(fe, [p.faces[0].crop for p in photos], views)
     low = [q for q in quality if gate.too_low(q)]  # issue 33: too poor a face -> no verdict
     return {"similarity": sim, "same": None if low else accepted(sim, decision["threshold"]), "decision": decision,
             "photos": photos, "arch": model.spec.name, "quality": quality, "gate": gate}

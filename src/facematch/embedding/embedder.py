@@ -167,10 +167,15 @@ class Embedder:
 
     def embed_arrays(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Embed in-memory crops (no cache), ``batch_size`` at a time."""
+        return self.finish(self.views_of_arrays(crops))
+
+    def views_of_arrays(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """(N, V, D) per-view outputs of in-memory crops (no cache), ``batch_size`` at a time: what
+        :meth:`finish` turns into embeddings (and a quality head reads, plain view)."""
         arr = np.asarray(crops, dtype=np.uint8) if not isinstance(crops, np.ndarray) else crops
         self._expected = max(self._expected, len(arr))
-        return self.finish(np.concatenate(
-            [self.forward_views(arr[i: i + self.batch_size]) for i in range(0, len(arr), self.batch_size)]))
+        return np.concatenate(
+            [self.forward_views(arr[i: i + self.batch_size]) for i in range(0, len(arr), self.batch_size)])
 
     # -- paths, through the cache -------------------------------------------------------------------------
     def _loader(self, rel_paths: Sequence[str]) -> DataLoader:

@@ -166,12 +166,17 @@ class FaceEmbedder:
                 except FacematchError as err:
                     yield err
 
-    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 crops -> (N, D) float32 unit-norm embeddings."""
+    def views(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """(N, V, D) per-view model outputs of (N, H, W, 3) uint8 crops: the one forward pass that both
+        :meth:`embed_crops` and a quality score (:mod:`facematch.app.quality`) can read."""
+        return self.embedder.views_of_arrays(np.asarray(crops, np.uint8))
+
+    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray, views: np.ndarray | None = None) -> np.ndarray:
+        """(N, H, W, 3) uint8 crops -> (N, D) float32 unit-norm embeddings (from their ``views`` when given)."""
         crops = np.asarray(crops, np.uint8)
         if len(crops) == 0:
             return np.zeros((0, 0), np.float32)
-        return normalize_rows(self.embedder.embed_arrays(crops))
+        return normalize_rows(self.embedder.finish(self.views(crops) if views is None else views))
 
     def embed(self, photos: Sequence[PhotoFaces]) -> list[np.ndarray]:
         """One (n_faces, D) array per photo, all photos' crops embedded in one batch."""
@@ -190,9 +195,10 @@ def accepted(similarity: float, threshold: float) -> bool:
     return bool(similarity >= threshold)
 
 
-def pair_similarity(face_embedder: "FaceEmbedder", photos: Sequence[PhotoFaces]) -> float:
-    """Cosine similarity of the (first) face of two photos, both embedded in one batch."""
-    a, b = (e[0] for e in face_embedder.embed(photos))
+def pair_similarity(face_embedder: "FaceEmbedder", photos: Sequence[PhotoFaces], views: np.ndarray | None = None) -> float:
+    """Cosine similarity of the first face of two photos, both embedded in one batch (from ``views``, their
+    :meth:`FaceEmbedder.views`, when given)."""
+    a, b = face_embedder.embed_crops([p.faces[0].crop for p in photos], views)
     return float(a.astype(np.float64) @ b.astype(np.float64))
 
 

@@ -52,9 +52,11 @@ def search_faces(face_embedder, gallery, photo, *, top_k: int = 5, threshold: di
     :mod:`facematch.app.probe_model`) against the gallery enrolled with ``face_embedder``'s."""
     gallery.check_model(face_embedder.model.fingerprint, face_embedder.settings)
     t = float(threshold["threshold"])
-    (emb,) = (probe_embedder or face_embedder).embed([photo])
+    crops = [f.crop for f in photo.faces]
+    views = face_embedder.views(crops) if probe_embedder is None and crops else None  # embeddings and quality
+    emb = (probe_embedder or face_embedder).embed_crops(crops, views)
     faces = []
-    rated = quality.scores(face_embedder, [f.crop for f in photo.faces]) if quality is not None else [{}] * len(emb)
+    rated = quality.scores(face_embedder, crops, views) if quality is not None else [{}] * len(emb)
     for face, matches, q in zip(photo.faces, gallery.search(emb, top_k) if len(emb) else [], rated):
         identity, best = identify(matches, t)
         if quality is not None and quality.too_low(q):
